@@ -1,0 +1,3 @@
+from yolodiag.cli import main
+
+main()

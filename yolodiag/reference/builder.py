@@ -1,0 +1,276 @@
+"""ModelSpec -> BuiltModel: the network YOLOv5 v7.0 would build from a YAML, and a record per layer.
+
+The semantics are `parse_model` and `DetectionModel.__init__` of v7.0: repeats scaled by
+`depth_multiple` (Python's round), widths by `width_multiple` and rounded up to 8 for the
+channel-aware modules, repeats as `nn.Sequential` (or inside the module for the C3 family),
+Detect/Segment argument completion, Detect strides measured by a train-mode forward of zeros
+at 256x256, anchors flipped when their order disagrees with the strides and divided by them,
+the objectness/class bias priors, and BatchNorm eps/momentum. State-dict keys and shapes equal
+YOLOv5's. Channel rules live in the module table; this module only applies them. It never
+prints, and it leaves no global state behind (the YAML's activation is scoped to one build).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from yolodiag.findings import Finding, InputRefused, Location, Severity
+from yolodiag.reference.blocks import default_activation
+from yolodiag.reference.heads import Detect
+from yolodiag.reference.meta import shape_only
+from yolodiag.reference.rules import RULES, RuleError, RuleInput
+from yolodiag.reference.table import MODULES, ModuleEntry
+from yolodiag.spec import Activation, LayerSpec, ModelSpec, Symbol
+
+STRIDE_PROBE_SIZE = 256  # YOLOv5 measures Detect strides with one 256x256 forward
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """What was built for one YAML row, in the terms of YOLOv5's model summary."""
+
+    index: int
+    from_: int | tuple[int, ...]
+    number: int  # repeat count after depth_multiple
+    module: str  # the YAML's module name
+    type: str  # the class that was built
+    args: tuple[Any, ...]  # constructor arguments after channel completion
+    params: int  # all repeats
+    channels_out: int  # the width parse_model records for later rows
+    rule: str
+    section: str
+    line: int
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """Absolute indices of the layers this one reads (-1: the input image)."""
+        froms = (self.from_,) if isinstance(self.from_, int) else self.from_
+        return tuple(-1 if (f == -1 and self.index == 0) else (self.index + f if f < 0 else f)
+                     for f in froms)
+
+
+class LayerFailed(RuntimeError):
+    """A forward pass failed inside one layer; says which."""
+
+    def __init__(self, index: int, error: Exception):
+        super().__init__(f"layer {index}: {type(error).__name__}: {error}")
+        self.index = index
+        self.error = error
+
+
+class DetectionNet(nn.Module):
+    """The built network: `self.model` holds the layers (YOLOv5's attribute name, so state-dict
+    keys read `model.0.conv.weight`), routed by each layer's `from` as YOLOv5 routes them.
+
+    Train mode returns the head's raw per-level maps; eval mode returns (decoded, raw maps).
+    """
+
+    def __init__(self, layers: list[nn.Module], froms: list[int | tuple[int, ...]]):
+        super().__init__()
+        self.model = nn.Sequential(*layers)
+        self.froms = froms
+        # Only outputs read by a later non-adjacent layer are kept during forward.
+        self.keep = {(i + f) if f < 0 else f
+                     for i, fr in enumerate(froms)
+                     for f in ((fr,) if isinstance(fr, int) else fr) if f != -1}
+
+    @property
+    def head(self) -> Detect | None:
+        last = self.model[-1]
+        return last if isinstance(last, Detect) else None
+
+    def forward(self, x):
+        out = self.run_layers(x)
+        head = self.head
+        return head.assemble(out, self.training) if head is not None else out
+
+    def run_layers(self, x):
+        """The last layer's own output (for a head: its raw maps), whatever the mode."""
+        kept: dict[int, Any] = {}
+        for i, (layer, f) in enumerate(zip(self.model, self.froms)):
+            if f != -1:
+                x = kept[i + f if f < 0 else f] if isinstance(f, int) else [
+                    x if j == -1 else kept[i + j if j < 0 else j] for j in f]
+            try:
+                x = layer(x)
+            except Exception as e:
+                raise LayerFailed(i, e) from e
+            if i in self.keep:
+                kept[i] = x
+        return x
+
+
+@dataclass
+class BuiltModel:
+    """A built model and what we know about it without running it on data.
+
+    `stride` and `anchors` (grid units, (nl, na, 2)) are plain CPU values even when the network
+    lives on the meta device, so reports never read meta tensors.
+    """
+
+    spec: ModelSpec
+    model: DetectionNet
+    layers: tuple[LayerRecord, ...]
+    nc: int
+    stride: tuple[float, ...] | None
+    anchors: torch.Tensor | None
+    device: torch.device
+
+    @property
+    def params(self) -> int:
+        return sum(r.params for r in self.layers)
+
+    @property
+    def head_index(self) -> int | None:
+        return len(self.layers) - 1 if self.model.head is not None else None
+
+
+def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device = "cpu",
+          modules: dict[str, ModuleEntry] | None = None) -> BuiltModel:
+    """Build `spec` as YOLOv5 v7.0 would. `nc` overrides the YAML's (as `Model(cfg, nc=...)`).
+
+    `device="meta"` builds shapes only: no weight memory, strides still measured.
+    Raises InputRefused (YD202 build-failed) naming the layer when a row cannot be built.
+    """
+    device = torch.device(device)
+    table = {**MODULES, **(modules or {})}
+    nc = nc or spec.nc
+    anchors = _plain(spec.anchors)
+    na = spec.na
+    no = na * (nc + 5)
+    layers: list[nn.Module] = []
+    records: list[LayerRecord] = []
+    ch: list[int] = [spec.ch]
+    c2 = spec.ch
+    with default_activation(_activation_factory(spec)), device:
+        for row in spec.layers:
+            entry = table[row.module]
+            number = max(round(row.number * spec.depth_multiple), 1) if row.number > 1 else row.number
+            args = tuple(_resolve(a, nc, anchors) for a in row.args)
+            try:
+                done = RULES[entry.rule](RuleInput(args, row.from_, tuple(ch), number,
+                                                   spec.width_multiple, no, c2))
+                cls = entry.load()
+                copies = [cls(*_instantiate(done.args)) for _ in range(done.copies)]
+            except (RuleError, TypeError, ValueError, RuntimeError, IndexError, ZeroDivisionError,
+                    AttributeError, KeyError, AssertionError) as e:
+                raise _build_failed(spec, row, args, e) from e
+            layer = nn.Sequential(*copies) if len(copies) > 1 else copies[0]
+            layers.append(layer)
+            c2 = done.c2
+            records.append(LayerRecord(
+                index=row.index, from_=row.from_, number=number, module=row.module,
+                type=type(copies[0]).__name__, args=_jsonable(done.args),
+                params=sum(p.numel() for p in layer.parameters()), channels_out=c2,
+                rule=entry.rule, section=row.section, line=row.line))
+            if row.index == 0:
+                ch = []
+            ch.append(c2)
+        net = DetectionNet(layers, [r.from_ for r in spec.layers])
+    stride, grid_anchors = _measure_head(net, spec, records, device)
+    _initialize_weights(net)
+    return BuiltModel(spec, net, tuple(records), nc, stride, grid_anchors, device)
+
+
+def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord],
+                  device: torch.device) -> tuple[tuple[float, ...] | None, torch.Tensor | None]:
+    """Strides by YOLOv5's probe (train mode, zeros, 256x256), anchor order, grid units, priors."""
+    head = net.head
+    if head is None:
+        return None, None
+    size = STRIDE_PROBE_SIZE
+    # Train mode, as YOLOv5: on real tensors the probe leaves the same BatchNorm running
+    # statistics behind. On meta there are none, and eval mode skips a slow torch code path.
+    net.train(device.type != "meta")
+    try:
+        with torch.no_grad(), shape_only(device):
+            out = net.run_layers(torch.zeros(1, spec.ch, size, size, device=device))
+    except LayerFailed as e:
+        row = spec.layers[e.index]
+        raise InputRefused(Finding(
+            "YD202", "build-failed", Severity.ERROR,
+            f"YOLOv5's stride probe (a {size}x{size} forward) fails in layer {e.index} "
+            f"{row.module}: {type(e.error).__name__}: {e.error}",
+            "check the `from` indices and widths feeding this layer",
+            Location(spec.path, row.line, e.index, row.section))) from e
+    strides = torch.tensor([size / r.shape[-2] for r in head.raw_maps(out)])
+    rows = records[-1].args[1]
+    anchors = torch.tensor(rows).float().view(head.nl, -1, 2)
+    # YOLOv5 flips the anchor rows when their sizes run against the strides.
+    area = anchors.prod(-1).mean(-1).view(-1)
+    da, ds = area[-1] - area[0], strides[-1] - strides[0]
+    if da and da.sign() != ds.sign():
+        anchors = anchors.flip(0)
+    anchors = anchors / strides.view(-1, 1, 1)
+    with torch.no_grad():
+        head.stride.copy_(strides)
+        head.anchors.copy_(anchors)
+    head.initialize_biases(strides)
+    return tuple(strides.tolist()), anchors
+
+
+def _initialize_weights(net: nn.Module) -> None:
+    """YOLOv5's BatchNorm eps/momentum and in-place activations (exact types, as there)."""
+    for m in net.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.eps = 1e-3
+            m.momentum = 0.03
+        elif type(m) in (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU):
+            m.inplace = True
+
+
+def _activation_factory(spec: ModelSpec):
+    if spec.activation is None:
+        return None
+    activation = spec.activation
+    try:
+        _make_activation(activation)
+    except (TypeError, ValueError) as e:
+        raise InputRefused(Finding(
+            "YD105", "unsafe-expression", Severity.ERROR,
+            f"activation `{activation}` cannot be built: {e}", "check its arguments",
+            Location(spec.path, spec.key_lines.get("activation")))) from e
+    return lambda: _make_activation(activation)
+
+
+def _make_activation(activation: Activation) -> nn.Module:
+    return getattr(nn, activation.name)(*activation.args, **dict(activation.kwargs))
+
+
+def _resolve(value: Any, nc: int, anchors: Any) -> Any:
+    """Spec values -> constructor values: symbols looked up, nested tuples as lists."""
+    if isinstance(value, Symbol):
+        return nc if value.name == "nc" else anchors
+    if isinstance(value, tuple):
+        return [_resolve(v, nc, anchors) for v in value]
+    return value
+
+
+def _instantiate(args: tuple[Any, ...]) -> list[Any]:
+    """Activation arguments become a fresh module per copy (no object shared between layers)."""
+    return [_make_activation(a) if isinstance(a, Activation) else a for a in args]
+
+
+def _plain(anchors: Any) -> Any:
+    return [list(row) for row in anchors] if isinstance(anchors, tuple) else anchors
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_jsonable(v) for v in value)
+    if isinstance(value, Activation):
+        return str(value)
+    return value
+
+
+def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...], e: Exception) -> InputRefused:
+    call = f"{row.module}({', '.join(map(repr, _jsonable(args)))})"
+    reason = str(e) if isinstance(e, RuleError) else f"{type(e).__name__}: {e}"
+    return InputRefused(Finding(
+        "YD202", "build-failed", Severity.ERROR, f"{call} cannot be built: {reason}",
+        "check this row's arguments against the module's constructor",
+        Location(spec.path, row.line, row.index, row.section), {"exception": type(e).__name__}))

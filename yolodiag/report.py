@@ -1,0 +1,131 @@
+"""Report: what one yolodiag command found, as plain data ready for any renderer.
+
+A report is the envelope every command shares (`schema`, `command`, `tool_version`, `model`,
+`findings`, `summary`, `exit_code`) plus the command's own section. It is built from the
+stages' outputs (BuiltModel, Trace, findings) and never formats text: `render.py` does that.
+The JSON form is a stable interface (DESIGN.md, `yolodiag/schemas/report.schema.json`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from yolodiag import __version__
+from yolodiag.findings import Finding, Severity
+
+SCHEMA = "yolodiag.report/1"
+
+# Exit codes, documented once: the CLI and the report agree on them.
+EXIT_OK = 0  # nothing at or above --fail-on
+EXIT_FINDINGS = 1  # findings at or above --fail-on
+EXIT_BAD_INPUT = 2  # bad input or usage: one line on stderr naming file, line, layer
+EXIT_INTERNAL = 3  # a bug in yolodiag
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the model table: YOLOv5's summary columns plus shape, stride and cost."""
+
+    index: int
+    from_: int | list[int]
+    n: int
+    module: str
+    args: list[Any]
+    params: int
+    out_shape: Any
+    stride: int | None
+    gflops: float
+    line: int
+    section: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "from": self.from_, "n": self.n, "module": self.module,
+                "args": self.args, "params": self.params, "out_shape": self.out_shape,
+                "stride": self.stride, "gflops": round(self.gflops, 3), "line": self.line,
+                "section": self.section}
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    path: str
+    bundled: bool
+    nc: int
+    img: tuple[int, int]  # (height, width) of the first traced size
+    params: int
+    gflops: float
+    layers: tuple[LayerRow, ...]
+    detect: dict[str, Any] | None
+    sizes: tuple[tuple[int, int], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "bundled": self.bundled, "nc": self.nc, "img": list(self.img),
+                "params": self.params, "gflops": round(self.gflops, 1),
+                "layers": [row.as_dict() for row in self.layers], "detect": self.detect,
+                "sizes": [list(s) for s in self.sizes]}
+
+
+@dataclass
+class Report:
+    command: str
+    model: ModelSection | None = None
+    findings: list[Finding] = field(default_factory=list)
+    fail_on: Severity = Severity.ERROR
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in Severity}
+        for f in self.findings:
+            counts[f.severity.value] += 1
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        order = [Severity.ERROR, Severity.WARNING, Severity.INFO]
+        failing = order[: order.index(self.fail_on) + 1]
+        return EXIT_FINDINGS if any(f.severity in failing for f in self.findings) else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "command": self.command,
+            "tool_version": __version__,
+            "model": self.model.as_dict() if self.model else None,
+            **self.sections,
+            "findings": [f.as_dict() for f in self.findings],
+            "summary": self.summary,
+            "exit_code": self.exit_code,
+        }
+
+
+def model_section(built, trace, *, bundled: bool = False) -> ModelSection:
+    """The model table at the first traced size (BuiltModel + Trace -> ModelSection)."""
+    first = trace.sizes[0]
+    traced = {layer.index: layer for layer in first.layers}
+    rows = []
+    for record in built.layers:
+        layer = traced.get(record.index)
+        rows.append(LayerRow(
+            index=record.index,
+            from_=list(record.from_) if isinstance(record.from_, tuple) else record.from_,
+            n=record.number, module=record.module, args=_listify(record.args),
+            params=record.params, out_shape=layer.out_shape if layer else None,
+            stride=layer.stride if layer else None,
+            gflops=2 * layer.macs / 1e9 if layer else 0.0, line=record.line,
+            section=record.section))
+    detect = None
+    if built.head_index is not None:
+        detect = {"layer": built.head_index, "strides": [_number(s) for s in built.stride],
+                  "anchors_grid": built.anchors.tolist()}
+    return ModelSection(path=built.spec.path, bundled=bundled, nc=built.nc, img=first.img,
+                        params=built.params, gflops=first.gflops, layers=tuple(rows),
+                        detect=detect, sizes=tuple(s.img for s in trace.sizes))
+
+
+def _listify(value: Any) -> Any:
+    return [_listify(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _number(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
