@@ -79,7 +79,8 @@ def main() -> None:
     for (name, tool), r in results.items():
         print(f"{name:16} {tool:20} {r['wall_s']:8.2f} {r['peak_rss_mib']:9.0f}")
     for name in CASES:
-        ours, theirs = results.get((name, "yolodiag check")), results.get((name, "yolov5 Model(yaml)"))
+        ours = results.get((name, "yolodiag check"))
+        theirs = results.get((name, "yolov5 Model(yaml)"))
         if ours and theirs:
             print(f"{name}: wall {ours['wall_s'] / theirs['wall_s']:.2f}x, "
                   f"memory {ours['peak_rss_mib'] / theirs['peak_rss_mib']:.2f}x of YOLOv5's")

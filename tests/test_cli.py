@@ -75,6 +75,12 @@ def test_output_file_gets_the_report(tmp_path):
     validate(json.loads(out.read_text()))
 
 
+def test_unwritable_output_is_one_line_and_exit_2(tmp_path):
+    result = invoke("check", str(write_yaml(tmp_path, TINY)), "-o", str(tmp_path / "no" / "r.txt"))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot write" in result.stderr
+
+
 @pytest.mark.parametrize("bad", ["0", "640x", "abc", "640x384x3"])
 def test_bad_img_value_is_a_usage_error(tmp_path, bad):
     result = invoke("check", str(write_yaml(tmp_path, TINY)), "--img", bad)

@@ -82,3 +82,14 @@ def test_eval_and_train_outputs_match_yolov5_within_1e_4(numerics):
     assert len(train_raw) == len(recorded["train_outputs"])
     for ours, theirs in zip(train_raw, recorded["train_outputs"]):
         torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_bundled_example_builds_exactly_the_recorded_seed_model(golden_build):
+    from yolodiag.commands import BUNDLED_MODEL
+
+    golden = golden_build["yolov5s-resnet18.yaml"]
+    built = build(load_spec(BUNDLED_MODEL), device="meta")
+    assert built.params == golden["params"]
+    assert list(built.stride) == golden["detect_strides"]
+    state = {k: list(v.shape) for k, v in built.model.state_dict().items()}
+    assert state == golden["state_dict"]

@@ -138,6 +138,14 @@ def test_document_that_is_not_a_mapping(text):
     assert refused(text).finding.code == "YD100"
 
 
+def test_python_object_tags_are_refused_not_constructed(tmp_path):
+    marker = tmp_path / "pwned"
+    tag = f"!!python/object/apply:os.system ['touch {marker}']"
+    error = refused(TINY.replace("nc: 2", f"nc: {tag}"))
+    assert error.finding.code == "YD100" and error.finding.location.line == 1
+    assert not marker.exists()
+
+
 def test_unreadable_and_non_utf8_files(tmp_path):
     with pytest.raises(InputRefused) as info:
         load_spec(tmp_path / "missing.yaml")

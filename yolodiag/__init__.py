@@ -6,8 +6,9 @@ CLI's `--help` stay instant.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def build_model(yaml_path: str | Path, nc: int | None = None, modules: Iterable = (),
-                device: str = "cpu") -> "BuiltModel":
+                device: str = "cpu") -> BuiltModel:
     """Build a model YAML exactly as YOLOv5 v7.0 would, without evaluating anything in it.
 
     Returns a BuiltModel: `.model` (an nn.Module whose state_dict keys and shapes equal

@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -56,7 +56,7 @@ IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 640x38
             "option or separate with commas for several sizes. The first is the report's size.")
 
 
-def parse_sizes(values: List[str]) -> tuple[tuple[int, int], ...]:
+def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
     """['640', '320,640x384'] -> ((640, 640), (320, 320), (640, 384)); BadParameter otherwise."""
     sizes = []
     for value in values:
@@ -74,15 +74,18 @@ def parse_sizes(values: List[str]) -> tuple[tuple[int, int], ...]:
 
 @app.command()
 def check(
-    model: Optional[Path] = typer.Argument(None, help=MODEL_HELP, show_default=False),
-    img: List[str] = typer.Option(["640"], "--img", help=IMG_HELP),
+    model: Path | None = typer.Argument(None, help=MODEL_HELP, show_default=False),
+    img: list[str] = typer.Option(["640"], "--img", help=IMG_HELP),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output format."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="Write the report to this file instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Write the report to this file instead of stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Build the model exactly as YOLOv5 v7.0 would and report every layer: wiring, output
-    shapes, strides, parameters and GFLOPs. Nothing in the YAML is evaluated."""
+    """Report the model YOLOv5 v7.0 would build from a YAML, layer by layer.
+
+    Wiring, output shapes, strides, parameters and GFLOPs at every --img size, traced on the
+    meta device (no weights allocated). Nothing in the YAML is evaluated.
+    """
     sizes = parse_sizes(img)
 
     def run() -> Report:
@@ -93,7 +96,7 @@ def check(
     _finish(run, fmt, output, debug)
 
 
-def _finish(run: Callable[[], Report], fmt: OutputFormat, output: Optional[Path],
+def _finish(run: Callable[[], Report], fmt: OutputFormat, output: Path | None,
             debug: bool) -> None:
     """Run a command, render its report, exit with its code; errors become one stderr line."""
     try:
@@ -117,8 +120,12 @@ def _finish(run: Callable[[], Report], fmt: OutputFormat, output: Optional[Path]
             console = Console(highlight=False, width=120)
         render(report, fmt.value, console)
     else:
-        with output.open("w", encoding="utf-8") as f:
-            render(report, fmt.value, Console(file=f, width=160, highlight=False))
+        try:
+            with output.open("w", encoding="utf-8") as f:
+                render(report, fmt.value, Console(file=f, width=160, highlight=False))
+        except OSError as e:
+            stderr.print(f"{output}: cannot write the report: {e.strerror or e}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
     raise typer.Exit(report.exit_code)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yolodiag.findings import Finding, InputRefused, Location, Severity
 from yolodiag.report import Report, model_section
 from yolodiag.spec import load_spec
 
@@ -19,7 +18,7 @@ DEFAULT_SIZES = ((640, 640),)
 def check(model: str | Path | None = None,
           sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES) -> Report:
     """Build the model on the meta device, trace it at every (height, width), report it."""
-    from yolodiag.reference.builder import build
+    from yolodiag.reference.builder import build, forward_failure
     from yolodiag.trace import trace
 
     bundled = model is None
@@ -28,11 +27,7 @@ def check(model: str | Path | None = None,
     traced = trace(built, list(sizes))
     for size in traced.sizes:
         if not size.ok:
-            row = spec.layers[size.failed_layer]
             h, w = size.img
-            raise InputRefused(Finding(
-                "YD202", "build-failed", Severity.ERROR,
-                f"the forward pass at {h}x{w} fails in layer {row.index} {row.module}: "
-                f"{size.error}", "check the `from` indices and widths feeding this layer",
-                Location(spec.path, row.line, row.index, row.section)))
+            raise forward_failure(spec, size.failed_layer, size.error,
+                                  f"the forward pass at {h}x{w}")
     return Report("check", model_section(built, traced, bundled=bundled))

@@ -18,7 +18,6 @@ from rich.text import Text
 from yolodiag.findings import Severity
 from yolodiag.report import ModelSection, Report
 
-FORMATS = ("text", "json")
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 

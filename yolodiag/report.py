@@ -9,10 +9,14 @@ The JSON form is a stable interface (DESIGN.md, `yolodiag/schemas/report.schema.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolodiag import __version__
 from yolodiag.findings import Finding, Severity
+
+if TYPE_CHECKING:  # torch-free at import: the CLI renders without loading torch
+    from yolodiag.reference.builder import BuiltModel
+    from yolodiag.trace import Trace
 
 SCHEMA = "yolodiag.report/1"
 
@@ -99,7 +103,7 @@ class Report:
         }
 
 
-def model_section(built, trace, *, bundled: bool = False) -> ModelSection:
+def model_section(built: BuiltModel, trace: Trace, *, bundled: bool = False) -> ModelSection:
     """The model table at the first traced size (BuiltModel + Trace -> ModelSection)."""
     first = trace.sizes[0]
     traced = {layer.index: layer for layer in first.layers}
@@ -112,7 +116,7 @@ def model_section(built, trace, *, bundled: bool = False) -> ModelSection:
             n=record.number, module=record.module, args=_listify(record.args),
             params=record.params, out_shape=layer.out_shape if layer else None,
             stride=layer.stride if layer else None,
-            gflops=2 * layer.macs / 1e9 if layer else 0.0, line=record.line,
+            gflops=layer.gflops if layer else 0.0, line=record.line,
             section=record.section))
     detect = None
     if built.head_index is not None:

@@ -14,7 +14,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -57,7 +57,7 @@ class Activation:
         return f"nn.{self.name}({', '.join(parts)})"
 
 
-ArgValue = Union[int, float, bool, str, None, Symbol, Activation, tuple]
+ArgValue = int | float | bool | str | None | Symbol | Activation | tuple
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,6 @@ class LayerSpec:
     section: str
     line: int
 
-    @property
-    def sources(self) -> tuple[int, ...]:
-        return (self.from_,) if isinstance(self.from_, int) else self.from_
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -87,7 +83,6 @@ class ModelSpec:
     layers: tuple[LayerSpec, ...]
     activation: Activation | None = None
     ch: int = 3
-    inplace: bool = True
     key_lines: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -147,7 +142,13 @@ class _SpecReader:
         root = self._compose()
         keys = {k.value: (k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode)}
         key_lines = {name: k.start_mark.line + 1 for name, (k, _) in keys.items()}
-        data = yaml.SafeLoader("").construct_document(root)
+        try:
+            data = yaml.SafeLoader("").construct_document(root)
+        except yaml.MarkedYAMLError as e:  # e.g. a !!python/... tag: the safe loader refuses it
+            mark = e.problem_mark or e.context_mark
+            raise _refuse("YD100", f"not plain YAML data: {e.problem or e}",
+                          "remove the tag; a model YAML holds numbers, strings and lists",
+                          self.where(mark.line + 1 if mark else None)) from e
 
         def line_of(name: str) -> int | None:
             return key_lines.get(name)
@@ -193,8 +194,7 @@ class _SpecReader:
         return ModelSpec(
             path=self.path, nc=nc, depth_multiple=multiples["depth_multiple"],
             width_multiple=multiples["width_multiple"], anchors=anchors, layers=tuple(layers),
-            activation=activation, ch=ch, inplace=bool(data.get("inplace", True)),
-            key_lines=key_lines)
+            activation=activation, ch=ch, key_lines=key_lines)
 
     def _compose(self) -> yaml.MappingNode:
         try:
@@ -259,8 +259,9 @@ class _SpecReader:
         elif isinstance(value, list) and value and all(_is_int(v) for v in value):
             sources = tuple(value)
         else:
-            raise _refuse("YD102", f"`from` must be an integer or a list of integers, got {value!r}",
-                          "write -1 for the previous layer, or layer indices", where)
+            raise _refuse("YD102", f"`from` must be an integer or a list of integers, "
+                          f"got {value!r}", "write -1 for the previous layer, or layer indices",
+                          where)
         for source in sources:
             if source == -1:
                 if index == 0 and len(sources) > 1:

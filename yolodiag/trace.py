@@ -22,12 +22,21 @@ from yolodiag.reference.meta import shape_only
 Shape = Any  # a list of ints, or nested lists for layers with several outputs
 
 
+def gflops(macs: int) -> float:
+    """YOLOv5's convention: 2 x multiply-adds, in units of 1e9."""
+    return 2 * macs / 1e9
+
+
 @dataclass(frozen=True)
 class LayerTrace:
     index: int
     out_shape: Shape
     stride: int | None  # input width // output width; None for multi-output layers
     macs: int  # multiply-adds, counted as YOLOv5's profiler (thop) counts them
+
+    @property
+    def gflops(self) -> float:
+        return gflops(self.macs)
 
 
 @dataclass(frozen=True)
@@ -45,16 +54,12 @@ class SizeTrace:
 
     @property
     def gflops(self) -> float:
-        """YOLOv5's convention: 2 * multiply-adds, in units of 1e9."""
-        return 2 * sum(layer.macs for layer in self.layers) / 1e9
+        return gflops(sum(layer.macs for layer in self.layers))
 
 
 @dataclass(frozen=True)
 class Trace:
     sizes: tuple[SizeTrace, ...] = field(default_factory=tuple)
-
-    def at(self, img: tuple[int, int]) -> SizeTrace:
-        return next(s for s in self.sizes if s.img == img)
 
 
 def trace(built: BuiltModel, sizes: list[tuple[int, int]], batch: int = 1) -> Trace:
@@ -107,7 +112,8 @@ def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int) -> SizeTrace
 _COUNTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm2d)
 
 
-def _records(outputs: dict[int, Any], macs: dict[int, int], img: tuple[int, int]) -> tuple[LayerTrace, ...]:
+def _records(outputs: dict[int, Any], macs: dict[int, int],
+             img: tuple[int, int]) -> tuple[LayerTrace, ...]:
     return tuple(LayerTrace(i, _shape(out), _stride(out, img), macs.get(i, 0))
                  for i, out in sorted(outputs.items()))
 

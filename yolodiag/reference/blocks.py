@@ -316,8 +316,9 @@ class GhostBottleneck(nn.Module):
             GhostConv(c1, hidden, 1, 1),
             DWConv(hidden, hidden, k, s, act=False) if s == 2 else nn.Identity(),
             GhostConv(hidden, c2, 1, 1, act=False))
-        self.shortcut = (nn.Sequential(DWConv(c1, c1, k, s, act=False), Conv(c1, c2, 1, 1, act=False))
-                         if s == 2 else nn.Identity())
+        self.shortcut = nn.Sequential(
+            DWConv(c1, c1, k, s, act=False),
+            Conv(c1, c2, 1, 1, act=False)) if s == 2 else nn.Identity()
 
     def forward(self, x):
         return self.conv(x) + self.shortcut(x)

@@ -49,8 +49,12 @@ class LayerRecord:
     def sources(self) -> tuple[int, ...]:
         """Absolute indices of the layers this one reads (-1: the input image)."""
         froms = (self.from_,) if isinstance(self.from_, int) else self.from_
-        return tuple(-1 if (f == -1 and self.index == 0) else (self.index + f if f < 0 else f)
-                     for f in froms)
+        return tuple(absolute_source(self.index, f) for f in froms)
+
+
+def absolute_source(index: int, f: int) -> int:
+    """Layer `index`'s `from` entry as an absolute layer index (-1 before layer 0: the image)."""
+    return index + f if f < 0 else f
 
 
 class LayerFailed(RuntimeError):
@@ -74,8 +78,7 @@ class DetectionNet(nn.Module):
         self.model = nn.Sequential(*layers)
         self.froms = froms
         # Only outputs read by a later non-adjacent layer are kept during forward.
-        self.keep = {(i + f) if f < 0 else f
-                     for i, fr in enumerate(froms)
+        self.keep = {absolute_source(i, f) for i, fr in enumerate(froms)
                      for f in ((fr,) if isinstance(fr, int) else fr) if f != -1}
 
     @property
@@ -92,9 +95,9 @@ class DetectionNet(nn.Module):
         """The last layer's own output (for a head: its raw maps), whatever the mode."""
         kept: dict[int, Any] = {}
         for i, (layer, f) in enumerate(zip(self.model, self.froms)):
-            if f != -1:
-                x = kept[i + f if f < 0 else f] if isinstance(f, int) else [
-                    x if j == -1 else kept[i + j if j < 0 else j] for j in f]
+            if f != -1:  # -1 is the running value x, as in YOLOv5
+                x = kept[absolute_source(i, f)] if isinstance(f, int) else [
+                    x if j == -1 else kept[absolute_source(i, j)] for j in f]
             try:
                 x = layer(x)
             except Exception as e:
@@ -149,15 +152,16 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
     with default_activation(_activation_factory(spec)), device:
         for row in spec.layers:
             entry = table[row.module]
-            number = max(round(row.number * spec.depth_multiple), 1) if row.number > 1 else row.number
+            number = row.number
+            if number > 1:  # Python's round, as YOLOv5: round(2 * 0.33) == 1, round(2.5) == 2
+                number = max(round(number * spec.depth_multiple), 1)
             args = tuple(_resolve(a, nc, anchors) for a in row.args)
             try:
                 done = RULES[entry.rule](RuleInput(args, row.from_, tuple(ch), number,
                                                    spec.width_multiple, no, c2))
                 cls = entry.load()
                 copies = [cls(*_instantiate(done.args)) for _ in range(done.copies)]
-            except (RuleError, TypeError, ValueError, RuntimeError, IndexError, ZeroDivisionError,
-                    AttributeError, KeyError, AssertionError) as e:
+            except Exception as e:  # whatever a constructor raises on these arguments
                 raise _build_failed(spec, row, args, e) from e
             layer = nn.Sequential(*copies) if len(copies) > 1 else copies[0]
             layers.append(layer)
@@ -190,13 +194,8 @@ def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord]
         with torch.no_grad(), shape_only(device):
             out = net.run_layers(torch.zeros(1, spec.ch, size, size, device=device))
     except LayerFailed as e:
-        row = spec.layers[e.index]
-        raise InputRefused(Finding(
-            "YD202", "build-failed", Severity.ERROR,
-            f"YOLOv5's stride probe (a {size}x{size} forward) fails in layer {e.index} "
-            f"{row.module}: {type(e.error).__name__}: {e.error}",
-            "check the `from` indices and widths feeding this layer",
-            Location(spec.path, row.line, e.index, row.section))) from e
+        raise forward_failure(spec, e.index, f"{type(e.error).__name__}: {e.error}",
+                              f"YOLOv5's stride probe (a {size}x{size} forward)") from e
     strides = torch.tensor([size / r.shape[-2] for r in head.raw_maps(out)])
     rows = records[-1].args[1]
     anchors = torch.tensor(rows).float().view(head.nl, -1, 2)
@@ -267,7 +266,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...], e: Exception) -> InputRefused:
+def forward_failure(spec: ModelSpec, layer: int, error: str, during: str) -> InputRefused:
+    """A forward pass that YOLOv5 would also crash in, as a refusal naming the layer."""
+    row = spec.layers[layer]
+    return InputRefused(Finding(
+        "YD202", "build-failed", Severity.ERROR,
+        f"{during} fails in layer {layer} {row.module}: {error}",
+        "check the `from` indices and widths feeding this layer",
+        Location(spec.path, row.line, layer, row.section)))
+
+
+def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...],
+                  e: Exception) -> InputRefused:
     call = f"{row.module}({', '.join(map(repr, _jsonable(args)))})"
     reason = str(e) if isinstance(e, RuleError) else f"{type(e).__name__}: {e}"
     return InputRefused(Finding(

@@ -11,8 +11,9 @@ on channel counts, so the spec stage and the tests can use them without building
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 
 class RuleError(ValueError):
@@ -72,7 +73,7 @@ def _scaled_width(r: RuleInput) -> int:
 
 
 def channels(r: RuleInput) -> Completion:
-    """Channel-aware: args become `(c1, c2 * width_multiple, *rest)`; `number` copies are stacked."""
+    """Channel-aware: args become `(c1, c2 * width_multiple, *rest)`; `number` copies stacked."""
     c1 = _single_input(r)
     c2 = _scaled_width(r)
     return Completion((c1, c2, *r.args[1:]), c2, r.number)

@@ -25,8 +25,6 @@ class ModuleEntry:
     name: str
     factory: str  # "package.module:attribute", imported at build time
     rule: str  # a key of rules.RULES
-    role: str = "layer"  # "layer", "detect" or "segment": the heads close the model
-    origin: str = "yolov5"  # "yolov5", "torch" or "seed": who defines the class
 
     def load(self) -> Any:
         module, _, attribute = self.factory.partition(":")
@@ -36,25 +34,25 @@ class ModuleEntry:
 def _entries() -> dict[str, ModuleEntry]:
     table: dict[str, ModuleEntry] = {}
 
-    def add(name: str, factory: str, rule: str, **kw: Any) -> None:
-        table[name] = ModuleEntry(name, factory, rule, **kw)
+    def add(name: str, factory: str, rule: str) -> None:
+        table[name] = ModuleEntry(name, factory, rule)
 
     # parse_model's channel-aware set: c1 inserted, c2 width-scaled.
     for name in ("Conv", "GhostConv", "Bottleneck", "GhostBottleneck", "SPP", "SPPF", "DWConv",
                  "MixConv2d", "Focus", "CrossConv", "C3SPP", "DWConvTranspose2d"):
         add(name, f"{BLOCKS}:{name}", "channels")
-    add("nn.ConvTranspose2d", "torch.nn:ConvTranspose2d", "channels", origin="torch")
+    add("nn.ConvTranspose2d", "torch.nn:ConvTranspose2d", "channels")
     # ... of which these also take the repeat count (built once, with n inside; not C3SPP).
     for name in ("BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"):
         add(name, f"{BLOCKS}:{name}", "channels+repeats")
     # The seed document adds BasicBlock to the channel-aware set (not to the repeat set).
-    add("BasicBlock", f"{SEED}:BasicBlock", "channels", origin="seed")
-    add("nn.BatchNorm2d", "torch.nn:BatchNorm2d", "batchnorm", origin="torch")
+    add("BasicBlock", f"{SEED}:BasicBlock", "channels")
+    add("nn.BatchNorm2d", "torch.nn:BatchNorm2d", "batchnorm")
     add("Concat", f"{BLOCKS}:Concat", "concat-sum")
     add("Contract", f"{BLOCKS}:Contract", "contract")
     add("Expand", f"{BLOCKS}:Expand", "expand")
-    add("Detect", f"{HEADS}:Detect", "detect", role="detect")
-    add("Segment", f"{HEADS}:Segment", "segment", role="segment")
+    add("Detect", f"{HEADS}:Detect", "detect")
+    add("Segment", f"{HEADS}:Segment", "segment")
     # Classes common.py defines that parse_model does not know: raw args, c2 = c1.
     for name in ("TransformerLayer", "TransformerBlock"):
         add(name, f"{BLOCKS}:{name}", "passthrough")
@@ -64,7 +62,7 @@ def _entries() -> dict[str, ModuleEntry]:
                  "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "Identity",
                  "Dropout", "Dropout2d", "PixelShuffle", "PixelUnshuffle", "Conv2d",
                  *ACTIVATIONS):
-        add(f"nn.{name}", f"torch.nn:{name}", "passthrough", origin="torch")
+        add(f"nn.{name}", f"torch.nn:{name}", "passthrough")
     return table
 
 
