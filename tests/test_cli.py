@@ -146,6 +146,16 @@ def test_help_and_version_do_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_console_entry_flushes_everything_and_keeps_the_exit_code(tmp_path):
+    good = subprocess.run([sys.executable, "-m", "yolodiag", "check",
+                           str(write_yaml(tmp_path, TINY)), "-f", "json"],
+                          capture_output=True, text=True)
+    assert good.returncode == 0 and json.loads(good.stdout)["model"]["params"] > 0
+    bad = subprocess.run([sys.executable, "-m", "yolodiag", "check", str(tmp_path / "nope.yaml")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "YD100" in bad.stderr
+
+
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "yolodiag", "--version"], capture_output=True,
                          text=True)

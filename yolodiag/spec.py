@@ -1,9 +1,9 @@
 """YAML text -> ModelSpec: the model a YAML describes, as pure data with YAML line numbers.
 
-YOLOv5 reads a model YAML with `yaml.safe_load` and then `eval()`s every module name and every
-string argument. This module reads the same YAML (same safe loader, so the same values) and
-resolves those strings through closed tables instead: module names, the activation grammar
-(`nn.LeakyReLU(0.1)`), the symbols `nc`, `anchors` and `None`, and a few known string literals.
+YOLOv5 reads a model YAML with `yaml.safe_load` and then runs Python's eval on every module
+name and every string argument. This module reads the same YAML (same safe loader, so the same
+values) and resolves those strings through closed tables instead: module names, the activation
+grammar (`nn.LeakyReLU(0.1)`), the symbols `nc`, `anchors` and `None`, and known string literals.
 Anything else is refused with a finding that names file, line and layer; nothing is evaluated.
 It must not import torch: the spec stage runs in milliseconds.
 """
@@ -22,7 +22,7 @@ from yolodiag.findings import Finding, InputRefused, Location, Severity
 from yolodiag.reference.table import ACTIVATIONS, MODULES, canonical_name
 
 SECTIONS = ("backbone", "head")
-# Strings YOLOv5's eval() leaves as they are (NameError, suppressed): interpolation and padding
+# Strings YOLOv5's eval leaves as they are (NameError, suppressed): interpolation and padding
 # modes passed to torch.nn classes.
 KNOWN_LITERALS = frozenset({
     "nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact",
@@ -281,7 +281,7 @@ class _SpecReader:
     def _module(self, name: str, where: Location) -> str:
         if not _DOTTED_NAME.fullmatch(name):
             raise _refuse("YD105", f"module `{name}` is an expression, not a name; "
-                          "YOLOv5 would eval() it, yolodiag refuses it", "write a module name",
+                          "YOLOv5 would evaluate it, yolodiag refuses it", "write a module name",
                           where)
         if canonical_name(name) in self.module_names:
             return canonical_name(name)
@@ -313,7 +313,7 @@ class _SpecReader:
         if _ACTIVATION_CALL.fullmatch(text):
             return self._activation(text, where)
         raise _refuse("YD105", f"argument {position} `{value}` is an expression YOLOv5 would "
-                      "eval(); yolodiag never evaluates it",
+                      "evaluate; yolodiag never evaluates it",
                       "use a number, nc, anchors, None, a known string such as 'nearest', "
                       "or an activation such as nn.SiLU()", where)
 

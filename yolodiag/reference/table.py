@@ -1,6 +1,6 @@
 """The closed table of module names a model YAML may use, each with its channel rule.
 
-YOLOv5 resolves a YAML module name with `eval()`, so any Python expression runs. We resolve it
+YOLOv5 resolves a YAML module name with Python's eval, so any expression runs. We resolve it
 here instead, by plain lookup. Each entry names the class that builds it (imported only when
 building, so the spec stage stays torch-free) and the channel rule `parse_model` v7.0 applies to
 that class: its channel-aware set, its repeat-count set, BatchNorm2d, Concat, the heads, and the
