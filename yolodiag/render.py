@@ -12,6 +12,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -45,16 +46,16 @@ def render_text(report: Report, console: Console) -> None:
         console.print(f"\n[{_STYLE[severity]}]{severity.value}s ({len(group)})[/]")
         for f in group:
             where = f.location.prefix()
-            console.print(f"  [{_STYLE[severity]}]{f.code}[/] {f.name}: {f.message}"
-                          + (f"\n    at {where}" if where else "")
-                          + (f"\n    fix: {f.hint}" if f.hint else ""), highlight=False)
+            console.print(f"  [{_STYLE[severity]}]{f.code}[/] {f.name}: {escape(f.message)}"
+                          + (f"\n    at {escape(where)}" if where else "")
+                          + (f"\n    fix: {escape(f.hint)}" if f.hint else ""), highlight=False)
     summary = report.summary
     console.print(f"\n{summary['error']} errors, {summary['warning']} warnings, "
                   f"{summary['info']} info; exit code {report.exit_code}", highlight=False)
 
 
 def _title(command: str, model: ModelSection) -> str:
-    what = f"yolodiag {command}: {model.path}"
+    what = f"yolodiag {command}: {escape(model.path)}"
     if model.bundled:
         what += ("\n[bold]This is the bundled example[/] (the seed's ResNet-18 BasicBlock backbone"
                  " under the YOLOv5s head); pass a model YAML to check your own.")

@@ -69,13 +69,13 @@ def trace(built: BuiltModel, sizes: list[tuple[int, int]], batch: int = 1) -> Tr
 
 def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int) -> SizeTrace:
     net = built.model
-    outputs: dict[int, Any] = {}
+    outputs: dict[int, tuple[Shape, int | None]] = {}  # shapes only: no tensor is kept alive
     macs: dict[int, int] = {}
     handles = []
 
     def record_output(index: int):
         def hook(module, inputs, output):
-            outputs[index] = output
+            outputs[index] = (_shape(output), _stride(output, img))
         return hook
 
     def count_macs(index: int):
@@ -96,7 +96,7 @@ def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int) -> SizeTrace
             try:
                 result = net(x)
             except LayerFailed as e:
-                return SizeTrace(img, _records(outputs, macs, img), e.index,
+                return SizeTrace(img, _records(outputs, macs), e.index,
                                  f"{type(e.error).__name__}: {e.error}")
     finally:
         for h in handles:
@@ -104,18 +104,18 @@ def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int) -> SizeTrace
         net.train(was_training)
     head = built.head_index
     if head is not None:
-        outputs[head] = result
-    return SizeTrace(img, _records(outputs, macs, img))
+        outputs[head] = (_shape(result), None)
+    return SizeTrace(img, _records(outputs, macs))
 
 
 # thop matches classes exactly: a Linear subclass (attention's out_proj) is not counted.
 _COUNTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm2d)
 
 
-def _records(outputs: dict[int, Any], macs: dict[int, int],
-             img: tuple[int, int]) -> tuple[LayerTrace, ...]:
-    return tuple(LayerTrace(i, _shape(out), _stride(out, img), macs.get(i, 0))
-                 for i, out in sorted(outputs.items()))
+def _records(outputs: dict[int, tuple[Shape, int | None]],
+             macs: dict[int, int]) -> tuple[LayerTrace, ...]:
+    return tuple(LayerTrace(i, shape, stride, macs.get(i, 0))
+                 for i, (shape, stride) in sorted(outputs.items()))
 
 
 def _shape(output: Any) -> Shape:
