@@ -35,6 +35,24 @@ def test_meta_trace_skips_the_dynamo_import_and_restores_torch():
     assert out.stdout.strip() == "[2.0, 2.0]"
 
 
+HANDS_OVER = """
+import sys, torch
+from yolodiag.reference.meta import shape_only
+with shape_only(torch.device("meta")):
+    y = torch.zeros(2, device="meta") + 1
+    import torch._dynamo
+    assert callable(torch._dynamo.optimize)  # not on the stand-in: the real module answers
+assert hasattr(sys.modules["torch._dynamo"], "optimize")
+print("ok")
+"""
+
+
+def test_dynamo_stand_in_hands_over_anything_but_disable():
+    out = subprocess.run([sys.executable, "-c", HANDS_OVER], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 def test_meta_and_real_forwards_give_the_same_shapes():
     spec = parse_spec(TINY)
     meta = trace(build(spec, device="meta"), [(96, 64)]).sizes[0]

@@ -9,13 +9,15 @@ them for the duration of a forward and leaves torch exactly as it found it:
 - the meta kernels of add, cat, relu and others are Python references wrapped in
   `torch._disable_dynamo`, whose first call imports torch._dynamo (1.5-1.8 s). Nothing is
   compiled during a shape trace, so that import is answered by a stand-in whose `disable`
-  returns the function unchanged; afterwards the stand-in and every cached wrapper are removed,
-  and a later call imports the real torch._dynamo as usual.
+  returns the function unchanged (should torch ask it for anything else, it hands over to the
+  real module); afterwards the stand-in and every cached wrapper are removed, and a later call
+  imports the real torch._dynamo as usual.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -45,8 +47,15 @@ def _dynamo_stand_in() -> Iterator[None]:
         seen.append(fn)
         return fn
 
+    def anything_else(name: str):
+        # torch asked for more than `disable`: hand over to the real module for good.
+        if sys.modules.get(_DYNAMO) is stand_in:
+            del sys.modules[_DYNAMO]
+        return getattr(importlib.import_module(_DYNAMO), name)
+
     stand_in = types.ModuleType(_DYNAMO)
     stand_in.disable = disable
+    stand_in.__getattr__ = anything_else  # PEP 562: consulted for missing attributes
     sys.modules[_DYNAMO] = stand_in
     try:
         yield
