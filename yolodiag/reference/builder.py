@@ -45,12 +45,6 @@ class LayerRecord:
     section: str
     line: int
 
-    @property
-    def sources(self) -> tuple[int, ...]:
-        """Absolute indices of the layers this one reads (-1: the input image)."""
-        froms = (self.from_,) if isinstance(self.from_, int) else self.from_
-        return tuple(absolute_source(self.index, f) for f in froms)
-
 
 def absolute_source(index: int, f: int) -> int:
     """Layer `index`'s `from` entry as an absolute layer index (-1 before layer 0: the image)."""
