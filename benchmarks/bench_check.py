@@ -2,9 +2,9 @@
 
 Each run is a fresh process (imports included: that is what a user waits for). Peak memory is
 the process's maximum resident set size from wait4(). Cases: the bundled seed model and
-yolov5x6, `check` at three image sizes (640, 320, 640x384); YOLOv5 builds the same YAML where
-the yolov5 pip package is importable in this interpreter or in $YOLOV5_PYTHON (see
-tests/test_yolov5_oracle.py). Prints medians and our/YOLOv5 ratios. Not run by CI.
+yolov5x6, `check` with its defaults (640, 320 and 384x640, every check); YOLOv5 builds the
+same YAML where the yolov5 pip package is importable in this interpreter or in $YOLOV5_PYTHON
+(see tests/test_yolov5_oracle.py). Prints medians and our/YOLOv5 ratios. Not run by CI.
 
     python benchmarks/bench_check.py [--repeat 5] [--json results.json]
 """
@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("YOLODIAG_SHARED", ROOT.parent / "shared"))
 SEED = ROOT / "yolodiag" / "reference" / "models" / "yolov5s-resnet18.yaml"
 CASES = {"seed (bundled)": SEED, "yolov5x6": SHARED / "yamls" / "stock" / "yolov5x6.yaml"}
-SIZES = "640,320,640x384"
 
 
 def measure(command: list[str]) -> tuple[float, float]:
@@ -63,7 +62,7 @@ def main() -> None:
             print(f"skip {name}: {yaml} not found")
             continue
         commands = {"yolodiag check": [sys.executable, "-m", "yolodiag", "check", str(yaml),
-                                       "--img", SIZES, "--format", "json"]}
+                                       "--format", "json"]}
         if oracle:
             extra = ["--basicblock", str(basicblock)] if yaml == SEED else []
             commands["yolov5 Model(yaml)"] = [oracle, "-W", "ignore", *harness, str(yaml), *extra]
@@ -74,7 +73,7 @@ def main() -> None:
                 "peak_rss_mib": statistics.median(r[1] for r in runs),
                 "runs": runs,
             }
-    print(f"median of {args.repeat} fresh processes; check at {SIZES}")
+    print(f"median of {args.repeat} fresh processes; check at its default sizes")
     print(f"{'model':16} {'tool':20} {'wall s':>8} {'peak MiB':>9}")
     for (name, tool), r in results.items():
         print(f"{name:16} {tool:20} {r['wall_s']:8.2f} {r['peak_rss_mib']:9.0f}")

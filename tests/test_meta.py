@@ -70,3 +70,17 @@ def test_real_batchnorm_is_untouched_outside_meta():
     assert torch.isfinite(decoded).all()
     norm = b.model.model[0].bn
     assert not torch.equal(norm(torch.ones(1, 16, 2, 2)), torch.ones(1, 16, 2, 2))
+
+
+def test_shape_only_batchnorm_still_refuses_the_wrong_channel_count():
+    from yolodiag.reference.meta import shape_only
+
+    norm = torch.nn.BatchNorm2d(8, device="meta")
+    with shape_only(torch.device("meta")):
+        assert norm(torch.zeros(1, 8, 4, 4, device="meta")).shape == (1, 8, 4, 4)
+        try:
+            norm(torch.zeros(1, 6, 4, 4, device="meta"))
+        except RuntimeError as e:
+            assert "should contain 6 elements not 8" in str(e)
+        else:
+            raise AssertionError("a BatchNorm2d(8) accepted 6 channels on meta")

@@ -8,13 +8,14 @@ import json
 from rich.console import Console
 
 from yolodiag.findings import Finding, Location, Severity
-from yolodiag.render import format_shape, render
-from yolodiag.report import Report
+from yolodiag.render import render
+from yolodiag.report import Report, Run
+from yolodiag.shapes import format_shape
 
 
 def text_of(report: Report) -> str:
     out = io.StringIO()
-    render(report, "text", Console(file=out, width=120))
+    render(Run("check", [report]), "text", Console(file=out, width=120))
     return out.getvalue()
 
 
@@ -30,7 +31,7 @@ def test_finding_text_with_brackets_is_printed_verbatim():
 def test_json_carries_findings_summary_and_exit_code():
     finding = Finding("YD301", "detect-stride-nonstandard", Severity.WARNING, "m", "h")
     out = io.StringIO()
-    render(Report("check", findings=[finding]), "json", Console(file=out))
+    render(Run("check", [Report("check", findings=[finding])]), "json", Console(file=out))
     report = json.loads(out.getvalue())
     assert report["summary"] == {"error": 0, "warning": 1, "info": 0}
     assert report["exit_code"] == 0  # warnings do not fail by default
@@ -42,3 +43,16 @@ def test_shapes_drop_the_batch_dimension():
     assert format_shape([1, 32, 320, 320]) == "32x320x320"
     assert format_shape([[1, 100, 85], [[1, 3, 8, 8, 85]]]) == "2 outputs"
     assert format_shape(None) == "-"
+
+
+def test_json_is_strict_an_infinite_value_becomes_null():
+    finding = Finding("YD306", "receptive-field-small", Severity.WARNING, "m", "h",
+                      data={"receptive_field": float("inf"), "ok": 1.5})
+    out = io.StringIO()
+    render(Run("check", [Report("check", findings=[finding])]), "json", Console(file=out))
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    report = json.loads(out.getvalue(), parse_constant=refuse)
+    assert report["findings"][0]["data"] == {"receptive_field": None, "ok": 1.5}

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from yolodiag.findings import InputRefused
-from yolodiag.report import EXIT_BAD_INPUT, EXIT_INTERNAL, Report
+from yolodiag.report import EXIT_BAD_INPUT, EXIT_INTERNAL, Run
 
 app = typer.Typer(
     add_completion=False,
@@ -43,18 +43,35 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    """Commands: check (more come with later releases)."""
+    """Commands: check, explain, rules (gradflow, overfit, weights, run come later)."""
 
 
 class OutputFormat(str, enum.Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"
+    junit = "junit"
+    github = "github"
 
 
-MODEL_HELP = ("Model YAML (YOLOv5 format). Omitted: the bundled example, the seed's ResNet-18 "
-              "BasicBlock backbone under the YOLOv5s head.")
-IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 640x384; repeat the "
-            "option or separate with commas for several sizes. The first is the report's size.")
+class FailOn(str, enum.Enum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+MODEL_HELP = ("Model YAML(s) (YOLOv5 format); several give one summary and one exit code. "
+              "Omitted: the bundled example, the seed's ResNet-18 BasicBlock backbone under the "
+              "YOLOv5s head.")
+IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 384x640; repeat the "
+            "option or separate with commas for several sizes. The first is the report's size. "
+            "Sizes are rounded up to the largest stride, as YOLOv5 does (YD305). "
+            "Default: 640, 320 and 384x640.")
+SELECT_HELP = ("Run only checks whose code starts with one of these prefixes (repeat or comma-"
+               "separate, e.g. YD3,YD401); also enables on-request checks such as YD308.")
+IGNORE_HELP = ("Skip checks whose code starts with one of these prefixes. A refused YAML "
+               "(YD100-YD105) or a model that cannot be built (YD202) is always reported.")
+FAIL_ON_HELP = "Exit 1 when a finding has this severity or a higher one."
 
 
 def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
@@ -68,40 +85,86 @@ def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
                                          param_hint="--img")
             h = int(parts[0])
             sizes.append((h, int(parts[-1])))
-    if not sizes:
+    if values and not sizes:
         raise typer.BadParameter("give at least one size", param_hint="--img")
     return tuple(dict.fromkeys(sizes))
 
 
+def parse_prefixes(values: list[str], option: str) -> tuple[str, ...]:
+    """['YD3,yd401'] -> ('YD3', 'YD401'); a prefix that matches no code is a usage error."""
+    from yolodiag.checks import Selection
+
+    prefixes = tuple(p.strip().upper() for v in values for p in v.split(",") if p.strip())
+    unknown = Selection(prefixes).unknown_prefixes()
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)} matches no code (see `yolodiag rules`)",
+                                 param_hint=option)
+    return prefixes
+
+
 @app.command()
 def check(
-    model: Path | None = typer.Argument(None, help=MODEL_HELP, show_default=False),
-    img: list[str] = typer.Option(["640"], "--img", help=IMG_HELP),
+    models: list[Path] | None = typer.Argument(None, help=MODEL_HELP, show_default=False),
+    img: list[str] = typer.Option([], "--img", help=IMG_HELP, show_default=False),
+    select: list[str] = typer.Option([], "--select", help=SELECT_HELP, show_default=False),
+    ignore: list[str] = typer.Option([], "--ignore", help=IGNORE_HELP, show_default=False),
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help=FAIL_ON_HELP),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output format."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Write the report to this file instead of stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Report the model YOLOv5 v7.0 would build from a YAML, layer by layer.
+    """Find what will keep an edited YOLOv5 model at zero precision and recall.
 
-    Wiring, output shapes, strides, parameters and GFLOPs at every --img size, traced on the
-    meta device (no weights allocated). Nothing in the YAML is evaluated.
+    Builds the model YOLOv5 v7.0 would build from each YAML, traces it on the meta device (no
+    weights allocated) at every --img size, and checks wiring, channels, strides, grids,
+    anchors and cost. Nothing in the YAML is evaluated. Exit codes: 0 nothing at or above
+    --fail-on, 1 findings at or above it, 2 bad input, 3 internal error.
     """
-    sizes = parse_sizes(img)
+    from yolodiag.checks import Selection
+    from yolodiag.findings import Severity
 
-    def run() -> Report:
+    sizes = parse_sizes(img)
+    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+
+    def run() -> Run:
         from yolodiag import commands
 
-        return commands.check(model, sizes)
+        return Run("check", [commands.check(model, sizes, selection=selection,
+                                            fail_on=Severity(fail_on.value))
+                             for model in (models or [None])])
 
     _finish(run, fmt, output, debug)
 
 
-def _finish(run: Callable[[], Report], fmt: OutputFormat, output: Path | None,
+@app.command()
+def explain(code: str = typer.Argument(..., help="A finding code, e.g. YD301.")) -> None:
+    """Print a finding's documentation: what it detects, why it zeroes P and R, an example,
+    the fix."""
+    from yolodiag.checks import REGISTRY
+    from yolodiag.render import explain_text
+
+    info = REGISTRY.get(code.strip().upper())
+    if info is None:
+        stderr.print(f"yolodiag: unknown code {code!r} (see `yolodiag rules`)", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    typer.echo(explain_text(info))
+
+
+@app.command()
+def rules() -> None:
+    """List every finding code with its name, severity and stage."""
+    from yolodiag.checks import REGISTRY
+    from yolodiag.render import rules_table
+
+    Console(highlight=False).print(rules_table(REGISTRY.values()))
+
+
+def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
             debug: bool) -> None:
-    """Run a command, render its report, exit with its code; errors become one stderr line."""
+    """Run a command, render its reports, exit with its code; errors become one stderr line."""
     try:
-        report = run()
+        result = run()
     except InputRefused as e:
         if debug:
             traceback.print_exc()
@@ -115,19 +178,25 @@ def _finish(run: Callable[[], Report], fmt: OutputFormat, output: Path | None,
         raise typer.Exit(EXIT_INTERNAL) from None
     from yolodiag.render import render
 
+    for report in result.reports:  # whatever the format, stderr says what went wrong
+        if debug:
+            for error in report.errors:
+                traceback.print_exception(error)
+        for finding in filter(None, [report.refused, *report.internal_errors]):
+            stderr.print(finding.one_line(), markup=False)
     if output is None:
         console = Console(highlight=False)
         if not console.is_terminal:  # CI logs and pipes: do not squeeze the table into 80
             console = Console(highlight=False, width=120)
-        render(report, fmt.value, console)
+        render(result, fmt.value, console)
     else:
         try:
             with output.open("w", encoding="utf-8") as f:
-                render(report, fmt.value, Console(file=f, width=160, highlight=False))
+                render(result, fmt.value, Console(file=f, width=160, highlight=False))
         except OSError as e:
             stderr.print(f"{output}: cannot write the report: {e.strerror or e}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

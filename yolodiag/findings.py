@@ -1,14 +1,20 @@
-"""Findings: the small immutable values every stage of yolodiag produces.
+"""Findings: the small immutable values every stage of yolodiag produces, and the registry of
+the checks that produce them.
 
 A finding states one fact about the user's model (code, numbers, where it is) and one thing to
-do about it. This module holds the value types and the error that carries a finding out of a
-stage that cannot go on (a YAML we refuse to read, a layer that cannot be built). It must not
-format reports or import torch: renderers and checks build on it.
+do about it. This module holds the value types, the error that carries a finding out of a stage
+that cannot go on (a YAML we refuse to read, a layer that cannot be built), and the registry:
+every code with its name, default severity, stage and documentation, whether a check function
+or a stage produces it. `explain`, `rules`, the runner and the tests all read the registry. It
+must not format reports or import torch: renderers and checks build on it.
 """
 
 from __future__ import annotations
 
 import enum
+import inspect
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +69,8 @@ class Finding:
         text = f"{self.code} {self.name}: {self.message}"
         if self.hint:
             text += f" ({self.hint})"
-        return f"{head}: {text}" if head else text
+        text = f"{head}: {text}" if head else text
+        return text.replace("\r", "\\r").replace("\n", "\\n")  # YAML values may hold breaks
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,3 +93,87 @@ class InputRefused(Exception):
     def __init__(self, finding: Finding):
         super().__init__(finding.one_line())
         self.finding = finding
+
+
+class Stage(str, enum.Enum):
+    """What must have run before a check can: its input."""
+
+    SPEC = "spec"  # the YAML read into a ModelSpec
+    BUILD = "build"  # the model built (on the meta device)
+    TRACE = "trace"  # forwards traced at the image sizes
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a check yields: the facts of one finding. The runner stamps the check's code, name
+    and (unless the problem overrides it) default severity, so a check never repeats them."""
+
+    message: str
+    hint: str = ""
+    location: Location = field(default_factory=Location)
+    data: dict[str, Any] = field(default_factory=dict)
+    severity: Severity | None = None
+
+
+DOC_SECTIONS = ("What it detects", "Why it zeroes P and R", "Example", "Fix")
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """One code: its name, default severity, stage, documentation and check function.
+
+    `run` is None for codes a stage produces itself (the spec reader's refusals). `on_request`
+    checks run only when `--select` names them.
+    """
+
+    code: str
+    name: str
+    severity: Severity
+    stage: Stage
+    doc: str
+    run: Callable[[Any], Iterable[Problem]] | None = None
+    on_request: bool = False
+
+    def finding(self, problem: Problem) -> Finding:
+        return Finding(self.code, self.name, problem.severity or self.severity, problem.message,
+                       problem.hint, problem.location, problem.data)
+
+    def section(self, title: str) -> str:
+        """One section of the documentation, e.g. "Fix"."""
+        parts = re.split(rf"^({'|'.join(map(re.escape, DOC_SECTIONS))}):?\n", self.doc,
+                         flags=re.MULTILINE)
+        sections = dict(zip(parts[1::2], parts[2::2]))
+        return inspect.cleandoc(sections.get(title, ""))
+
+
+REGISTRY: dict[str, CheckInfo] = {}
+
+
+def _register(info: CheckInfo) -> None:
+    if info.code in REGISTRY:
+        raise ValueError(f"{info.code} is registered twice")
+    missing = [title for title in DOC_SECTIONS if f"{title}:" not in info.doc]
+    if missing:
+        raise ValueError(f"{info.code}: documentation lacks {', '.join(missing)}")
+    REGISTRY[info.code] = info
+
+
+def check(code: str, name: str, severity: Severity, stage: Stage, *,
+          on_request: bool = False) -> Callable:
+    """Register a check: a generator of Problems whose docstring is its documentation."""
+
+    def register(run: Callable[[Any], Iterable[Problem]]) -> Callable[[Any], Iterable[Problem]]:
+        _register(CheckInfo(code, name, severity, stage, inspect.cleandoc(run.__doc__ or ""),
+                            run, on_request))
+        return run
+
+    return register
+
+
+def describe(code: str, name: str, severity: Severity, stage: Stage, doc: str) -> None:
+    """Register a code that a stage produces itself (no check function), for explain/rules."""
+    _register(CheckInfo(code, name, severity, stage, inspect.cleandoc(doc)))
+
+
+# A check that raised: a bug in yolodiag, reported as a finding that names the check.
+INTERNAL_ERROR = "YD001"

@@ -1,14 +1,17 @@
-"""Renderers: one Report -> text (rich) or JSON. They format; they decide nothing.
+"""Renderers: one Run (reports of one or more models) -> text (rich), JSON, SARIF, JUnit or
+GitHub annotations. They format; they decide nothing.
 
-Text goes to a rich Console: the model table (YOLOv5's summary columns plus output shape,
-stride and GFLOPs), the findings grouped by severity, and a one-line summary. JSON is the
-stable `yolodiag.report/1` document.
+Text goes to a rich Console: per model the model table (YOLOv5's summary columns plus output
+shape, stride and GFLOPs; for a single model only), the findings grouped by severity, then one
+summary line for the whole run. JSON is the stable `yolodiag.report/1` document. The CI formats
+live in `render_ci.py`. `explain_text` and `rules_table` render the check registry.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -16,47 +19,95 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from yolodiag.findings import Severity
-from yolodiag.report import ModelSection, Report
+from yolodiag.findings import CheckInfo, Severity
+from yolodiag.report import ModelSection, Report, finite
+from yolodiag.shapes import format_shape
+
+if TYPE_CHECKING:
+    from yolodiag.report import Run
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
-def render(report: Report, fmt: str, console: Console) -> None:
+def render(run: Run, fmt: str, console: Console) -> None:
+    if fmt == "text":
+        render_text(run, console)
+        return
     if fmt == "json":
-        console.file.write(to_json(report) + "\n")
+        text = to_json(run)
     else:
-        render_text(report, console)
+        from yolodiag import render_ci
+
+        text = {"sarif": render_ci.to_sarif, "junit": render_ci.to_junit,
+                "github": render_ci.to_github}[fmt](run)
+    console.file.write(text.rstrip("\n") + "\n")
 
 
-def to_json(report: Report) -> str:
-    return json.dumps(report.as_dict(), indent=2)
+def to_json(run: Run) -> str:
+    """Strict JSON: a non-finite float (an infinite receptive field) becomes null."""
+    return json.dumps(finite(run.as_dict()), indent=2, allow_nan=False)
 
 
-def render_text(report: Report, console: Console) -> None:
+def render_text(run: Run, console: Console) -> None:
+    single = len(run.reports) == 1
+    if single and run.reports[0].refused is not None:
+        return  # the CLI says it on stderr, in one line
+    for report in run.reports:
+        render_report(report, console, table=single)
+    summary = run.summary
+    models = "" if single else f" in {len(run.reports)} models"
+    console.print(f"\n{summary['error']} errors, {summary['warning']} warnings, "
+                  f"{summary['info']} info{models}; exit code {run.exit_code}", highlight=False)
+
+
+def render_report(report: Report, console: Console, table: bool = True) -> None:
+    """One model: title, table (optional), headline figures, findings by severity."""
     model = report.model
+    console.print(_title(report.command, report.path or "", report.bundled))
     if model is not None:
-        console.print(_title(report.command, model))
-        console.print(model_table(model, console.width))
+        if table:
+            console.print(model_table(model, console.width))
         console.print(_model_line(model))
     for severity in Severity:
         group = [f for f in report.findings if f.severity is severity]
         if not group:
             continue
-        console.print(f"\n[{_STYLE[severity]}]{severity.value}s ({len(group)})[/]")
+        console.print(f"[{_STYLE[severity]}]{severity.value}s ({len(group)})[/]")
         for f in group:
             where = f.location.prefix()
             console.print(f"  [{_STYLE[severity]}]{f.code}[/] {f.name}: {escape(f.message)}"
                           + (f"\n    at {escape(where)}" if where else "")
                           + (f"\n    fix: {escape(f.hint)}" if f.hint else ""), highlight=False)
-    summary = report.summary
-    console.print(f"\n{summary['error']} errors, {summary['warning']} warnings, "
-                  f"{summary['info']} info; exit code {report.exit_code}", highlight=False)
+    if not report.findings:
+        console.print("no findings")
 
 
-def _title(command: str, model: ModelSection) -> str:
-    what = f"yolodiag {command}: {escape(model.path)}"
-    if model.bundled:
+def explain_text(info: CheckInfo) -> str:
+    """`yolodiag explain CODE`: the registered documentation, as the docs show it."""
+    request = f", on request: --select {info.code}" if info.on_request else ""
+    head = (f"{info.code} {info.name} (default severity {info.severity.value}, stage "
+            f"{info.stage.value}{request})")
+    return f"{head}\n\n{info.doc}\n"
+
+
+def rules_table(infos: Iterable[CheckInfo]) -> Table:
+    """`yolodiag rules`: every code with its name, severity and stage."""
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("code", "name", "severity", "stage", "summary"):
+        table.add_column(header, no_wrap=header != "summary")
+    for info in sorted(infos, key=lambda i: i.code):
+        summary = info.section("What it detects").split(". ")[0].replace("\n", " ")
+        if info.on_request:
+            summary += " (on request)"
+        table.add_row(info.code, info.name, Text(info.severity.value,
+                                                 style=_STYLE[info.severity]),
+                      info.stage.value, Text(summary))
+    return table
+
+
+def _title(command: str, path: str, bundled: bool) -> str:
+    what = f"\nyolodiag {command}: {escape(path)}"
+    if bundled:
         what += ("\n[bold]This is the bundled example[/] (the seed's ResNet-18 BasicBlock backbone"
                  " under the YOLOv5s head); pass a model YAML to check your own.")
     return what
@@ -66,7 +117,7 @@ def _model_line(model: ModelSection) -> str:
     h, w = model.img
     line = (f"{len(model.layers)} layers, {model.params:,} parameters, "
             f"{model.gflops:.1f} GFLOPs at {h}x{w}")
-    if model.detect:
+    if model.detect and model.layers[model.detect["layer"]].out_shape:
         head = model.detect["layer"]
         strides = ", ".join(str(s) for s in model.detect["strides"])
         grids = ", ".join(detection_grids(model.layers[head].out_shape))
@@ -102,16 +153,6 @@ def model_table(model: ModelSection, width: int = 120) -> Table:
     for row in zip(*(cells for _, _, cells in columns)):
         table.add_row(*map(Text, row))
     return table
-
-
-def format_shape(shape: Any) -> str:
-    """Output shape without the batch dimension: [1, 32, 320, 320] -> 32x320x320; for a layer
-    with several outputs (the head), how many."""
-    if shape is None:
-        return "-"
-    if all(isinstance(d, int) for d in shape):
-        return "x".join(map(str, shape[1:]))
-    return f"{len(shape)} outputs"
 
 
 def detection_grids(shape: Any) -> list[str]:

@@ -8,11 +8,13 @@ The JSON form is a stable interface (DESIGN.md, `yolodiag/schemas/report.schema.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from yolodiag import __version__
-from yolodiag.findings import Finding, Severity
+from yolodiag.findings import INTERNAL_ERROR, Finding, Severity
+from yolodiag.spec import REFUSALS
 
 if TYPE_CHECKING:  # torch-free at import: the CLI renders without loading torch
     from yolodiag.reference.builder import BuiltModel
@@ -69,26 +71,55 @@ class ModelSection:
                 "sizes": [list(s) for s in self.sizes]}
 
 
+def summarize(findings: list[Finding]) -> dict[str, int]:
+    counts = {s.value: 0 for s in Severity}
+    for f in findings:
+        counts[f.severity.value] += 1
+    return counts
+
+
+def exit_code(findings: list[Finding], fail_on: Severity) -> int:
+    """3 if a check crashed, 2 if the input was refused, 1 for findings at or above fail_on."""
+    codes = {f.code for f in findings}
+    if INTERNAL_ERROR in codes:
+        return EXIT_INTERNAL
+    if codes & set(REFUSALS):
+        return EXIT_BAD_INPUT
+    order = [Severity.ERROR, Severity.WARNING, Severity.INFO]
+    failing = order[: order.index(fail_on) + 1]
+    return EXIT_FINDINGS if any(f.severity in failing for f in findings) else EXIT_OK
+
+
 @dataclass
 class Report:
+    """One command on one model. `path` names the model even when it could not be read."""
+
     command: str
     model: ModelSection | None = None
     findings: list[Finding] = field(default_factory=list)
     fail_on: Severity = Severity.ERROR
     sections: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    bundled: bool = False
+    # The exceptions behind a refusal or a crashed check, for --debug (never serialised).
+    errors: list[Exception] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in Severity}
-        for f in self.findings:
-            counts[f.severity.value] += 1
-        return counts
+        return summarize(self.findings)
 
     @property
     def exit_code(self) -> int:
-        order = [Severity.ERROR, Severity.WARNING, Severity.INFO]
-        failing = order[: order.index(self.fail_on) + 1]
-        return EXIT_FINDINGS if any(f.severity in failing for f in self.findings) else EXIT_OK
+        return exit_code(self.findings, self.fail_on)
+
+    @property
+    def internal_errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.code == INTERNAL_ERROR]
+
+    @property
+    def refused(self) -> Finding | None:
+        """The finding the input was refused with (exit code 2), if it was."""
+        return next((f for f in self.findings if f.code in REFUSALS), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +132,35 @@ class Report:
             "summary": self.summary,
             "exit_code": self.exit_code,
         }
+
+
+@dataclass
+class Run:
+    """One command over several models (`yolodiag check models/*.yaml`): one summary and one
+    exit code, the worst of the reports' (3 > 2 > 1 > 0)."""
+
+    command: str
+    reports: list[Report]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.reports for f in r.findings]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return summarize(self.findings)
+
+    @property
+    def exit_code(self) -> int:
+        return max((r.exit_code for r in self.reports), default=EXIT_OK)
+
+    def as_dict(self) -> dict[str, Any]:
+        """One model: its report as is. Several: the same envelope with `reports`."""
+        if len(self.reports) == 1:
+            return self.reports[0].as_dict()
+        return {"schema": SCHEMA, "command": self.command, "tool_version": __version__,
+                "reports": [r.as_dict() for r in self.reports], "summary": self.summary,
+                "exit_code": self.exit_code}
 
 
 def model_section(built: BuiltModel, trace: Trace, *, bundled: bool = False) -> ModelSection:
@@ -119,12 +179,24 @@ def model_section(built: BuiltModel, trace: Trace, *, bundled: bool = False) -> 
             gflops=layer.gflops if layer else 0.0, line=record.line,
             section=record.section))
     detect = None
-    if built.head_index is not None:
+    if built.head_index is not None and built.stride is not None:
         detect = {"layer": built.head_index, "strides": [_number(s) for s in built.stride],
                   "anchors_grid": built.anchors.tolist()}
     return ModelSection(path=built.spec.path, bundled=bundled, nc=built.nc, img=first.img,
                         params=built.params, gflops=first.gflops, layers=tuple(rows),
                         detect=detect, sizes=tuple(s.img for s in trace.sizes))
+
+
+def finite(value: Any) -> Any:
+    """JSON-ready data with every non-finite float (an infinite receptive field) as None, so
+    that the JSON is strict (no NaN or Infinity tokens)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _listify(value: Any) -> Any:

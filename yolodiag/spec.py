@@ -11,6 +11,7 @@ It must not import torch: the spec stage runs in milliseconds.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,11 @@ class Activation:
 ArgValue = int | float | bool | str | None | Symbol | Activation | tuple
 
 
+def absolute_source(index: int, f: int) -> int:
+    """Layer `index`'s `from` entry as an absolute layer index (-1 before layer 0: the image)."""
+    return index + f if f < 0 else f
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One `[from, number, module, args]` row, as written (number before depth_multiple)."""
@@ -71,6 +77,12 @@ class LayerSpec:
     args: tuple[ArgValue, ...]
     section: str
     line: int
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """The absolute indices of the layers this row reads (-1: the input image)."""
+        froms = (self.from_,) if isinstance(self.from_, int) else self.from_
+        return tuple(absolute_source(self.index, f) for f in froms)
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ class ModelSpec:
         return len(self.anchors[0]) // 2 if isinstance(self.anchors, tuple) else self.anchors
 
 
-_NAMES = {
+REFUSALS = {  # the codes this module refuses a YAML with, and their names
     "YD100": "yaml-unreadable",
     "YD101": "missing-key",
     "YD102": "malformed-layer",
@@ -102,7 +114,7 @@ _NAMES = {
 
 
 def _refuse(code: str, message: str, hint: str, location: Location) -> InputRefused:
-    return InputRefused(Finding(code, _NAMES[code], Severity.ERROR, message, hint, location))
+    return InputRefused(Finding(code, REFUSALS[code], Severity.ERROR, message, hint, location))
 
 
 def load_spec(path: str | Path, *, extra_modules: frozenset[str] = frozenset()) -> ModelSpec:
@@ -287,7 +299,8 @@ class _SpecReader:
             return canonical_name(name)
         close = difflib.get_close_matches(canonical_name(name), self.module_names, n=3, cutoff=0.6)
         hint = (f"did you mean {', '.join(close)}?" if close else
-                "use a YOLOv5 module, or pass your class with --modules FILE.py")
+                "use a YOLOv5 v7.0 module name (your own blocks: --modules, in a later "
+                "release)")
         raise _refuse("YD103", f"unknown module `{name}`", hint, where)
 
     def _argument(self, value: Any, position: int, where: Location) -> ArgValue:
@@ -360,4 +373,5 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (YAML's .inf and .nan are floats YOLOv5 would choke on)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

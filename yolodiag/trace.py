@@ -1,25 +1,29 @@
 """Shape and cost tracing: one eval-mode forward per image size, on the meta device.
 
 For each requested (height, width) the built network runs once on a meta tensor (shapes only,
-no activation memory) with a forward hook on every layer, recording each layer's output shape,
-its stride (input width / output width, as YOLOv5's summary measures it) and its multiply-adds
-counted as YOLOv5's profiler counts them. Hooks are removed and the train/eval mode restored in a
-`finally`, whatever happens; a failing forward names the layer and the image size. The head's
-entry is the model's output in YOLOv5's eval form, e.g. (decoded, raw maps).
+no activation memory) with hooks on every layer, recording what each layer received and gave
+(shapes), its stride (input width / output width, as YOLOv5's summary measures it), its
+multiply-adds counted as YOLOv5's profiler counts them, its theoretical receptive field, and
+every residual-style add of two feature maps whose shapes differ. Hooks are removed and the
+train/eval mode restored in a `finally`, whatever happens; a failing forward names the layer,
+the operation and the image size. The head's entry is the model's output in YOLOv5's eval form,
+e.g. (decoded, raw maps). Nothing here judges: the checks read these records.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from yolodiag.reference.builder import BuiltModel, LayerFailed
 from yolodiag.reference.meta import shape_only
-
-Shape = Any  # a list of ints, or nested lists for layers with several outputs
+from yolodiag.shapes import Shape, is_map
 
 
 def gflops(macs: int) -> float:
@@ -33,10 +37,27 @@ class LayerTrace:
     out_shape: Shape
     stride: int | None  # input width // output width; None for multi-output layers
     macs: int  # multiply-adds, counted as YOLOv5's profiler (thop) counts them
+    in_shapes: tuple[Shape, ...] = ()  # what the layer received, one shape per input
+    receptive_field: float | None = None  # theoretical, in input pixels (inf: global)
 
     @property
     def gflops(self) -> float:
         return gflops(self.macs)
+
+    @property
+    def channels(self) -> int | None:
+        """Output channels of a single feature-map output."""
+        return self.out_shape[1] if is_map(self.out_shape) else None
+
+
+@dataclass(frozen=True)
+class MismatchedAdd:
+    """An elementwise add of two feature maps of different shapes inside one layer: a residual
+    whose branches disagree. `failed`: torch refused to broadcast them (the forward crashed)."""
+
+    layer: int
+    shapes: tuple[Shape, Shape]
+    failed: bool
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,8 @@ class SizeTrace:
     layers: tuple[LayerTrace, ...] = ()
     failed_layer: int | None = None
     error: str | None = None
+    failed_op: str | None = None  # the torch operation that raised, e.g. "cat"
+    adds: tuple[MismatchedAdd, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -56,72 +79,227 @@ class SizeTrace:
     def gflops(self) -> float:
         return gflops(sum(layer.macs for layer in self.layers))
 
+    def layer(self, index: int) -> LayerTrace | None:
+        """The layer's record, if the forward reached it (the failing layer has inputs only)."""
+        for layer in self.layers:
+            if layer.index == index:
+                return layer
+        return None
+
 
 @dataclass(frozen=True)
 class Trace:
     sizes: tuple[SizeTrace, ...] = field(default_factory=tuple)
 
+    @property
+    def ok_sizes(self) -> tuple[SizeTrace, ...]:
+        return tuple(s for s in self.sizes if s.ok)
+
+    @property
+    def failures(self) -> tuple[SizeTrace, ...]:
+        return tuple(s for s in self.sizes if not s.ok)
+
 
 def trace(built: BuiltModel, sizes: list[tuple[int, int]], batch: int = 1) -> Trace:
-    """Run the built network at every (height, width) in `sizes` and record shapes and cost."""
-    return Trace(tuple(_trace_one(built, img, batch) for img in sizes))
+    """Run the built network at every (height, width) in `sizes` and record shapes and cost.
+
+    Receptive fields are traced at the first size only: they do not depend on it.
+    """
+    return Trace(tuple(_trace_one(built, img, batch, receptive_field=(i == 0))
+                       for i, img in enumerate(sizes)))
 
 
-def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int) -> SizeTrace:
+def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int,
+               receptive_field: bool) -> SizeTrace:
     net = built.model
+    inputs: dict[int, tuple[Shape, ...]] = {}
     outputs: dict[int, tuple[Shape, int | None]] = {}  # shapes only: no tensor is kept alive
+    fields: dict[int, float] = {}
     macs: dict[int, int] = {}
+    ops = _OperationProbe(receptive_field)
     handles = []
 
+    def record_input(index: int):
+        def hook(module, args):
+            ops.layer = index
+            inputs[index] = tuple(_shape(a) for a in args)
+        return hook
+
     def record_output(index: int):
-        def hook(module, inputs, output):
+        def hook(module, args, output):
             outputs[index] = (_shape(output), _stride(output, img))
+            if receptive_field:
+                fields[index] = ops.receptive_field(output)
         return hook
 
     def count_macs(index: int):
-        def hook(module, inputs, output):
+        def hook(module, args, output):
             macs[index] = macs.get(index, 0) + _macs(module, output)
         return hook
+
+    def records() -> tuple[LayerTrace, ...]:
+        return tuple(LayerTrace(i, shape, stride, macs.get(i, 0), inputs.get(i, ()),
+                                fields.get(i)) for i, (shape, stride) in sorted(outputs.items()))
 
     was_training = net.training
     try:
         for index, layer in enumerate(net.model):
+            handles.append(layer.register_forward_pre_hook(record_input(index)))
             handles.append(layer.register_forward_hook(record_output(index)))
             for leaf in layer.modules():
                 if type(leaf) in _COUNTED:
                     handles.append(leaf.register_forward_hook(count_macs(index)))
         net.eval()
         x = torch.zeros(batch, built.spec.ch, *img, device=built.device)
-        with torch.no_grad(), shape_only(built.device):
+        ops.start(x)
+        with torch.no_grad(), shape_only(built.device), ops:
             try:
                 result = net(x)
             except LayerFailed as e:
-                return SizeTrace(img, _records(outputs, macs), e.index,
-                                 f"{type(e.error).__name__}: {e.error}")
+                # The failing layer has inputs but no output: keep what it received.
+                partial = records() + ((LayerTrace(e.index, None, None, 0,
+                                                   inputs.get(e.index, ())),)
+                                       if e.index not in outputs else ())
+                return SizeTrace(img, partial, e.index, f"{type(e.error).__name__}: {e.error}",
+                                 ops.failed_op, tuple(ops.adds))
     finally:
         for h in handles:
             h.remove()
         net.train(was_training)
+        ops.forget()
     head = built.head_index
     if head is not None:
         outputs[head] = (_shape(result), None)
-    return SizeTrace(img, _records(outputs, macs))
+    return SizeTrace(img, records(), adds=tuple(ops.adds))
+
+
+class _OperationProbe(TorchFunctionMode):
+    """Watches every torch operation of one forward: which one raised, which adds of feature
+    maps disagree in shape, and (optionally) each tensor's theoretical receptive field.
+
+    Receptive field (rf, in input pixels) and jump (input pixels per step) follow the usual
+    recurrence: a k-tap kernel with dilation d widens rf by (k - 1) * d * jump, and its stride
+    multiplies jump; resampling scales jump by the size ratio; attention and global pooling see
+    the whole input (rf = inf); anything else (padding included) keeps the widest rf of its
+    inputs and their jump.
+    """
+
+    _ADDS = frozenset({"add", "add_", "__add__", "__iadd__", "__radd__"})
+    _POOLS = frozenset({"max_pool2d", "avg_pool2d", "_max_pool2d", "max_pool2d_with_indices"})
+    _GLOBAL = frozenset({"multi_head_attention_forward", "scaled_dot_product_attention",
+                         "adaptive_avg_pool2d", "adaptive_max_pool2d", "bmm", "matmul",
+                         "baddbmm"})
+
+    def __init__(self, receptive_field: bool):
+        super().__init__()
+        self.track = receptive_field
+        self.layer: int | None = None
+        self.adds: list[MismatchedAdd] = []
+        self.failed_op: str | None = None
+        self._fields: dict[int, tuple[float, float]] = {}
+        self._alive: list[torch.Tensor] = []  # ids stay unique while their tensors live
+
+    def start(self, image: torch.Tensor) -> None:
+        if self.track:
+            self._remember(image, (1.0, 1.0))
+
+    def forget(self) -> None:
+        self._fields.clear()
+        self._alive.clear()
+
+    def receptive_field(self, output: Any) -> float | None:
+        if isinstance(output, torch.Tensor) and id(output) in self._fields:
+            return self._fields[id(output)][0]
+        return None
+
+    def __torch_function__(self, func, types=(), args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        mismatch = self._mismatched_maps(args) if name in self._ADDS else None
+        try:
+            out = func(*args, **kwargs)
+        except Exception:
+            self.failed_op = name
+            if mismatch is not None:
+                self.adds.append(MismatchedAdd(self.layer, mismatch, True))
+            raise
+        if mismatch is not None:
+            self.adds.append(MismatchedAdd(self.layer, mismatch, False))
+        if self.track:
+            self._propagate(func, name, args, kwargs, out)
+        return out
+
+    @staticmethod
+    def _mismatched_maps(args) -> tuple[Shape, Shape] | None:
+        tensors = [a for a in args[:2] if isinstance(a, torch.Tensor)]
+        if len(tensors) == 2 and all(t.dim() == 4 for t in tensors):
+            a, b = (list(t.shape) for t in tensors)
+            if a != b:
+                return a, b
+        return None
+
+    def _remember(self, tensor: torch.Tensor, rf_jump: tuple[float, float]) -> None:
+        self._fields[id(tensor)] = rf_jump
+        self._alive.append(tensor)
+
+    def _propagate(self, func, name: str, args, kwargs, out) -> None:
+        known = [(t, self._fields[id(t)]) for t in _tensors(args) if id(t) in self._fields]
+        if not known:
+            return
+        source, (rf, jump) = max(known, key=lambda k: k[1][0])
+        step = jump
+        if name in self._GLOBAL:
+            rf = math.inf
+        elif func is F.conv2d or func is F.conv_transpose2d:
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            dilation = _pair(_argument(args, kwargs, 5, "dilation", 1))
+            rf += max((k - 1) * d for k, d in zip(weight.shape[-2:], dilation)) * jump
+            stride = max(_pair(_argument(args, kwargs, 3, "stride", 1)))
+            step = jump / stride if func is F.conv_transpose2d else jump * stride
+        elif name in self._POOLS:
+            kernel = max(_pair(_argument(args, kwargs, 1, "kernel_size", 1)))
+            rf += (kernel - 1) * jump
+            step = jump * max(_pair(_argument(args, kwargs, 2, "stride", None) or kernel))
+        elif name == "interpolate" and source.dim() == 4:
+            resized = next((t for t in _tensors((out,)) if t.dim() == 4), None)
+            if resized is not None and resized.shape[-1]:
+                step = jump * source.shape[-1] / resized.shape[-1]
+        for tensor in _tensors(out if isinstance(out, (list, tuple)) else (out,)):
+            self._remember(tensor, (rf, step))
+
+
+def _tensors(values) -> list[torch.Tensor]:
+    found = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            found.extend(t for t in v if isinstance(t, torch.Tensor))
+    return found
+
+
+def _argument(args, kwargs, position: int, name: str, default: Any) -> Any:
+    if len(args) > position:
+        return args[position]
+    return kwargs.get(name, default)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)):
+        return (value[0], value[-1])
+    return (value, value)
 
 
 # thop matches classes exactly: a Linear subclass (attention's out_proj) is not counted.
 _COUNTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm2d)
 
 
-def _records(outputs: dict[int, tuple[Shape, int | None]],
-             macs: dict[int, int]) -> tuple[LayerTrace, ...]:
-    return tuple(LayerTrace(i, shape, stride, macs.get(i, 0))
-                 for i, (shape, stride) in sorted(outputs.items()))
-
-
 def _shape(output: Any) -> Shape:
     if isinstance(output, torch.Tensor):
         return list(output.shape)
-    return [_shape(o) for o in output]
+    if isinstance(output, (list, tuple)):
+        return [_shape(o) for o in output]
+    return None
 
 
 def _stride(output: Any, img: tuple[int, int]) -> int | None:

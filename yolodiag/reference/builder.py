@@ -22,9 +22,9 @@ from yolodiag.findings import Finding, InputRefused, Location, Severity
 from yolodiag.reference.blocks import default_activation
 from yolodiag.reference.heads import Detect
 from yolodiag.reference.meta import shape_only
-from yolodiag.reference.rules import RULES, RuleError, RuleInput
+from yolodiag.reference.rules import RuleError, plan
 from yolodiag.reference.table import MODULES, ModuleEntry
-from yolodiag.spec import Activation, LayerSpec, ModelSpec, Symbol
+from yolodiag.spec import Activation, LayerSpec, ModelSpec, absolute_source
 
 STRIDE_PROBE_SIZE = 256  # YOLOv5 measures Detect strides with one 256x256 forward
 
@@ -44,11 +44,6 @@ class LayerRecord:
     rule: str
     section: str
     line: int
-
-
-def absolute_source(index: int, f: int) -> int:
-    """Layer `index`'s `from` entry as an absolute layer index (-1 before layer 0: the image)."""
-    return index + f if f < 0 else f
 
 
 class LayerFailed(RuntimeError):
@@ -83,7 +78,12 @@ class DetectionNet(nn.Module):
     def forward(self, x):
         out = self.run_layers(x)
         head = self.head
-        return head.assemble(out, self.training) if head is not None else out
+        if head is None:
+            return out
+        try:
+            return head.assemble(out, self.training)
+        except Exception as e:  # decoding is the head's work: name it
+            raise LayerFailed(len(self.model) - 1, e) from e
 
     def run_layers(self, x):
         """The last layer's own output (for a head: its raw maps), whatever the mode."""
@@ -116,6 +116,9 @@ class BuiltModel:
     stride: tuple[float, ...] | None
     anchors: torch.Tensor | None
     device: torch.device
+    # With build(strict=False): YOLOv5's stride probe crashed here (layer, "Error: message"),
+    # so YOLOv5 could not build this model; strides and anchors are then unknown (None).
+    probe_failure: tuple[int, str] | None = None
 
     @property
     def params(self) -> int:
@@ -127,51 +130,50 @@ class BuiltModel:
 
 
 def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device = "cpu",
-          modules: dict[str, ModuleEntry] | None = None) -> BuiltModel:
+          modules: dict[str, ModuleEntry] | None = None, strict: bool = True) -> BuiltModel:
     """Build `spec` as YOLOv5 v7.0 would. `nc` overrides the YAML's (as `Model(cfg, nc=...)`).
 
     `device="meta"` builds shapes only: no weight memory, strides still measured.
-    Raises InputRefused (YD202 build-failed) naming the layer when a row cannot be built.
+    Raises InputRefused (YD202 build-failed) naming the layer when a row cannot be built, or
+    when YOLOv5's stride probe would crash; with `strict=False` a crashing probe is recorded in
+    `probe_failure` instead, so that the checks can say why it crashed.
     """
     device = torch.device(device)
     table = {**MODULES, **(modules or {})}
     nc = nc or spec.nc
-    anchors = _plain(spec.anchors)
-    na = spec.na
-    no = na * (nc + 5)
     layers: list[nn.Module] = []
     records: list[LayerRecord] = []
-    ch: list[int] = [spec.ch]
-    c2 = spec.ch
     with default_activation(_activation_factory(spec)), device:
-        for row in spec.layers:
-            entry = table[row.module]
-            number = row.number
-            if number > 1:  # Python's round, as YOLOv5: round(2 * 0.33) == 1, round(2.5) == 2
-                number = max(round(number * spec.depth_multiple), 1)
-            args = tuple(_resolve(a, nc, anchors) for a in row.args)
+        for planned in plan(spec, table, nc):
+            row, done = planned.row, planned.done
             try:
-                done = RULES[entry.rule](RuleInput(args, row.from_, tuple(ch), number,
-                                                   spec.width_multiple, no, c2))
-                cls = entry.load()
+                if done is None:
+                    raise planned.error
+                cls = planned.entry.load()
                 copies = [cls(*_instantiate(done.args)) for _ in range(done.copies)]
             except Exception as e:  # whatever a constructor raises on these arguments
-                raise _build_failed(spec, row, args, e) from e
+                raise _build_failed(spec, row, planned.args, e) from e
             layer = nn.Sequential(*copies) if len(copies) > 1 else copies[0]
             layers.append(layer)
-            c2 = done.c2
             records.append(LayerRecord(
-                index=row.index, from_=row.from_, number=number, module=row.module,
+                index=row.index, from_=row.from_, number=planned.number, module=row.module,
                 type=type(copies[0]).__name__, args=_jsonable(done.args),
-                params=sum(p.numel() for p in layer.parameters()), channels_out=c2,
-                rule=entry.rule, section=row.section, line=row.line))
-            if row.index == 0:
-                ch = []
-            ch.append(c2)
+                params=sum(p.numel() for p in layer.parameters()), channels_out=done.c2,
+                rule=planned.entry.rule, section=row.section, line=row.line))
         net = DetectionNet(layers, [r.from_ for r in spec.layers])
-    stride, grid_anchors = _measure_head(net, spec, records, device)
+    probe_failure = None
+    try:
+        stride, grid_anchors = _measure_head(net, spec, records, device)
+    except Exception as e:  # YOLOv5's build runs the same forward and anchor arithmetic
+        if not isinstance(e, LayerFailed):  # e.g. anchors that cannot be divided by the strides
+            e = LayerFailed(len(records) - 1, e)
+        during = f"YOLOv5's stride probe (a {STRIDE_PROBE_SIZE}x{STRIDE_PROBE_SIZE} forward)"
+        error = f"{type(e.error).__name__}: {e.error}"
+        if strict:
+            raise forward_failure(spec, e.index, error, during) from e
+        stride, grid_anchors, probe_failure = None, None, (e.index, error)
     _initialize_weights(net)
-    return BuiltModel(spec, net, tuple(records), nc, stride, grid_anchors, device)
+    return BuiltModel(spec, net, tuple(records), nc, stride, grid_anchors, device, probe_failure)
 
 
 def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord],
@@ -184,12 +186,8 @@ def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord]
     # Train mode, as YOLOv5: on real tensors the probe leaves the same BatchNorm running
     # statistics behind. On meta there are none, and eval mode skips a slow torch code path.
     net.train(device.type != "meta")
-    try:
-        with torch.no_grad(), shape_only(device):
-            out = net.run_layers(torch.zeros(1, spec.ch, size, size, device=device))
-    except LayerFailed as e:
-        raise forward_failure(spec, e.index, f"{type(e.error).__name__}: {e.error}",
-                              f"YOLOv5's stride probe (a {size}x{size} forward)") from e
+    with torch.no_grad(), shape_only(device):
+        out = net.run_layers(torch.zeros(1, spec.ch, size, size, device=device))
     strides = torch.tensor([size / r.shape[-2] for r in head.raw_maps(out)])
     rows = records[-1].args[1]
     anchors = torch.tensor(rows).float().view(head.nl, -1, 2)
@@ -234,22 +232,9 @@ def _make_activation(activation: Activation) -> nn.Module:
     return getattr(nn, activation.name)(*activation.args, **dict(activation.kwargs))
 
 
-def _resolve(value: Any, nc: int, anchors: Any) -> Any:
-    """Spec values -> constructor values: symbols looked up, nested tuples as lists."""
-    if isinstance(value, Symbol):
-        return nc if value.name == "nc" else anchors
-    if isinstance(value, tuple):
-        return [_resolve(v, nc, anchors) for v in value]
-    return value
-
-
 def _instantiate(args: tuple[Any, ...]) -> list[Any]:
     """Activation arguments become a fresh module per copy (no object shared between layers)."""
     return [_make_activation(a) if isinstance(a, Activation) else a for a in args]
-
-
-def _plain(anchors: Any) -> Any:
-    return [list(row) for row in anchors] if isinstance(anchors, tuple) else anchors
 
 
 def _jsonable(value: Any) -> Any:

@@ -37,6 +37,9 @@ class Detect(nn.Module):
         self.inplace = inplace
 
     def forward(self, x: list[Tensor]) -> list[Tensor]:
+        if not len(x) == len(self.m) == self.nl:  # YOLOv5 crashes here too, one way or another
+            raise ValueError(f"{self.nl} anchor rows and {len(self.m)} output convolutions "
+                             f"for {len(x)} inputs")
         return [self._raw(conv(xi)) for conv, xi in zip(self.m, x)]
 
     def _raw(self, y: Tensor) -> Tensor:

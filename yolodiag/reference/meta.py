@@ -5,7 +5,8 @@ of torch's meta path cost more than our whole build and trace, so `shape_only()`
 them for the duration of a forward and leaves torch exactly as it found it:
 
 - batch_norm's meta implementation is a Python decomposition taking milliseconds per call
-  (0.9 s of a three-size yolov5x6 check); on meta tensors it returns its input (same shape).
+  (0.9 s of a three-size yolov5x6 check); on meta tensors it returns its input (same shape)
+  after the one check that can fail, the channel count.
 - the meta kernels of add, cat, relu and others are Python references wrapped in
   `torch._disable_dynamo`, whose first call imports torch._dynamo (1.5-1.8 s). Nothing is
   compiled during a shape trace, so that import is answered by a stand-in whose `disable`
@@ -31,9 +32,15 @@ _DYNAMO = "torch._dynamo"
 
 class _ShapeOnlyNorms(TorchFunctionMode):
     def __torch_function__(self, func, types=(), args=(), kwargs=None):
+        kwargs = kwargs or {}
         if func is F.batch_norm and args and args[0].device.type == "meta":
-            return args[0]
-        return func(*args, **(kwargs or {}))
+            x, statistics = args[0], args[1] if len(args) > 1 else kwargs.get("running_mean")
+            if statistics is not None and x.shape[1] != statistics.shape[0]:
+                # The check torch's own kernel makes: a mismatch must still fail on meta.
+                raise RuntimeError(f"running_mean should contain {x.shape[1]} elements "
+                                   f"not {statistics.shape[0]}")
+            return x
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,229 @@
+"""The check engine and every code: one bad and one good example per code (tests/examples),
+the seed's findings, silence on the stock models, selection, fail-on, explain and rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import shared, write_yaml
+from yolodiag.checks import REGISTRY, Facts, Selection, run_checks
+from yolodiag.cli import app
+from yolodiag.findings import DOC_SECTIONS, INTERNAL_ERROR, Problem, Stage, check
+
+EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLE_CODES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
+runner = CliRunner()
+
+
+def check_json(*args: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["check", *args, "-f", "json"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def codes_of(report: dict) -> list[str]:
+    return [f["code"] for f in report["findings"]]
+
+
+def example_options(path: Path) -> list[str]:
+    """Options an example asks for on its first line: `# yolodiag check --img 300`."""
+    first = path.read_text().splitlines()[0]
+    return shlex.split(first.removeprefix("# yolodiag check")) if first.startswith(
+        "# yolodiag check") else []
+
+
+def run_example(path: Path) -> tuple[int, list[str]]:
+    code, report = check_json(str(path), *example_options(path))
+    return code, codes_of(report)
+
+
+def test_every_code_except_internal_error_has_a_bad_and_a_good_example():
+    assert EXAMPLE_CODES == sorted(set(REGISTRY) - {INTERNAL_ERROR})
+
+
+@pytest.mark.parametrize("code", EXAMPLE_CODES)
+def test_bad_example_raises_the_code_and_good_example_does_not(code):
+    bad = EXAMPLES / code / "bad.yaml"
+    good = EXAMPLES / code / "good.yaml"
+    _, found = run_example(bad)
+    assert code in found, f"{bad} should raise {code}, got {found}"
+    _, found = run_example(good if good.exists() else EXAMPLES / "base.yaml")
+    assert code not in found, f"the good example of {code} raises it: {found}"
+
+
+def _uncommented(line: str) -> str:
+    return re.sub(r"\s+#.*$", "", line).strip()
+
+
+@pytest.mark.parametrize("code", EXAMPLE_CODES)
+def test_documented_example_is_the_tested_bad_example(code):
+    """`explain` shows lines of the very YAML (or command) the bad-example test runs."""
+    bad = EXAMPLES / code / "bad.yaml"
+    rows = [_uncommented(line) for line in bad.read_text().splitlines()]
+    example = REGISTRY[code].section("Example")
+    assert example
+    for line in filter(None, map(_uncommented, example.splitlines())):
+        if line.startswith("yolodiag check"):
+            options = [t for t in shlex.split(line)[2:] if not t.endswith(".yaml")]
+            assert options == example_options(bad)
+        else:
+            assert any(line in row for row in rows), f"{line!r} is not in {bad}"
+
+
+def test_every_code_documents_what_why_example_and_fix():
+    for info in REGISTRY.values():
+        for title in DOC_SECTIONS:
+            assert info.section(title), f"{info.code} lacks {title}"
+
+
+def test_bundled_seed_model_exits_1_naming_stem_taps_cost_and_depth():
+    exit_code, report = check_json()
+    assert exit_code == 1
+    by_code = {}
+    for f in report["findings"]:
+        by_code.setdefault(f["code"], []).append(f)
+    stride = by_code["YD301"][0]
+    assert stride["severity"] == "error"
+    assert stride["data"]["strides"] == [4, 8, 16] and stride["data"]["designed_for"] == [8, 16, 32]
+    assert "layer 0 Conv is a stride-1 stem" in stride["message"]
+    taps = {(f["data"]["tapped"], f["data"]["refined_by"]) for f in by_code["YD204"]}
+    assert taps == {(4, 5), (6, 7)}
+    cost = by_code["YD307"][0]
+    assert cost["data"]["gflops"] == pytest.approx(115.8, abs=0.05)
+    assert cost["data"]["layers"][0] == 1 and "layer 1 BasicBlock at full resolution" in \
+        cost["message"]
+    depth = by_code["YD108"][0]
+    assert depth["severity"] == "info" and "layer 1 BasicBlock 2 -> 1" in depth["message"]
+
+
+def test_stock_models_and_the_fixed_resnet18_have_no_warning_or_error():
+    stock = sorted(shared("yamls", "stock").glob("*.yaml"))
+    fixed = shared("yamls", "resnet18", "yolov5s-resnet18-fixed.yaml")
+    assert len(stock) == 28
+    exit_code, run = check_json(*map(str, stock), str(fixed), "--fail-on", "warning")
+    serious = [(r["model"]["path"], f["code"]) for r in run["reports"] for f in r["findings"]
+               if f["severity"] != "info"]
+    assert serious == [] and exit_code == 0
+    assert len(run["reports"]) == 29 and run["summary"]["warning"] == 0
+
+
+def test_yolov5s_with_a_strided_basicblock_reports_ignored_stride_and_strides(tmp_path):
+    text = shared("yamls", "stock", "yolov5s.yaml").read_text()
+    stock_row = "[-1, 1, Conv, [128, 3, 2]],  # 1-P2/4"
+    assert stock_row in text
+    path = write_yaml(tmp_path, text.replace(stock_row, "[-1, 1, BasicBlock, [128, 2]],"))
+    exit_code, report = check_json(str(path))
+    found = codes_of(report)
+    assert "YD205" in found and "YD301" in found and exit_code == 1
+    ignored = next(f for f in report["findings"] if f["code"] == "YD205")
+    assert ignored["location"]["layer"] == 1
+
+
+def test_select_and_ignore_by_prefix():
+    _, report = check_json("--select", "YD3")
+    assert set(codes_of(report)) == {"YD301", "YD307", "YD308"}  # a prefix enables YD308 too
+    _, report = check_json("--select", "YD3", "--ignore", "YD30")
+    assert codes_of(report) == []
+    _, report = check_json("--ignore", "YD2,YD1")
+    assert not any(c.startswith(("YD1", "YD2")) for c in codes_of(report))
+
+
+def test_on_request_summary_only_when_selected():
+    _, report = check_json()
+    assert "YD308" not in codes_of(report)
+    _, report = check_json("--select", "YD308")
+    assert codes_of(report) == ["YD308"]
+    assert "25 layers, 10,922,013 parameters" in report["findings"][0]["message"]
+
+
+def test_unknown_prefix_is_a_usage_error():
+    result = runner.invoke(app, ["check", "--select", "YD9"])
+    assert result.exit_code == 2 and "matches no code" in result.output
+
+
+@pytest.mark.parametrize(("fail_on", "expected"), [("error", 0), ("warning", 1), ("info", 1)])
+def test_fail_on_sets_the_threshold(fail_on, expected):
+    path = EXAMPLES / "YD402" / "bad.yaml"  # one warning, nothing else
+    exit_code, report = check_json(str(path), "--fail-on", fail_on)
+    assert report["summary"] == {"error": 0, "warning": 1, "info": 0}
+    assert exit_code == expected == report["exit_code"]
+
+
+def test_a_crashing_check_becomes_an_internal_error_finding_and_exit_3(monkeypatch):
+    info = REGISTRY["YD203"]
+
+    def broken(facts):
+        yield from ()
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setitem(REGISTRY, "YD203", type(info)(**{**info.__dict__, "run": broken}))
+    result = runner.invoke(app, ["check", "-f", "json"])
+    report = json.loads(result.stdout)
+    internal = [f for f in report["findings"] if f["code"] == INTERNAL_ERROR]
+    assert len(internal) == 1 and internal[0]["data"]["check"] == "YD203"
+    assert "ZeroDivisionError: boom" in internal[0]["message"]
+    assert "YD301" in codes_of(report)  # the other checks still ran
+    assert result.exit_code == 3
+    assert "YD001 internal-error: check YD203" in result.stderr
+    assert "Traceback" not in result.stderr
+    debug = runner.invoke(app, ["check", "--debug"])
+    assert "Traceback" in debug.stderr and "ZeroDivisionError: boom" in debug.stderr
+
+
+def test_runner_skips_checks_whose_stage_did_not_run():
+    calls = []
+
+    @check("YD999", "test-only", REGISTRY["YD301"].severity, Stage.TRACE)
+    def needs_trace(facts):
+        """What it detects:\n x\nWhy it zeroes P and R:\n x\nExample:\n x\nFix:\n x"""
+        calls.append(facts)
+        yield Problem("seen")
+
+    try:
+        assert run_checks(Facts("m.yaml"), Selection(("YD999",))) == []
+        assert calls == []
+    finally:
+        del REGISTRY["YD999"]
+
+
+def test_several_models_one_summary_and_the_worst_exit_code(tmp_path):
+    good = EXAMPLES / "base.yaml"
+    refused = EXAMPLES / "YD103" / "bad.yaml"
+    result = runner.invoke(app, ["check", str(good), str(refused), "-f", "json"])
+    run = json.loads(result.stdout)
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = Path(__file__).parents[1] / "yolodiag" / "schemas" / "report.schema.json"
+    jsonschema.validate(run, json.loads(schema.read_text()), cls=jsonschema.Draft202012Validator)
+    assert [r["exit_code"] for r in run["reports"]] == [0, 2]
+    assert run["exit_code"] == result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "YD103 unknown-module" in result.stderr
+
+
+def test_explain_prints_the_registered_documentation():
+    result = runner.invoke(app, ["explain", "yd301"])
+    assert result.exit_code == 0
+    for title in DOC_SECTIONS:
+        assert f"{title}:" in result.stdout
+    assert "YD301 detect-stride-nonstandard (default severity error, stage trace)" in result.stdout
+    assert runner.invoke(app, ["explain", "YD999"]).exit_code == 2
+
+
+def test_rules_lists_every_code_with_name_and_severity():
+    result = runner.invoke(app, ["rules"], terminal_width=200)
+    assert result.exit_code == 0
+    for info in REGISTRY.values():
+        assert re.search(rf"{info.code}\s+{info.name}\s+{info.severity.value}", result.stdout)
+
+
+def test_non_positive_anchors_are_an_error_no_target_can_match(tmp_path):
+    base = (EXAMPLES / "base.yaml").read_text()
+    path = write_yaml(tmp_path, base.replace("[30,61, 62,45, 59,119]", "[-30,61, 62,45, 59,119]"))
+    exit_code, report = check_json(str(path))
+    anchors = [f for f in report["findings"] if f["code"].startswith("YD4")]
+    assert [(f["code"], f["severity"]) for f in anchors] == [("YD403", "error")]
+    assert exit_code == 1

@@ -1,0 +1,219 @@
+"""YD4xx: anchors against the strides, as YOLOv5's build and target assignment use them.
+
+YOLOv5's default anchor rows (the stock model YAMLs and `models/hub/anchors.yaml` of v7.0) are
+facts we can recognise: each was designed for one stride. Rows given as `anchors: N` are
+placeholders that AutoAnchor replaces from the data before training, so only their count is
+checked here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from yolodiag.checks.engine import Facts
+from yolodiag.findings import Problem, Severity, Stage, check
+
+E, W = Severity.ERROR, Severity.WARNING
+
+# YOLOv5 v7.0's default anchor rows (pixels) and the stride each was designed for.
+DEFAULT_ANCHOR_ROWS: dict[tuple[int, ...], int] = {
+    # P5 models at 640 (yolov5n-x, yolov3, ...)
+    (10, 13, 16, 30, 33, 23): 8, (30, 61, 62, 45, 59, 119): 16,
+    (116, 90, 156, 198, 373, 326): 32,
+    # yolov3-tiny
+    (10, 14, 23, 27, 37, 58): 16, (81, 82, 135, 169, 344, 319): 32,
+    # P6 models at 640, 1280 (the stock P6 YAMLs), 1920
+    (9, 11, 21, 19, 17, 41): 8, (43, 32, 39, 70, 86, 64): 16, (65, 131, 134, 130, 120, 265): 32,
+    (282, 180, 247, 354, 512, 387): 64,
+    (19, 27, 44, 40, 38, 94): 8, (96, 68, 86, 152, 180, 137): 16,
+    (140, 301, 303, 264, 238, 542): 32, (436, 615, 739, 380, 925, 792): 64,
+    (28, 41, 67, 59, 57, 141): 8, (144, 103, 129, 227, 270, 205): 16,
+    (209, 452, 455, 396, 358, 812): 32, (653, 922, 1109, 570, 1387, 1187): 64,
+    # P7 models at 640, 1280, 1920
+    (11, 11, 13, 30, 29, 20): 8, (30, 46, 61, 38, 39, 92): 16, (78, 80, 146, 66, 79, 163): 32,
+    (149, 150, 321, 143, 157, 303): 64, (257, 402, 359, 290, 524, 372): 128,
+    (19, 22, 54, 36, 32, 77): 8, (70, 83, 138, 71, 75, 173): 16,
+    (165, 159, 148, 334, 375, 151): 32, (334, 317, 251, 626, 499, 474): 64,
+    (750, 326, 534, 814, 1079, 818): 128,
+    (29, 34, 81, 55, 47, 115): 8, (105, 124, 207, 107, 113, 259): 16,
+    (247, 238, 222, 500, 563, 227): 32, (501, 476, 376, 939, 749, 711): 64,
+    (1126, 489, 801, 1222, 1618, 1227): 128,
+}
+
+
+def row_size(row: tuple[float, ...]) -> float:
+    """Geometric mean of sqrt(w * h) over a row's anchors: one size per row, in its units."""
+    areas = [row[i] * row[i + 1] for i in range(0, len(row) - 1, 2)]
+    return math.exp(sum(math.log(max(a, 1e-12)) / 2 for a in areas) / len(areas))
+
+
+# Grid-unit sizes of the default rows at their design strides: 1.5 (yolov3-tiny P4/16) to 14.5.
+_DEFAULT_GRID_SIZES = [row_size(row) / stride for row, stride in DEFAULT_ANCHOR_ROWS.items()]
+
+
+def designed_stride(row: tuple[float, ...]) -> tuple[int | None, bool]:
+    """(stride the row was designed for, whether it is one of YOLOv5's own rows).
+
+    A default row is recognised exactly. A user's row is matched to the default row of the
+    nearest size when within a factor 1.5 (same scale, refitted), else its design is unknown.
+    """
+    exact = DEFAULT_ANCHOR_ROWS.get(tuple(row))
+    if exact is not None:
+        return exact, True
+    if any(value <= 0 for value in row):  # YD403's business
+        return None, False
+    size = row_size(row)
+    nearest = min(DEFAULT_ANCHOR_ROWS.items(), key=lambda kv: abs(math.log(row_size(kv[0]) / size)))
+    if abs(math.log(row_size(nearest[0]) / size)) <= math.log(1.5):
+        return nearest[1], False
+    return None, False
+
+
+def levels_in_use(facts: Facts) -> list[tuple[float, ...]] | None:
+    """The anchor rows in the order Detect uses them (YOLOv5 flips them against the strides),
+    in pixels; None for `anchors: N` or without measured strides."""
+    anchors = facts.spec.anchors
+    if not isinstance(anchors, tuple) or facts.built is None or facts.built.stride is None:
+        return None
+    return list(reversed(anchors)) if _flipped(anchors, facts.built.stride) else list(anchors)
+
+
+def _flipped(rows: tuple[tuple[float, ...], ...], strides: tuple[float, ...]) -> bool:
+    """YOLOv5's check_anchor_order: compare the first and last rows' mean area with the strides."""
+    def area(row):
+        return sum(row[i] * row[i + 1] for i in range(0, len(row) - 1, 2)) / (len(row) // 2)
+
+    da, ds = area(rows[-1]) - area(rows[0]), strides[-1] - strides[0]
+    return bool(da) and (da > 0) != (ds > 0)
+
+
+@check("YD401", "anchor-level-count", E, Stage.SPEC)
+def anchor_level_count(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        The number of anchor rows differs from the number of Detect inputs, a row has an odd
+        number of values, or rows have different lengths.
+    Why it zeroes P and R:
+        YOLOv5 builds one output per anchor row: extra inputs are never predicted from, a
+        missing row crashes its build, and odd or ragged rows crash the anchor reshape.
+    Example:
+        anchors:
+          - [10,13, 16,30, 33,23]  # P3/8
+          - [30,61, 62,45, 59,119]  # P4/16
+          - [116,90, 156,198, 373,326]  # a third row for two Detect inputs
+    Fix:
+        Give one `[w,h, w,h, ...]` row per Detect input, all with the same number of pairs.
+    """
+    anchors = facts.spec.anchors
+    if not isinstance(anchors, tuple):
+        return
+    where = facts.key_location("anchors")
+    lengths = [len(row) for row in anchors]
+    odd = [i for i, n in enumerate(lengths) if n % 2]
+    if odd:
+        yield Problem(f"anchor rows {odd} have an odd number of values {[lengths[i] for i in odd]}"
+                      "; each anchor is a width and a height",
+                      "write each row as w,h pairs", where, {"rows": odd})
+    elif len(set(lengths)) > 1:
+        yield Problem(f"anchor rows have different numbers of anchors: {[n // 2 for n in lengths]}",
+                      "give every level the same number of anchors", where,
+                      {"anchors_per_row": [n // 2 for n in lengths]})
+    for row in facts.spec.layers:
+        if row.module in ("Detect", "Segment") and not isinstance(row.from_, int) \
+                and len(row.from_) != len(anchors):
+            yield Problem(
+                f"{row.module} reads {len(row.from_)} layers {list(row.from_)} but there are "
+                f"{len(anchors)} anchor rows: YOLOv5 needs one row per input",
+                "add or remove anchor rows (or Detect inputs) so that they match",
+                facts.where(row.index), {"inputs": len(row.from_), "rows": len(anchors)})
+
+
+@check("YD402", "anchor-order", W, Stage.BUILD)
+def anchor_order(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        Anchor rows not ordered like the Detect strides (small anchors for the fine level
+        first). YOLOv5 compares only the first and last rows and flips the whole list
+        silently; a row out of order in the middle stays where it is.
+    Why it zeroes P and R:
+        After a flip the model differs from the YAML without a word; a middle row out of order
+        sends large objects to a fine level and small ones to a coarse level.
+    Example:
+        anchors:
+          - [30,61, 62,45, 59,119]  # P4/16
+          - [10,13, 16,30, 33,23]  # P3/8
+    Fix:
+        Order the rows from the smallest anchors (finest stride) to the largest.
+    """
+    anchors = facts.spec.anchors
+    strides = facts.built.stride
+    if not isinstance(anchors, tuple) or strides is None or len(anchors) != len(strides) \
+            or len(anchors) < 2 or any(value <= 0 for row in anchors for value in row):
+        return
+    sizes = [round(row_size(row), 1) for row in anchors]
+    increasing = strides[-1] > strides[0]
+    ordered = all((b > a) == increasing for a, b in zip(sizes, sizes[1:]))
+    if ordered:
+        return
+    flipped = _flipped(anchors, strides)
+    what = ("YOLOv5 flips the rows silently" + (", and the order is still wrong"
+            if not all((b > a) == increasing for a, b in zip(sizes[::-1], sizes[-2::-1])) else "")
+            if flipped else "YOLOv5 keeps them as they are (it compares only the first and last)")
+    yield Problem(
+        f"anchor row sizes {sizes} (pixels) are not ordered like the strides "
+        f"{[_int(s) for s in strides]}: {what}",
+        "order the anchor rows from the smallest anchors (finest stride) to the largest",
+        facts.key_location("anchors"), {"row_sizes": sizes, "flipped": flipped})
+
+
+def _int(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else round(x, 2)
+
+
+@check("YD403", "anchor-stride-mismatch", W, Stage.BUILD)
+def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A level whose anchors, in grid cells of its stride, are far from any size YOLOv5's
+        assignment can match to the objects that level normally handles. YOLOv5's default
+        rows span 1.5 to 14.5 cells (geometric-mean size); a target matches an anchor only
+        when neither side differs by more than `anchor_t` (4), so a row outside
+        [1.5 / 4, 14.5 * 4] cells cannot match the objects any default row matches there.
+        The usual cause: anchors copied in grid units (from `model[-1].anchors`) into a YAML
+        that expects pixels, or pixel anchors for another image size.
+    Why it zeroes P and R:
+        Objects of ordinary sizes get no positive anchor at that level: no box or class
+        signal, and objectness is trained to "nothing" there.
+    Example:
+        anchors:
+          - [1.25,1.625, 2,3.75, 4.125,2.875]
+    Fix:
+        Write anchors in pixels at the training image size, or use `anchors: 3` and let
+        AutoAnchor fit them to the data.
+    """
+    rows = levels_in_use(facts)
+    if rows is None or len(rows) != len(facts.built.stride):
+        return
+    for level, row in enumerate(rows):
+        if any(value <= 0 for value in row):
+            yield Problem(
+                f"level {level} has anchor sizes that are not positive {list(row)}: YOLOv5's "
+                "width and height ratios are meaningless for them and no target matches",
+                "write positive pixel sizes", facts.key_location("anchors"),
+                {"level": level, "row": list(row)}, severity=E)
+    low = min(_DEFAULT_GRID_SIZES) / facts.anchor_t
+    high = max(_DEFAULT_GRID_SIZES) * facts.anchor_t
+    for level, (row, stride) in enumerate(zip(rows, facts.built.stride)):
+        if any(value <= 0 for value in row):
+            continue  # reported above
+        cells = row_size(row) / stride
+        if low <= cells <= high:
+            continue
+        yield Problem(
+            f"level {level} (stride {_int(stride)}) anchors average {cells:.2f} grid cells "
+            f"({row_size(row):.1f} px): outside the {low:.2f}-{high:.1f} cells YOLOv5's "
+            f"assignment (anchor_t {facts.anchor_t:g}) can match to this level's usual objects",
+            "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
+            facts.key_location("anchors"),
+            {"level": level, "stride": stride, "grid_cells": round(cells, 3)})

@@ -1,0 +1,140 @@
+"""The check runner and what checks look at.
+
+`Facts` gathers the outputs of the stages that ran for one model (ModelSpec, BuiltModel,
+Trace) and the finding of the stage that stopped, if one did. `run_checks` calls every
+selected check whose stage produced its input, in code order, and turns an exception inside a
+check into an internal-error finding naming the check, so one bug never hides the other
+findings. Checks only read Facts; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from yolodiag.findings import (
+    INTERNAL_ERROR,
+    REGISTRY,
+    CheckInfo,
+    Finding,
+    Location,
+    Problem,
+    Severity,
+    Stage,
+    describe,
+)
+
+if TYPE_CHECKING:
+    from yolodiag.reference.builder import BuiltModel, LayerRecord
+    from yolodiag.reference.rules import PlannedRow
+    from yolodiag.spec import ModelSpec
+    from yolodiag.trace import SizeTrace, Trace
+
+ANCHOR_T = 4.0  # YOLOv5's hyp.scratch anchor_t: a target matches anchors within 4x per side
+
+
+@dataclass
+class Facts:
+    """Everything the checks may read about one model."""
+
+    path: str
+    spec: ModelSpec | None = None
+    built: BuiltModel | None = None
+    trace: Trace | None = None
+    stopped: Finding | None = None  # the stage that could not go on, as its finding
+    requested_sizes: tuple[tuple[int, int], ...] = ()  # --img as given; () for the defaults
+    anchor_t: float = ANCHOR_T
+    modules: dict = field(default_factory=dict)  # extra module-table entries (--modules)
+    check_errors: list[Exception] = field(default_factory=list)  # what crashed checks raised
+
+    def has(self, stage: Stage) -> bool:
+        return {Stage.SPEC: self.spec, Stage.BUILD: self.built,
+                Stage.TRACE: self.trace}[stage] is not None
+
+    def where(self, layer: int | None = None) -> Location:
+        """Location of a layer's YAML row (or of the file)."""
+        if layer is None or self.spec is None:
+            return Location(self.path)
+        row = self.spec.layers[layer]
+        return Location(self.path, row.line, layer, row.section)
+
+    def key_location(self, key: str) -> Location:
+        line = self.spec.key_lines.get(key) if self.spec else None
+        return Location(self.path, line, section=key)
+
+    @cached_property
+    def plan(self) -> list[PlannedRow]:
+        """parse_model's completion of every row it reaches (torch-free)."""
+        from yolodiag.reference.rules import plan
+        from yolodiag.reference.table import MODULES
+
+        return plan(self.spec, {**MODULES, **self.modules})
+
+    def record(self, index: int) -> LayerRecord:
+        return self.built.layers[index]
+
+    @property
+    def first_ok(self) -> SizeTrace | None:
+        """The first image size whose forward completed."""
+        ok = self.trace.ok_sizes if self.trace else ()
+        return ok[0] if ok else None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """--select / --ignore: code prefixes. No --select: every check not marked on-request."""
+
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+
+    def includes(self, info: CheckInfo) -> bool:
+        if self.select:
+            chosen = any(info.code.startswith(p) for p in self.select)
+        else:
+            chosen = not info.on_request
+        return chosen and not any(info.code.startswith(p) for p in self.ignore)
+
+    def unknown_prefixes(self) -> list[str]:
+        return [p for p in (*self.select, *self.ignore)
+                if not any(code.startswith(p) for code in REGISTRY)]
+
+
+def run_checks(facts: Facts, selection: Selection = Selection()) -> list[Finding]:
+    """The stage's own finding (if it stopped), then every selected check that can run."""
+    findings = [facts.stopped] if facts.stopped else []
+    for code in sorted(REGISTRY):
+        info = REGISTRY[code]
+        if info.run is None or not selection.includes(info) or not facts.has(info.stage):
+            continue
+        try:
+            findings.extend(info.finding(problem) for problem in info.run(facts))
+        except Exception as e:  # a bug in a check must not hide the other findings
+            findings.append(_internal_error(info, e))
+            facts.check_errors.append(e)
+    return findings
+
+
+def _internal_error(info: CheckInfo, error: Exception) -> Finding:
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return REGISTRY[INTERNAL_ERROR].finding(Problem(
+        f"check {info.code} {info.name} crashed: {type(error).__name__}: {error} "
+        f"({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})",
+        "this is a bug in yolodiag: report it with the YAML; every other check ran; "
+        f"`--ignore {info.code}` meanwhile",
+        data={"check": info.code, "exception": type(error).__name__}))
+
+
+describe(INTERNAL_ERROR, "internal-error", Severity.ERROR, Stage.SPEC, """
+    What it detects:
+        A check of yolodiag itself raised an exception. The finding names the check, the
+        exception and the line that raised it; every other check still ran.
+    Why it zeroes P and R:
+        It does not by itself: it means one aspect of the model was not judged, so the model
+        has not been fully checked. The exit code is 3 (internal error), whatever --fail-on.
+    Example:
+        Any YAML that exposes a bug in a check.
+    Fix:
+        Report it with the YAML. Meanwhile `--ignore` the crashing check's code.
+    """)

@@ -1,0 +1,370 @@
+"""YD3xx: strides, grids and cost, read from the traced forwards at every image size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from yolodiag.checks.anchors import designed_stride, levels_in_use
+from yolodiag.checks.crashes import crashes, feature_maps
+from yolodiag.checks.engine import Facts
+from yolodiag.checks.schema import stride_argument
+from yolodiag.findings import Problem, Severity, Stage, check
+from yolodiag.shapes import format_shape
+
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+
+def _n(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else round(x, 2)
+
+
+def _list(values) -> str:
+    return "/".join(str(_n(v)) for v in values)
+
+
+def _head_inputs(facts: Facts) -> list[int]:
+    return list(facts.spec.layers[facts.built.head_index].sources)
+
+
+@check("YD301", "detect-stride-nonstandard", E, Stage.TRACE)
+def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        Detect levels whose measured strides differ from the strides their anchor rows were
+        designed for. YOLOv5's default rows are recognised exactly (P3/8, P4/16, P5/32, P6/64,
+        P7/128, yolov3-tiny's P4/16 and P5/32, at 640, 1280 and 1920); a user's own row is
+        matched to the default row of the nearest size (within 1.5x) and reported as a
+        warning only; `anchors: N` rows are fitted to the data by AutoAnchor and not judged.
+        Names the layers where the downsampling went missing (a stride-1 stem, a stride
+        argument that is ignored) or, failing that, where the backbone downsamples.
+    Why it zeroes P and R:
+        Each level predicts boxes in grid units of its stride. At stride 4 instead of 8 the
+        anchors in grid cells are twice too large, the objectness prior (about 8 objects per
+        640 image per level) is spread over four times as many cells and falls below
+        val.py's confidence threshold, and the compute quadruples: training shows falling
+        loss with zero precision and recall for a long time.
+    Example:
+        [-1, 1, Conv, [16, 3, 1]]  # 0: a stride-1 stem
+    Fix:
+        Restore the missing downsampling (a stride-2 stem such as `[-1, 1, Conv, [64, 6, 2, 2]]`,
+        or a block that honours its stride), so the Detect inputs are at 8/16/32; or use
+        anchors designed for the strides you have (`anchors: 3` lets AutoAnchor fit them).
+    """
+    rows = levels_in_use(facts)
+    strides = facts.built.stride
+    if rows is None or len(rows) != len(strides):
+        return
+    designs = [designed_stride(row) for row in rows]
+    wrong = [level for level, (s, (d, _)) in enumerate(zip(strides, designs))
+             if d is not None and s != d]
+    if not wrong:
+        return
+    default = all(designs[level][1] for level in wrong)
+    expected = [d for d, _ in designs]
+    whose = "YOLOv5's default rows" if default else "sized like YOLOv5's rows"
+    culprits, hint = _missing_downsampling(facts, strides, expected)
+    yield Problem(
+        f"Detect level strides are {_list(strides)}, but its anchors are {whose} designed for "
+        f"{'/'.join('?' if d is None else str(d) for d in expected)}{culprits}",
+        hint, facts.where(facts.built.head_index),
+        {"strides": [_n(s) for s in strides], "designed_for": expected,
+         "default_anchors": default, "levels": wrong}, severity=E if default else W)
+
+
+def _missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:
+    size = facts.first_ok
+    first_input = min(_head_inputs(facts))
+    if size is None or not any(d is not None and s < d for s, d in zip(strides, expected)):
+        return "", "use anchors designed for these strides, or `anchors: 3` (AutoAnchor)"
+    found, hints = [], []
+    stem = size.layer(0)
+    if stem is not None and stem.stride == 1:
+        found.append(f"layer 0 {facts.spec.layers[0].module} is a stride-1 stem (stock YOLOv5 "
+                     "stems downsample by 2)")
+        hints.append("make layer 0 a stride-2 stem, e.g. `[-1, 1, Conv, [64, 6, 2, 2]]`")
+    for record in facts.built.layers[:first_input + 1]:
+        s = stride_argument(facts.plan[record.index].entry.load(), record.args)
+        traced = size.layer(record.index)
+        maps = feature_maps(traced.in_shapes) if traced else []
+        if s and s > 1 and maps and traced.out_shape and maps[0][2:] == traced.out_shape[2:]:
+            found.append(f"layer {record.index} {record.module} ignores its stride {s}")
+            hints.append(f"make layer {record.index} honour its stride")
+    if not found:
+        steps = [f"{layer.index} (to {layer.stride})" for prev, layer in
+                 zip(size.layers, size.layers[1:first_input + 1])
+                 if layer.stride and prev.stride and layer.stride > prev.stride]
+        found.append("the backbone downsamples only at layers " + ", ".join(steps))
+        hints.append("add the missing stride-2 layer")
+    return "; downsampling went missing: " + "; ".join(found), "; ".join(hints)
+
+
+@check("YD302", "detect-stride-order", E, Stage.BUILD)
+def detect_stride_order(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        Detect strides (as YOLOv5's 256x256 probe measures them) that are not strictly
+        increasing, are duplicated, or are not integers.
+    Why it zeroes P and R:
+        YOLOv5 pairs anchors with levels by the stride order and decodes boxes with the
+        stride: duplicated or fractional strides put predictions at the wrong positions.
+    Example:
+        [[4, 7], 1, Detect, [nc, anchors]]  # a /16 level before a /8 one
+    Fix:
+        List the Detect inputs from the finest map to the coarsest (P3, P4, P5), each half the
+        resolution of the previous one, with sizes that divide 256.
+    """
+    strides = facts.built.stride
+    if not strides:
+        return
+    problems = []
+    if any(not float(s).is_integer() for s in strides):
+        problems.append("not all integers")
+    if len(set(strides)) < len(strides):
+        problems.append("duplicated")
+    if any(b <= a for a, b in zip(strides, strides[1:])):
+        problems.append("not increasing")
+    if problems:
+        yield Problem(
+            f"Detect strides {_list(strides)} are {' and '.join(problems)}",
+            "list the Detect inputs from the finest map to the coarsest, each half the size",
+            facts.where(facts.built.head_index), {"strides": [_n(s) for s in strides]})
+
+
+@check("YD303", "concat-spatial-mismatch", E, Stage.TRACE)
+def concat_spatial_mismatch(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A Concat whose inputs differ in height or width at some tested image size (640, 320,
+        384x640 and every --img): usually a `from` index pointing to the wrong stage, or a
+        missing Upsample.
+    Why it zeroes P and R:
+        torch.cat refuses the maps: YOLOv5's build (or training at that size) crashes.
+    Example:
+        [[-1, 4], 1, Concat, [1]]  # a /8 map with a /16 map
+    Fix:
+        Point `from` at a layer of the same resolution, or upsample/downsample first.
+    """
+    for crash in crashes(facts):
+        if crash.cause != "YD303":
+            continue
+        row = facts.spec.layers[crash.layer]
+        maps = feature_maps(crash.in_shapes)
+        h, w = crash.sizes[0]
+        yield Problem(
+            f"layer {crash.layer} Concat joins maps of "
+            f"{' and '.join(f'{m[2]}x{m[3]}' for m in maps)} from layers {_sources(row)} "
+            f"at {h}x{w}" + (f" (fails at {', '.join(f'{a}x{b}' for a, b in crash.sizes[1:])} "
+                             "too)" if len(crash.sizes) > 1 else ""),
+            "point `from` at layers of the same resolution, or resample one of them",
+            facts.where(crash.layer),
+            {"shapes": maps, "sizes": [list(s) for s in crash.sizes]})
+
+
+def _sources(row) -> str:
+    return ", ".join(map(str, row.sources))
+
+
+@check("YD304", "grid-shape-mismatch", E, Stage.TRACE)
+def grid_shape_mismatch(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A Detect level whose grid is not (H/s, W/s) for its stride s at a tested size:
+        padding-free convolutions or odd crops shift the map by a few cells.
+    Why it zeroes P and R:
+        YOLOv5 decodes cell (i, j) as ((j + offset) * s, (i + offset) * s): with a grid a few
+        cells short, every box is shifted, and the targets are built for cells that do not
+        line up with the features.
+    Example:
+        [-1, 1, Conv, [64, 3, 1, 0]]  # no padding before a Detect input
+    Fix:
+        Use 'same' padding (YOLOv5's Conv does by default) on every layer feeding the head.
+    """
+    strides = facts.built.stride
+    if not strides:
+        return
+    inputs = _head_inputs(facts)
+    for size in facts.trace.ok_sizes:
+        h, w = size.img
+        for level, (source, s) in enumerate(zip(inputs, strides)):
+            traced = size.layer(source)
+            if traced is None or traced.channels is None:
+                continue
+            grid = tuple(traced.out_shape[2:])
+            expected = (h / s, w / s)
+            if grid != expected:
+                yield Problem(
+                    f"level {level} (layer {source}, stride {_n(s)}) has a {grid[0]}x{grid[1]} "
+                    f"grid at {h}x{w}; stride {_n(s)} needs {_n(expected[0])}x{_n(expected[1])}",
+                    "use 'same' padding on every layer feeding this level",
+                    facts.where(source), {"level": level, "img": [h, w], "grid": list(grid),
+                                          "expected": [expected[0], expected[1]]})
+                return
+
+
+def grid_size(facts: Facts) -> int:
+    """YOLOv5's check_img_size divisor: the largest stride, at least 32."""
+    strides = facts.built.stride if facts.built else None
+    return max(int(max(strides)), 32) if strides else 32
+
+
+@check("YD305", "img-size-not-multiple", W, Stage.BUILD)
+def img_size_not_multiple(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        An --img size that is not a multiple of the model's largest stride (at least 32).
+        YOLOv5's check_img_size silently rounds it up; yolodiag traces the rounded size.
+    Why it zeroes P and R:
+        It does not by itself; training and validation run at another size than asked, and
+        anchors fitted for the asked size are off by that ratio.
+    Example:
+        yolodiag check model.yaml --img 300
+    Fix:
+        Ask for a multiple of the largest stride (e.g. 320 for stride 32, 384 for stride 128).
+    """
+    gs = grid_size(facts)
+    for h, w in facts.requested_sizes:
+        if h % gs or w % gs:
+            rounded = (math.ceil(h / gs) * gs, math.ceil(w / gs) * gs)
+            yield Problem(
+                f"--img {h}x{w} is not a multiple of the largest stride {gs}: YOLOv5 rounds it "
+                f"up to {rounded[0]}x{rounded[1]}, which is what was traced",
+                f"use a multiple of {gs}", facts.where(),
+                {"requested": [h, w], "traced": list(rounded), "multiple": gs})
+
+
+RECEPTIVE_FIELD_FRACTION = 0.5
+
+
+@check("YD306", "receptive-field-small", W, Stage.TRACE)
+def receptive_field_small(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A Detect level whose theoretical receptive field (in input pixels, through every
+        convolution and pooling kernel on the way; attention counts as global) is smaller
+        than half the largest anchor side of that level. The theoretical field overstates
+        what a network uses (the effective receptive field is a fraction of it, Luo et al.,
+        NeurIPS 2016), yet stock yolov3-tiny trains well with a 318 px field for its 344 px
+        anchor; below half, a cell at an object's centre cannot see even half its extent.
+    Why it zeroes P and R:
+        The level must predict boxes for objects far larger than anything its features see:
+        box regression and objectness for the largest objects have nothing to go on.
+    Example:
+        anchors:
+          - [10,13, 16,30, 33,23]  # P3/8
+          - [200,200, 300,300, 400,400]  # 400 px anchors where layer 4 sees 79 px
+    Fix:
+        Deepen the path to that level (more 3x3 blocks, SPPF), or give it smaller anchors.
+    """
+    rows = levels_in_use(facts)
+    size = facts.trace.sizes[0]
+    if rows is None or not size.ok:
+        return
+    for level, (source, row) in enumerate(zip(_head_inputs(facts), rows)):
+        traced = size.layer(source)
+        field = traced.receptive_field if traced else None
+        largest = max(row)
+        if field is not None and field < largest * RECEPTIVE_FIELD_FRACTION:
+            yield Problem(
+                f"level {level} (layer {source}) sees {field:.0f} px of the input, less than half "
+                f"its largest anchor ({largest:g} px)",
+                "deepen the path to this level (more 3x3 blocks, SPPF) or use smaller anchors",
+                facts.where(source), {"level": level, "receptive_field": field,
+                                      "largest_anchor": largest})
+
+
+# GFLOPs at 640x640 of stock yolov5n/s/m/l/x (the same P5 layout at each width_multiple),
+# measured with YOLOv5's counting rules (yolov5s: 16.6, as YOLOv5 prints).
+STOCK_GFLOPS = {0.25: 4.56, 0.5: 16.62, 0.75: 49.23, 1.0: 109.58, 1.25: 206.31}
+BLOWUP = 2.0  # stock variants (P2, P6, seg heads, yolov3) stay below 1.6x
+
+
+def stock_gflops(width: float) -> float:
+    """GFLOPs of stock YOLOv5 at this width_multiple (log-linear between the stock widths,
+    width-squared beyond them)."""
+    points = sorted(STOCK_GFLOPS.items())
+    if width <= points[0][0]:
+        return points[0][1] * (width / points[0][0]) ** 2
+    if width >= points[-1][0]:
+        return points[-1][1] * (width / points[-1][0]) ** 2
+    for (w0, g0), (w1, g1) in zip(points, points[1:]):
+        if w0 <= width <= w1:
+            t = (math.log(width) - math.log(w0)) / (math.log(w1) - math.log(w0))
+            return math.exp(math.log(g0) + t * (math.log(g1) - math.log(g0)))
+    raise AssertionError("unreachable")
+
+
+@check("YD307", "compute-blowup", W, Stage.TRACE)
+def compute_blowup(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        GFLOPs at 640x640 more than twice those of stock YOLOv5 at the same width_multiple
+        (4.6 / 16.6 / 49.2 / 109.6 / 206.3 for n / s / m / l / x), naming the layers that
+        cost most, with their resolution: wide convolutions at full or half resolution.
+    Why it zeroes P and R:
+        Not directly; it is the bill for a missing downsampling (the seed's recipe costs 115.8
+        GFLOPs instead of 16.6), makes every epoch several times slower and forces smaller
+        batches, which hurts BatchNorm.
+    Example:
+        width_multiple: 0.25
+        [-1, 1, Conv, [256, 3, 1]]  # layers 0 and 1: wide, at full resolution
+    Fix:
+        Downsample before the wide layers (a stride-2 stem, strided stages), as stock YOLOv5.
+    """
+    sized = [s for s in facts.trace.ok_sizes if s.img == (640, 640)] or list(facts.trace.ok_sizes)
+    if not sized:
+        return
+    size = sized[0]
+    h, w = size.img
+    total = size.gflops * (640 * 640) / (h * w)
+    width = facts.spec.width_multiple
+    reference = stock_gflops(width)
+    if total <= BLOWUP * reference or reference <= 0:  # a width_multiple of 1e-300 underflows
+        return
+    scale = (640 * 640) / (h * w)
+    top = sorted(size.layers, key=lambda layer: -layer.macs)[:3]
+    parts = []
+    for layer in top:
+        g = layer.gflops * scale
+        where = {1: "full resolution", 2: "half resolution"}.get(layer.stride,
+                                                               f"stride {layer.stride}")
+        parts.append(f"layer {layer.index} {facts.spec.layers[layer.index].module} at {where} "
+                     f"({format_shape(layer.out_shape)}): {g:.1f} GFLOPs ({g / total:.0%})")
+    yield Problem(
+        f"{total:.1f} GFLOPs at 640x640, {total / reference:.1f}x the {reference:.1f} of stock "
+        f"YOLOv5 at width_multiple {width:g}; most of it in " + ", ".join(parts),
+        "downsample before the wide layers (stride-2 stem, strided stages) as stock YOLOv5 does",
+        facts.where(top[0].index),
+        {"gflops": round(total, 2), "stock_gflops": round(reference, 2),
+         "ratio": round(total / reference, 2), "layers": [layer.index for layer in top]})
+
+
+@check("YD308", "model-summary", INFO, Stage.TRACE, on_request=True)
+def model_summary(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        Nothing wrong: the model's headline figures (layers, parameters, GFLOPs, strides,
+        grids at each traced size) as one finding, for CI logs and SARIF viewers. The report's
+        model table (text and JSON) carries the per-layer rows: from, n, module, args, output
+        shape, stride, params, GFLOPs. On request only: `--select YD308`.
+    Why it zeroes P and R:
+        It does not; it is the figures to compare with what you meant to build.
+    Example:
+        yolodiag check model.yaml --select YD308
+    Fix:
+        Nothing to fix.
+    """
+    built = facts.built
+    strides = _list(built.stride) if built.stride else "unknown"
+    grids = []
+    for size in facts.trace.ok_sizes:
+        maps = [size.layer(i) for i in _head_inputs(facts)] if built.head_index else []
+        cells = ", ".join(f"{m.out_shape[2]}x{m.out_shape[3]}" for m in maps if m and m.channels)
+        grids.append(f"{cells} at {size.img[0]}x{size.img[1]}")
+    first = facts.first_ok
+    gflops = f"{first.gflops:.1f} GFLOPs at {first.img[0]}x{first.img[1]}" if first else ""
+    yield Problem(
+        f"{len(built.layers)} layers, {built.params:,} parameters, {gflops}; Detect strides "
+        f"{strides}; grids {'; '.join(grids)}", "", facts.where(),
+        {"layers": len(built.layers), "params": built.params,
+         "gflops": round(first.gflops, 2) if first else None})

@@ -1,0 +1,265 @@
+"""YD1xx: the YAML and its spec. The spec reader refuses unreadable input itself (YD100-YD105,
+documented here); the checks below read the ModelSpec and parse_model's channel plan, no torch
+forward."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+
+from yolodiag.checks.engine import Facts
+from yolodiag.findings import Problem, Severity, Stage, check, describe
+from yolodiag.spec import REFUSALS, Symbol
+
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+describe("YD100", REFUSALS["YD100"], E, Stage.SPEC, """
+    What it detects:
+        A file that is not YAML, not UTF-8, not a mapping, or that uses a `!!python/...` tag.
+        The message names the line and column where the parser stopped.
+    Why it zeroes P and R:
+        YOLOv5 would not start training at all; yolodiag stops here too (exit code 2).
+    Example:
+        backbone: [[-1, 1, Conv, [64, 6, 2, 2]]
+    Fix:
+        Fix the YAML syntax at the named line; save the file as UTF-8; remove Python tags.
+    """)
+
+describe("YD101", REFUSALS["YD101"], E, Stage.SPEC, """
+    What it detects:
+        A top-level key YOLOv5 requires is missing or of the wrong type: `nc`, `anchors`,
+        `backbone`, `head`, `depth_multiple`, `width_multiple` (parse_model reads all of them).
+    Why it zeroes P and R:
+        YOLOv5 crashes with a KeyError before training; yolodiag stops with exit code 2.
+    Example:
+        depth_multiple: 1.0  # and no width_multiple line
+    Fix:
+        Add the key; `depth_multiple: 1.0` and `width_multiple: 1.0` keep the YAML as written.
+    """)
+
+describe("YD102", REFUSALS["YD102"], E, Stage.SPEC, """
+    What it detects:
+        A layer row that is not `[from, number, module, args]`: wrong length, `from` not an
+        integer or list of integers, `number` not an integer >= 1, `args` not a list.
+    Why it zeroes P and R:
+        YOLOv5 fails to unpack the row; nothing trains. yolodiag stops with exit code 2.
+    Example:
+        [-1, Conv, [64, 3, 2]]
+    Fix:
+        Write the row as `[from, number, module, [args]]`, e.g. `[-1, 1, Conv, [64, 3, 2]]`.
+    """)
+
+describe("YD103", REFUSALS["YD103"], E, Stage.SPEC, """
+    What it detects:
+        A module name that is in no table: not a YOLOv5 v7.0 module, not `nn.*` (nor, once
+        user modules are supported, a class passed with --modules). The hint suggests close
+        names.
+    Why it zeroes P and R:
+        YOLOv5's eval raises NameError; nothing trains. yolodiag stops with exit code 2.
+    Example:
+        [-1, 1, Cnov, [64, 3, 2]]
+    Fix:
+        Correct the spelling. Your own blocks: --modules FILE.py, in a later release.
+    """)
+
+describe("YD104", REFUSALS["YD104"], E, Stage.SPEC, """
+    What it detects:
+        A `from` index that points to the layer itself, to a later layer, or before layer 0.
+    Why it zeroes P and R:
+        YOLOv5 indexes a list that does not hold that layer yet and crashes (or, for negative
+        indices, silently wraps around to a wrong layer). yolodiag stops with exit code 2.
+    Example:
+        [[-1, 7], 1, Concat, [1]]  # at layer 6
+    Fix:
+        Point `from` to an earlier layer: -1 for the previous one, or an absolute index.
+    """)
+
+describe("YD105", REFUSALS["YD105"], E, Stage.SPEC, """
+    What it detects:
+        A string YOLOv5 would pass to Python's eval (module names, arguments, `activation:`)
+        that is not `nc`, `anchors`, `None`, a number, a known string literal such as
+        'nearest', or a known activation call such as `nn.LeakyReLU(0.1)`.
+    Why it zeroes P and R:
+        Such a string runs arbitrary code in YOLOv5. yolodiag never evaluates it and stops
+        with exit code 2.
+    Example:
+        [-1, 1, Conv, [__import__('os').getcwd(), 3, 2]]
+    Fix:
+        Write plain values: numbers, `nc`, `anchors`, `None`, 'nearest', `nn.SiLU()`.
+    """)
+
+# Parameter names that mark a constructor's first two arguments as input and output widths.
+CHANNEL_PARAMS = {("c1", "c2"), ("in_channels", "out_channels"), ("ch_in", "ch_out"),
+                  ("inp", "oup"), ("in_ch", "out_ch"), ("c_in", "c_out"), ("cin", "cout"),
+                  ("in_planes", "out_planes"), ("inplanes", "planes")}
+
+
+def constructor_parameters(cls: type) -> list[inspect.Parameter]:
+    try:
+        parameters = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    return [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+@check("YD106", "not-channel-aware", E, Stage.SPEC)
+def not_channel_aware(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A module whose constructor takes `(c1, c2, ...)` (input and output widths) but that
+        YOLOv5's parse_model does not treat as channel-aware: it gets the YAML's arguments
+        unchanged (no input width inserted, no width_multiple) and parse_model records its
+        output width as its input width. Reported when that disagrees with what the arguments
+        build: the first argument is not the real input width, or the second changes it.
+    Why it zeroes P and R:
+        The block is built for the wrong input (a crash), or later rows are built for a width
+        it does not produce; with `width_multiple` the YAML's numbers are not even scaled.
+    Example:
+        [-1, 1, nn.Conv2d, [64, 128, 3, 2, 1]]
+    Fix:
+        Use a channel-aware module (Conv), or register the block in parse_model's channel-aware
+        set and write only `[c2, ...]` in the YAML.
+    """
+    for planned in facts.plan:
+        if planned.entry.rule != "passthrough" or planned.done is None:
+            continue
+        names = tuple(p.name for p in constructor_parameters(planned.entry.load())[:2])
+        if names not in CHANNEL_PARAMS:
+            continue
+        c_in = planned.inputs[0]
+        args = planned.args
+        built_for = args[0] if args else None
+        produces = args[1] if len(args) > 1 else None
+        if built_for == c_in and produces in (None, c_in):
+            continue
+        module = planned.row.module
+        yield Problem(
+            f"parse_model passes {module} its arguments {list(args)} unchanged: it is built for "
+            f"{built_for} input channels ({names[0]}) and {produces} output channels "
+            f"({names[1]}), but it receives {c_in}, and later rows are built as if it gave "
+            f"{c_in} (YOLOv5 treats {module} as width-preserving)",
+            f"use a channel-aware module such as Conv, or register {module} as channel-aware "
+            f"and write `[c2, ...]`",
+            facts.where(planned.row.index),
+            {"module": module, "args": list(args), "input_channels": c_in,
+             "parse_model_output_channels": c_in})
+
+
+def stride_argument(cls: type, args: tuple) -> int | None:
+    """The value a constructor receives for its `s`/`stride` parameter (default if not given);
+    a pooling layer's stride defaults to its kernel size, as in torch."""
+    parameters = constructor_parameters(cls)
+    names = [p.name for p in parameters]
+    for name in ("s", "stride"):
+        if name not in names:
+            continue
+        position = names.index(name)
+        value = args[position] if position < len(args) else parameters[position].default
+        if value is None and "kernel_size" in names:
+            k = names.index("kernel_size")
+            value = args[k] if k < len(args) else None
+        value = value[0] if isinstance(value, (list, tuple)) and value else value
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return None
+
+
+@check("YD107", "repeat-on-non-repeating-module", W, Stage.SPEC)
+def repeat_on_non_repeating_module(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        `number > 1` on a module that does not take a repeat count (anything outside the C3 /
+        BottleneckCSP family): YOLOv5 stacks that many copies built with the same arguments.
+        An error when the copies change the width (the second copy receives c2 channels but
+        was built for c1), a warning when each copy downsamples again (stride s per copy).
+    Why it zeroes P and R:
+        Mismatched copies crash the build. Strided copies shrink the map s^n times, so the
+        Detect strides and the anchors no longer agree.
+    Example:
+        [-1, 2, Conv, [128, 3, 2]]
+    Fix:
+        Write one row per distinct layer (the first one changing width or stride), then a row
+        with `number` copies that keep both, e.g. `[-1, 1, Conv, [128, 3, 2]]` and
+        `[-1, 2, BasicBlock, [128]]`.
+    """
+    for planned in facts.plan:
+        done = planned.done
+        if done is None or done.copies < 2:
+            continue
+        index, module = planned.row.index, planned.row.module
+        if planned.entry.rule == "channels" and done.args[0] != done.args[1]:
+            yield Problem(
+                f"{done.copies} copies of {module}{list(done.args)} are stacked: the first "
+                f"turns {done.args[0]} channels into {done.args[1]}, so copy 2 receives "
+                f"{done.args[1]} channels but was built for {done.args[0]}",
+                f"split the row: one {module} that changes the width, then the repeats",
+                facts.where(index), {"copies": done.copies, "c1": done.args[0],
+                                     "c2": done.args[1]}, severity=E)
+            continue
+        stride = stride_argument(planned.entry.load(), done.args)
+        if stride and stride > 1:
+            yield Problem(
+                f"{done.copies} copies of {module} with stride {stride} are stacked: together "
+                f"they downsample by {stride ** done.copies}, not {stride}",
+                f"split the row: one strided {module}, then {done.copies - 1} with stride 1",
+                facts.where(index), {"copies": done.copies, "stride": stride})
+
+
+@check("YD108", "depth-multiple-drops-repeats", INFO, Stage.SPEC)
+def depth_multiple_drops_repeats(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        Rows whose `number` is changed by `depth_multiple` (Python's round: round(2 * 0.33) is
+        1) on modules stacked as copies (not the C3 family, whose repeats YOLOv5 scales by
+        design): the built network is not the one written, e.g. a ResNet-18 with one
+        BasicBlock per stage instead of two.
+    Why it zeroes P and R:
+        It does not by itself; it explains why the model is shallower (or deeper) than the
+        architecture copied into the YAML, and why checkpoints of that architecture do not fit.
+    Example:
+        depth_multiple: 0.33
+        [-1, 2, Bottleneck, [32]]
+    Fix:
+        Set `depth_multiple: 1.0`, or write the number of blocks you want after scaling.
+    """
+    changed = [p for p in facts.plan
+               if p.row.number > 1 and p.entry.rule != "channels+repeats"
+               and p.number != p.row.number]
+    if not changed:
+        return
+    rows = ", ".join(f"layer {p.row.index} {p.row.module} {p.row.number} -> {p.number}"
+                     for p in changed)
+    yield Problem(
+        f"depth_multiple {facts.spec.depth_multiple} changes the number of stacked blocks: "
+        f"{rows}",
+        "set depth_multiple: 1.0 or write the block counts you want after scaling",
+        facts.where(changed[0].row.index),
+        {"layers": [p.row.index for p in changed], "written": [p.row.number for p in changed],
+         "built": [p.number for p in changed]})
+
+
+@check("YD109", "nc-mismatch", E, Stage.SPEC)
+def nc_mismatch(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        The Detect (or Segment) row's class count is a number other than the model's `nc`
+        (write `nc` there). With --data (a later release): the data's `nc`/`names` differ.
+    Why it zeroes P and R:
+        train.py overrides the model's `nc` from the data, but a number written into the
+        Detect row is not overridden: the head predicts the wrong number of classes and the
+        class targets land in the wrong outputs (or index past them).
+    Example:
+        [[7, 4], 1, Detect, [3, anchors]]
+    Fix:
+        Write `[[...], 1, Detect, [nc, anchors]]`.
+    """
+    for row in facts.spec.layers:
+        if row.module not in ("Detect", "Segment") or not row.args:
+            continue
+        classes = row.args[0]
+        if isinstance(classes, Symbol) or classes == facts.spec.nc:
+            continue
+        yield Problem(
+            f"{row.module} is built for {classes!r} classes but the model's nc is "
+            f"{facts.spec.nc}; train.py overrides nc, not this number",
+            f"write `nc` as the first {row.module} argument", facts.where(row.index),
+            {"detect_nc": classes, "nc": facts.spec.nc})

@@ -1,0 +1,26 @@
+"""Traced shapes as plain data: what they are and how a message or a table writes them.
+
+A shape is a list of ints (one tensor) or nested lists (a layer with several outputs). No
+torch here: checks and renderers read shapes without importing it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Shape = Any  # a list of ints, or nested lists for layers with several outputs
+
+
+def is_map(shape: Shape) -> bool:
+    """A single feature-map shape: four ints (batch, channels, height, width)."""
+    return isinstance(shape, list) and len(shape) == 4 and all(isinstance(d, int) for d in shape)
+
+
+def format_shape(shape: Shape) -> str:
+    """Output shape without the batch dimension: [1, 32, 320, 320] -> 32x320x320; for a layer
+    with several outputs (the head), how many."""
+    if shape is None:
+        return "-"
+    if all(isinstance(d, int) for d in shape):
+        return "x".join(map(str, shape[1:]))
+    return f"{len(shape)} outputs"
