@@ -157,7 +157,10 @@ def rules() -> None:
     from yolodiag.checks import REGISTRY
     from yolodiag.render import rules_table
 
-    Console(highlight=False).print(rules_table(REGISTRY.values()))
+    console = Console(highlight=False)
+    if not console.is_terminal:  # pipes and CI logs: one row per line where possible
+        console = Console(highlight=False, width=160)
+    console.print(rules_table(REGISTRY.values()))
 
 
 def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,

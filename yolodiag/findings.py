@@ -138,6 +138,13 @@ class CheckInfo:
         return Finding(self.code, self.name, problem.severity or self.severity, problem.message,
                        problem.hint, problem.location, problem.data)
 
+    @property
+    def summary(self) -> str:
+        """The first sentence of "What it detects", on one line (an "e.g." does not end it)."""
+        flat = " ".join(self.section("What it detects").split())
+        end = re.search(r"(?<!e\.g)(?<!i\.e)\. ", flat)
+        return flat[: end.start() + 1] if end else flat
+
     def section(self, title: str) -> str:
         """One section of the documentation, e.g. "Fix"."""
         parts = re.split(rf"^({'|'.join(map(re.escape, DOC_SECTIONS))}):?\n", self.doc,

@@ -96,7 +96,7 @@ def rules_table(infos: Iterable[CheckInfo]) -> Table:
     for header in ("code", "name", "severity", "stage", "summary"):
         table.add_column(header, no_wrap=header != "summary")
     for info in sorted(infos, key=lambda i: i.code):
-        summary = info.section("What it detects").split(". ")[0].replace("\n", " ")
+        summary = info.summary
         if info.on_request:
             summary += " (on request)"
         table.add_row(info.code, info.name, Text(info.severity.value,

@@ -11,7 +11,6 @@ documentation of each code.
 from __future__ import annotations
 
 import json
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import PurePosixPath, PureWindowsPath
@@ -72,7 +71,7 @@ def _rule(info: CheckInfo) -> dict[str, Any]:
     return {
         "id": info.code,
         "name": info.name,
-        "shortDescription": {"text": _first_sentence(detects) or info.name},
+        "shortDescription": {"text": info.summary or info.name},
         "fullDescription": {"text": detects or info.name},
         "help": {"text": info.section("Fix") or info.name},
         "defaultConfiguration": {"level": _SARIF_LEVEL[info.severity]},
@@ -83,13 +82,6 @@ def _unregistered_rule(finding: Finding) -> dict[str, Any]:
     return {"id": finding.code, "name": finding.name,
             "shortDescription": {"text": finding.name},
             "defaultConfiguration": {"level": _SARIF_LEVEL[finding.severity]}}
-
-
-def _first_sentence(text: str) -> str:
-    """Up to the first full stop followed by a space (not "e.g. ", "i.e. "), on one line."""
-    flat = " ".join(text.split())
-    end = re.search(r"(?<!e\.g)(?<!i\.e)\. ", flat)
-    return flat[: end.start() + 1] if end else flat
 
 
 def _result(finding: Finding, rule_index: int) -> dict[str, Any]:
