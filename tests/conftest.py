@@ -4,6 +4,8 @@ tests that need it skip with a clear reason when it is absent; the core tests do
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,31 @@ head:
    [[7, 4], 1, Detect, [nc, anchors]],          # 8
   ]
 """
+
+
+NUMERICS = ["yolov5n", "yolov5n-resnet18"]  # the models ../shared/golden/numerics records
+
+
+def recorded_numerics(name: str):
+    """(recorded dict, our model built from its YAML with its state dict loaded strictly)."""
+    import torch
+
+    from yolodiag.reference.builder import build
+    from yolodiag.spec import parse_spec
+
+    recorded = torch.load(shared("golden", "numerics", f"{name}.numerics.pt"), weights_only=True)
+    built = build(parse_spec(recorded["yaml"], name), nc=recorded["nc"])
+    built.model.load_state_dict({k: v.float() for k, v in recorded["state_dict"].items()},
+                                strict=True)
+    return recorded, built
+
+
+def oracle_python() -> str:
+    """An interpreter where the real `yolov5` package imports ($YOLOV5_PYTHON or this one);
+    skips the test otherwise."""
+    python = os.environ.get("YOLOV5_PYTHON", sys.executable)
+    probe = subprocess.run([python, "-c", "import yolov5"], capture_output=True,
+                           env={**os.environ, "YOLO_OFFLINE": "1"})
+    if probe.returncode != 0:
+        pytest.skip("the yolov5 pip package is not importable here or in $YOLOV5_PYTHON")
+    return python

@@ -227,3 +227,31 @@ def test_non_positive_anchors_are_an_error_no_target_can_match(tmp_path):
     anchors = [f for f in report["findings"] if f["code"].startswith("YD4")]
     assert [(f["code"], f["severity"]) for f in anchors] == [("YD403", "error")]
     assert exit_code == 1
+
+
+def test_assignment_of_the_synthetic_batch_is_reported_for_seed_and_yolov5s():
+    _, seed = check_json()
+    _, stock = check_json(str(shared("yamls", "stock", "yolov5s.yaml")))
+    for report in (seed, stock):
+        assignment = report["assignment"]
+        assert assignment["images"] == 16 and assignment["targets"] > 30
+        assert len(assignment["positives_per_level"]) == 3
+        assert min(assignment["positives_per_level"]) > 0 and assignment["unmatched"] == 0
+    assert seed["assignment"]["strides"] == [4, 8, 16]
+    assert stock["assignment"]["strides"] == [8, 16, 32]
+
+
+def test_yolov5s_with_anchors_in_grid_units_gets_no_target_matched(tmp_path):
+    text = shared("yamls", "stock", "yolov5s.yaml").read_text()
+    grid_units = {"[10,13, 16,30, 33,23]": "[1.25,1.625, 2,3.75, 4.125,2.875]",
+                  "[30,61, 62,45, 59,119]": "[1.875,3.8125, 3.875,2.8125, 3.6875,7.4375]",
+                  "[116,90, 156,198, 373,326]": "[3.625,2.8125, 4.875,6.1875, 11.65625,10.1875]"}
+    for pixels, cells in grid_units.items():
+        assert pixels in text
+        text = text.replace(pixels, cells)
+    exit_code, report = check_json(str(write_yaml(tmp_path, text)))
+    unmatched = next(f for f in report["findings"] if f["code"] == "YD404")
+    assert unmatched["severity"] == "error" and exit_code == 1
+    assert 0.5 < unmatched["data"]["unmatched_fraction"] <= 1
+    assert f"{unmatched['data']['unmatched']} of {unmatched['data']['targets']}" in \
+        unmatched["message"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SHARED, shared
+from conftest import NUMERICS, SHARED, recorded_numerics, shared
 from yolodiag.reference.builder import build
-from yolodiag.spec import load_spec, parse_spec
+from yolodiag.spec import load_spec
 from yolodiag.trace import trace
 
 GOLDEN_BUILD = "golden/yolov5-v7.0-build.json"
@@ -50,17 +50,9 @@ def test_build_matches_yolov5_v7(name, golden_build):
     assert list(state.items()) == list(golden["state_dict"].items())
 
 
-NUMERICS = ["yolov5n", "yolov5n-resnet18"]
-
-
 @pytest.fixture(scope="module", params=NUMERICS)
 def numerics(request):
-    recorded = torch.load(shared("golden", "numerics", f"{request.param}.numerics.pt"),
-                          weights_only=True)
-    built = build(parse_spec(recorded["yaml"], request.param), nc=recorded["nc"])
-    built.model.load_state_dict({k: v.float() for k, v in recorded["state_dict"].items()},
-                                strict=True)
-    return recorded, built
+    return recorded_numerics(request.param)
 
 
 def test_recorded_state_dict_loads_strictly_with_same_strides_and_anchors(numerics):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import shared
+from conftest import oracle_python, shared
 from yolodiag.reference.builder import build
 from yolodiag.spec import load_spec
 
@@ -28,18 +27,9 @@ STOCK = ["yolov5n", "yolov5s", "yolov5s-ghost", "yolov5s-transformer", "yolov5n-
 ZOO = ["zoo-rare-modules", "zoo-passthrough"]
 
 
-def _oracle_python() -> str:
-    python = os.environ.get("YOLOV5_PYTHON", sys.executable)
-    probe = subprocess.run([python, "-c", "import yolov5"], capture_output=True,
-                           env={**os.environ, "YOLO_OFFLINE": "1"})
-    if probe.returncode != 0:
-        pytest.skip("the yolov5 pip package is not importable here or in $YOLOV5_PYTHON")
-    return python
-
-
 @pytest.fixture(scope="module")
 def oracle(tmp_path_factory) -> dict:
-    python = _oracle_python()
+    python = oracle_python()
     paths = [str(shared("yamls", "stock", f"{name}.yaml")) for name in STOCK]
     paths += [str(HERE / "data" / f"{name}.yaml") for name in ZOO]
     out = tmp_path_factory.mktemp("oracle") / "yolov5.pt"

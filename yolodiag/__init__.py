@@ -1,7 +1,7 @@
 """yolodiag: find why an edited YOLOv5 model will train to zero precision and recall.
 
-The Python API (`build_model`, ...) imports torch on first use, so `import yolodiag` and the
-CLI's `--help` stay instant.
+The Python API (`build_model`, `compute_loss`, `non_max_suppression`, `ap_per_class`) imports
+torch on first use, so `import yolodiag` and the CLI's `--help` stay instant.
 """
 
 from __future__ import annotations
@@ -33,4 +33,18 @@ def build_model(yaml_path: str | Path, nc: int | None = None, modules: Iterable 
     return build(load_spec(yaml_path), nc=nc, device=device)
 
 
-__all__ = ["build_model", "__version__"]
+_LAZY = {"compute_loss": "yolodiag.loss", "non_max_suppression": "yolodiag.metrics",
+         "ap_per_class": "yolodiag.metrics", "synthetic_batch": "yolodiag.synthetic"}
+
+
+def __getattr__(name: str):
+    """YOLOv5's loss, NMS and AP (and the synthetic batch), imported with torch on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'yolodiag' has no attribute {name!r}")
+
+
+__all__ = ["ap_per_class", "build_model", "compute_loss", "non_max_suppression",
+           "synthetic_batch", "__version__"]

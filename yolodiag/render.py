@@ -68,6 +68,14 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
         if table:
             console.print(model_table(model, console.width))
         console.print(_model_line(model))
+    assignment = report.sections.get("assignment")
+    if assignment:
+        h, w = assignment["img"]
+        console.print(f"YOLOv5's assignment of a synthetic batch ({assignment['images']} images, "
+                      f"{assignment['targets']} objects, {h}x{w}): positives per level "
+                      f"{', '.join(map(str, assignment['positives_per_level']))}; "
+                      f"{assignment['unmatched']} objects matched by no anchor",
+                      highlight=False)
     for severity in Severity:
         group = [f for f in report.findings if f.severity is severity]
         if not group:

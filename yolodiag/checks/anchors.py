@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from yolodiag.checks.engine import Facts
 from yolodiag.findings import Problem, Severity, Stage, check
 
 E, W = Severity.ERROR, Severity.WARNING
+SYNTHETIC_IMAGES = 16  # about 40 objects: every level of a sound model gets positives
 
 # YOLOv5 v7.0's default anchor rows (pixels) and the stride each was designed for.
 DEFAULT_ANCHOR_ROWS: dict[tuple[int, ...], int] = {
@@ -217,3 +219,106 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
             "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
             facts.key_location("anchors"),
             {"level": level, "stride": stride, "grid_cells": round(cells, 3)})
+
+
+@dataclass(frozen=True)
+class SyntheticAssignment:
+    """YOLOv5's target assignment of the synthetic batch (`yolodiag.synthetic`) on a model."""
+
+    img: tuple[int, int]
+    images: int
+    targets: int
+    strides: tuple[float, ...]
+    positives: tuple[int, ...]  # per level
+    positives_per_anchor: tuple[tuple[int, ...], ...]
+    unmatched: tuple[int, ...]  # target indices no anchor of any level takes
+    target_sides: tuple[float, ...]  # sqrt(w * h) of each target, pixels
+
+    def as_dict(self) -> dict:
+        return {"img": list(self.img), "images": self.images, "targets": self.targets,
+                "strides": list(self.strides), "positives_per_level": list(self.positives),
+                "positives_per_anchor": [list(p) for p in self.positives_per_anchor],
+                "unmatched": len(self.unmatched)}
+
+
+def ordinary_sides(strides: tuple[float, ...], img: int) -> tuple[float, float]:
+    """Object sides (fractions of the image) a model with these Detect strides is built for:
+    from 2 cells of its finest level to 8 cells of its coarsest (16 to 256 px for P3-P5),
+    at most 0.6 of the image."""
+    return 2 * min(strides) / img, min(8 * max(strides) / img, 0.6)
+
+
+def synthetic_assignment(facts: Facts) -> SyntheticAssignment | None:
+    """Assign the synthetic batch at the first traced size with the model's anchors and the
+    grids its Detect inputs really have (None for `anchors: N` or an untraced model)."""
+    import torch
+
+    from yolodiag.loss import assign
+    from yolodiag.synthetic import synthetic_labels
+
+    built, size = facts.built, facts.first_ok
+    if not isinstance(facts.spec.anchors, tuple) or built is None or built.stride is None \
+            or size is None:
+        return None
+    head = facts.spec.layers[built.head_index]
+    grids = [tuple(size.layer(i).out_shape[2:]) for i in head.sources]
+    if len(grids) != len(built.stride):
+        return None
+    h, w = size.img
+    targets = synthetic_labels(built.nc, SYNTHETIC_IMAGES, seed=0,
+                               sides=ordinary_sides(built.stride, max(h, w)))
+    result = assign(targets, built.anchors, grids, facts.anchor_t)
+    sides = (targets[:, 4] * w * targets[:, 5] * h).sqrt()
+    return SyntheticAssignment(size.img, SYNTHETIC_IMAGES, len(targets), built.stride,
+                               result.positives, result.positives_per_anchor, result.unmatched,
+                               tuple(torch.round(sides, decimals=1).tolist()))
+
+
+@check("YD404", "no-target-matched", E, Stage.TRACE)
+def no_target_matched(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        YOLOv5's own target assignment (a target takes an anchor when neither side differs by
+        `anchor_t` = 4 or more, plus up to two neighbouring cells), run on a synthetic batch of
+        16 images with objects of the sizes the model's levels are built for (from 2 cells of
+        the finest level to 8 cells of the coarsest, at most 0.6 of the image: 16 to 256 px
+        for P3-P5 at 640; aspect up to 2.5), gives zero positives at some level or leaves
+        targets matched by no anchor at all. Reports positives per level and the fraction of
+        unmatched targets. `anchors: N` placeholders (AutoAnchor refits them) are not judged;
+        with --data (a later release) the real labels are assigned instead.
+    Why it zeroes P and R:
+        A target with no positive anchor contributes no box and no class loss, and its cells
+        are trained as background: the model learns to see nothing there, so recall for such
+        objects is exactly zero. A level with zero positives only ever learns "no object".
+    Example:
+        anchors:
+          - [1.25,1.625, 2,3.75, 4.125,2.875]  # grid units, not pixels
+    Fix:
+        Write anchors in pixels at the training image size (grid units times the stride), or
+        use `anchors: 3` so that AutoAnchor fits them to the data.
+    """
+    stats = facts.assignment
+    if stats is None:
+        return
+    empty = [level for level, n in enumerate(stats.positives) if n == 0]
+    unmatched = len(stats.unmatched)
+    if not empty and not unmatched:
+        return
+    sides = sorted(stats.target_sides[i] for i in stats.unmatched)
+    parts = []
+    if unmatched:
+        parts.append(f"{unmatched} of {stats.targets} targets ({unmatched / stats.targets:.0%}, "
+                     f"{sides[0]:g}-{sides[-1]:g} px) match no anchor at any level")
+    if empty:
+        parts.append(f"level{'s' if len(empty) > 1 else ''} "
+                     f"{', '.join(map(str, empty))} (stride "
+                     f"{', '.join(str(_int(stats.strides[i])) for i in empty)}) get no positive")
+    h, w = stats.img
+    yield Problem(
+        f"YOLOv5's assignment of a synthetic batch at {h}x{w}: " + "; ".join(parts)
+        + f" (positives per level {list(stats.positives)})",
+        "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
+        facts.key_location("anchors"),
+        {"unmatched": unmatched, "targets": stats.targets,
+         "unmatched_fraction": round(unmatched / stats.targets, 4), "empty_levels": empty,
+         "positives_per_level": list(stats.positives)})

@@ -27,6 +27,7 @@ from yolodiag.findings import (
 )
 
 if TYPE_CHECKING:
+    from yolodiag.checks.anchors import SyntheticAssignment
     from yolodiag.reference.builder import BuiltModel, LayerRecord
     from yolodiag.reference.rules import PlannedRow
     from yolodiag.spec import ModelSpec
@@ -74,6 +75,14 @@ class Facts:
 
     def record(self, index: int) -> LayerRecord:
         return self.built.layers[index]
+
+    @cached_property
+    def assignment(self) -> SyntheticAssignment | None:
+        """YOLOv5's assignment of the synthetic batch at the first traced size (None when the
+        anchors are AutoAnchor placeholders or the model could not be traced)."""
+        from yolodiag.checks.anchors import synthetic_assignment
+
+        return synthetic_assignment(self)
 
     @property
     def first_ok(self) -> SizeTrace | None:
