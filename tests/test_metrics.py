@@ -202,9 +202,12 @@ def test_greedy_nms_equals_torchvision_on_random_boxes():
     gen = torch.Generator().manual_seed(0)
     for n, classes in ((1, 1), (10, 1), (300, 1), (2000, 1), (5000, 20)):
         boxes = random_boxes(n, gen, classes)
-        scores = torch.rand(n, generator=gen)
+        scores = torch.rand(n, generator=gen)  # 5000 draws hold a tie: same boxes kept
+        unique = torch.randperm(n, generator=gen).float() / n  # no tie: same order too
         for thr in (0.3, 0.45, 0.6):
-            assert torch.equal(greedy_nms(boxes, scores, thr), tv_nms(boxes, scores, thr))
+            ours, theirs = greedy_nms(boxes, scores, thr), tv_nms(boxes, scores, thr)
+            assert sorted(ours.tolist()) == sorted(theirs.tolist())
+            assert torch.equal(greedy_nms(boxes, unique, thr), tv_nms(boxes, unique, thr))
 
 
 def decoded_from(rows: list[list[float]]) -> torch.Tensor:
