@@ -255,3 +255,18 @@ def test_yolov5s_with_anchors_in_grid_units_gets_no_target_matched(tmp_path):
     assert 0.5 < unmatched["data"]["unmatched_fraction"] <= 1
     assert f"{unmatched['data']['unmatched']} of {unmatched['data']['targets']}" in \
         unmatched["message"]
+
+
+def test_a_crashing_assignment_is_an_internal_error_not_a_lost_report(monkeypatch):
+    import yolodiag.checks.anchors as anchors
+
+    def broken(facts):
+        raise RuntimeError("assignment bug")
+
+    monkeypatch.setattr(anchors, "synthetic_assignment", broken)
+    result = runner.invoke(app, ["check", "-f", "json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 3 and report["assignment"] is None
+    internal = [f for f in report["findings"] if f["code"] == INTERNAL_ERROR]
+    assert [f["data"]["check"] for f in internal] == ["YD404"]
+    assert "YD301" in codes_of(report)

@@ -48,7 +48,11 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
     findings = run_checks(facts, selection or Selection())
     section = (model_section(facts.built, facts.trace, bundled=bundled)
                if facts.trace is not None else None)
-    assignment = facts.assignment if facts.trace is not None else None
+    try:
+        assignment = facts.assignment if facts.trace is not None else None
+    except Exception as e:  # a bug: YD404 reports it as YD001 (unless ignored); --debug shows it
+        facts.check_errors.append(e)
+        assignment = None
     return Report("check", section, findings, fail_on, path=str(path), bundled=bundled,
                   sections={"assignment": assignment.as_dict() if assignment else None},
                   errors=[e for e in (stopped_by, *facts.check_errors) if e is not None])
