@@ -47,7 +47,8 @@ def _area(box: Tensor) -> Tensor:
 
 
 def greedy_nms(boxes: Tensor, scores: Tensor, iou_thres: float) -> Tensor:
-    """Indices of the boxes kept by greedy NMS, highest score first (torchvision's result).
+    """Indices of the boxes kept by greedy NMS, highest score first (torchvision's result; the
+    order of boxes with tied scores may differ).
 
     Keep the highest-scoring box, drop every remaining box whose IoU with it exceeds
     `iou_thres` (0 to 1), repeat on what is left. boxes (n, 4) xyxy, scores (n,) -> (k,) int64.
@@ -120,7 +121,8 @@ def _torchvision_nms() -> Callable[[Tensor, Tensor, float], Tensor] | None:
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_thres: float) -> Tensor:
-    """torchvision's NMS when it works here, else `greedy_nms` (same indices, same order)."""
+    """torchvision's NMS when it works here, else `greedy_nms`: the same boxes kept, in the same
+    order unless two scores tie (checked against torchvision on a GPU machine)."""
     tv_nms = _torchvision_nms()
     if tv_nms is not None:
         try:
