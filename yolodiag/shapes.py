@@ -1,4 +1,5 @@
-"""Traced shapes as plain data: what they are and how a message or a table writes them.
+"""Traced shapes as plain data: what they are and how a message or a table writes them
+(with the sizes and numbers around them).
 
 A shape is a list of ints (one tensor) or nested lists (a layer with several outputs). No
 torch here: checks and renderers read shapes without importing it.
@@ -24,3 +25,13 @@ def format_shape(shape: Shape) -> str:
     if all(isinstance(d, int) for d in shape):
         return "x".join(map(str, shape[1:]))
     return f"{len(shape)} outputs"
+
+
+def format_sizes(sizes) -> str:
+    """((640, 640), (384, 640)) -> '640x640, 384x640' (height x width)."""
+    return ", ".join(f"{h}x{w}" for h, w in sizes)
+
+
+def plain_number(x: float) -> int | float:
+    """8.0 -> 8, 42.666 -> 42.67: a stride or size as a message writes it."""
+    return int(x) if float(x).is_integer() else round(x, 2)

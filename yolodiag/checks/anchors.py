@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from yolodiag.checks.engine import Facts
 from yolodiag.findings import Problem, Severity, Stage, check
+from yolodiag.shapes import plain_number
 
 E, W = Severity.ERROR, Severity.WARNING
 SYNTHETIC_IMAGES = 16  # about 40 objects: every level of a sound model gets positives
@@ -78,16 +79,7 @@ def levels_in_use(facts: Facts) -> list[tuple[float, ...]] | None:
     anchors = facts.spec.anchors
     if not isinstance(anchors, tuple) or facts.built is None or facts.built.stride is None:
         return None
-    return list(reversed(anchors)) if _flipped(anchors, facts.built.stride) else list(anchors)
-
-
-def _flipped(rows: tuple[tuple[float, ...], ...], strides: tuple[float, ...]) -> bool:
-    """YOLOv5's check_anchor_order: compare the first and last rows' mean area with the strides."""
-    def area(row):
-        return sum(row[i] * row[i + 1] for i in range(0, len(row) - 1, 2)) / (len(row) // 2)
-
-    da, ds = area(rows[-1]) - area(rows[0]), strides[-1] - strides[0]
-    return bool(da) and (da > 0) != (ds > 0)
+    return list(reversed(anchors)) if facts.built.anchors_flipped else list(anchors)
 
 
 @check("YD401", "anchor-level-count", E, Stage.SPEC)
@@ -158,19 +150,15 @@ def anchor_order(facts: Facts) -> Iterator[Problem]:
     ordered = all((b > a) == increasing for a, b in zip(sizes, sizes[1:]))
     if ordered:
         return
-    flipped = _flipped(anchors, strides)
+    flipped = facts.built.anchors_flipped
     what = ("YOLOv5 flips the rows silently" + (", and the order is still wrong"
             if not all((b > a) == increasing for a, b in zip(sizes[::-1], sizes[-2::-1])) else "")
             if flipped else "YOLOv5 keeps them as they are (it compares only the first and last)")
     yield Problem(
         f"anchor row sizes {sizes} (pixels) are not ordered like the strides "
-        f"{[_int(s) for s in strides]}: {what}",
+        f"{[plain_number(s) for s in strides]}: {what}",
         "order the anchor rows from the smallest anchors (finest stride) to the largest",
         facts.key_location("anchors"), {"row_sizes": sizes, "flipped": flipped})
-
-
-def _int(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else round(x, 2)
 
 
 @check("YD403", "anchor-stride-mismatch", W, Stage.BUILD)
@@ -213,7 +201,7 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
         if low <= cells <= high:
             continue
         yield Problem(
-            f"level {level} (stride {_int(stride)}) anchors average {cells:.2f} grid cells "
+            f"level {level} (stride {plain_number(stride)}) anchors average {cells:.2f} grid cells "
             f"({row_size(row):.1f} px): outside the {low:.2f}-{high:.1f} cells YOLOv5's "
             f"assignment (anchor_t {facts.anchor_t:g}) can match to this level's usual objects",
             "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
@@ -310,9 +298,9 @@ def no_target_matched(facts: Facts) -> Iterator[Problem]:
         parts.append(f"{unmatched} of {stats.targets} targets ({unmatched / stats.targets:.0%}, "
                      f"{sides[0]:g}-{sides[-1]:g} px) match no anchor at any level")
     if empty:
-        parts.append(f"level{'s' if len(empty) > 1 else ''} "
-                     f"{', '.join(map(str, empty))} (stride "
-                     f"{', '.join(str(_int(stats.strides[i])) for i in empty)}) get no positive")
+        strides = ", ".join(str(plain_number(stats.strides[i])) for i in empty)
+        parts.append(f"level{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} "
+                     f"(stride {strides}) get no positive")
     h, w = stats.img
     yield Problem(
         f"YOLOv5's assignment of a synthetic batch at {h}x{w}: " + "; ".join(parts)

@@ -25,10 +25,12 @@ class Crash:
     in_shapes: tuple[Any, ...]  # what the layer received, at the first of those sizes
     failed_op: str | None
     cause: str | None  # the code that explains it; None: unexplained (YD202)
+    in_probe: bool  # YOLOv5's own build (its stride probe) crashes here
 
 
 def crashes(facts: Facts) -> list[Crash]:
-    """Every layer a forward crashed in, with what it received and the explaining code."""
+    """Every layer a forward crashed in, with what it received and the explaining code.
+    Checks read it once per model as `facts.crashes`."""
     found: dict[int, dict[str, Any]] = {}
     if facts.trace is not None:
         for size in facts.trace.failures:
@@ -46,7 +48,8 @@ def crashes(facts: Facts) -> list[Crash]:
                                             "failed_op": None, "failed_add": False})
         entry["sizes"].insert(0, (STRIDE_PROBE_SIZE, STRIDE_PROBE_SIZE))
     return [Crash(layer, e["error"], tuple(dict.fromkeys(e["sizes"])), e["in_shapes"],
-                  e["failed_op"], _cause(facts, layer, e["in_shapes"], e["failed_add"]))
+                  e["failed_op"], _cause(facts, layer, e["in_shapes"], e["failed_add"]),
+                  probe is not None and probe[0] == layer)
             for layer, e in sorted(found.items())]
 
 

@@ -28,6 +28,7 @@ from yolodiag.findings import (
 
 if TYPE_CHECKING:
     from yolodiag.checks.anchors import SyntheticAssignment
+    from yolodiag.checks.crashes import Crash
     from yolodiag.reference.builder import BuiltModel, LayerRecord
     from yolodiag.reference.rules import PlannedRow
     from yolodiag.spec import ModelSpec
@@ -75,6 +76,13 @@ class Facts:
 
     def record(self, index: int) -> LayerRecord:
         return self.built.layers[index]
+
+    @cached_property
+    def crashes(self) -> list[Crash]:
+        """The forward crashes (stride probe and traced sizes), each with its one cause."""
+        from yolodiag.checks.crashes import crashes
+
+        return crashes(self)
 
     @cached_property
     def assignment(self) -> SyntheticAssignment | None:

@@ -6,21 +6,17 @@ import math
 from collections.abc import Iterator
 
 from yolodiag.checks.anchors import designed_stride, levels_in_use
-from yolodiag.checks.crashes import crashes, feature_maps
+from yolodiag.checks.crashes import feature_maps
 from yolodiag.checks.engine import Facts
-from yolodiag.checks.schema import stride_argument
+from yolodiag.checks.wiring import ignored_strides
 from yolodiag.findings import Problem, Severity, Stage, check
-from yolodiag.shapes import format_shape
+from yolodiag.shapes import format_shape, format_sizes, plain_number
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 
-def _n(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else round(x, 2)
-
-
 def _list(values) -> str:
-    return "/".join(str(_n(v)) for v in values)
+    return "/".join(str(plain_number(v)) for v in values)
 
 
 def _head_inputs(facts: Facts) -> list[int]:
@@ -68,7 +64,7 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
         f"Detect level strides are {_list(strides)}, but its anchors are {whose} designed for "
         f"{'/'.join('?' if d is None else str(d) for d in expected)}{culprits}",
         hint, facts.where(facts.built.head_index),
-        {"strides": [_n(s) for s in strides], "designed_for": expected,
+        {"strides": [plain_number(s) for s in strides], "designed_for": expected,
          "default_anchors": default, "levels": wrong}, severity=E if default else W)
 
 
@@ -83,13 +79,9 @@ def _missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:
         found.append(f"layer 0 {facts.spec.layers[0].module} is a stride-1 stem (stock YOLOv5 "
                      "stems downsample by 2)")
         hints.append("make layer 0 a stride-2 stem, e.g. `[-1, 1, Conv, [64, 6, 2, 2]]`")
-    for record in facts.built.layers[:first_input + 1]:
-        s = stride_argument(facts.plan[record.index].entry.load(), record.args)
-        traced = size.layer(record.index)
-        maps = feature_maps(traced.in_shapes) if traced else []
-        if s and s > 1 and maps and traced.out_shape and maps[0][2:] == traced.out_shape[2:]:
-            found.append(f"layer {record.index} {record.module} ignores its stride {s}")
-            hints.append(f"make layer {record.index} honour its stride")
+    for record, stride, _ in ignored_strides(facts, size, last=first_input):
+        found.append(f"layer {record.index} {record.module} ignores its stride {stride}")
+        hints.append(f"make layer {record.index} honour its stride")
     if not found:
         steps = [f"{layer.index} (to {layer.stride})" for prev, layer in
                  zip(size.layers, size.layers[1:first_input + 1])
@@ -128,7 +120,7 @@ def detect_stride_order(facts: Facts) -> Iterator[Problem]:
         yield Problem(
             f"Detect strides {_list(strides)} are {' and '.join(problems)}",
             "list the Detect inputs from the finest map to the coarsest, each half the size",
-            facts.where(facts.built.head_index), {"strides": [_n(s) for s in strides]})
+            facts.where(facts.built.head_index), {"strides": [plain_number(s) for s in strides]})
 
 
 @check("YD303", "concat-spatial-mismatch", E, Stage.TRACE)
@@ -145,7 +137,7 @@ def concat_spatial_mismatch(facts: Facts) -> Iterator[Problem]:
     Fix:
         Point `from` at a layer of the same resolution, or upsample/downsample first.
     """
-    for crash in crashes(facts):
+    for crash in facts.crashes:
         if crash.cause != "YD303":
             continue
         row = facts.spec.layers[crash.layer]
@@ -154,8 +146,8 @@ def concat_spatial_mismatch(facts: Facts) -> Iterator[Problem]:
         yield Problem(
             f"layer {crash.layer} Concat joins maps of "
             f"{' and '.join(f'{m[2]}x{m[3]}' for m in maps)} from layers {_sources(row)} "
-            f"at {h}x{w}" + (f" (fails at {', '.join(f'{a}x{b}' for a, b in crash.sizes[1:])} "
-                             "too)" if len(crash.sizes) > 1 else ""),
+            f"at {h}x{w}" + (f" (fails at {format_sizes(crash.sizes[1:])} too)"
+                             if len(crash.sizes) > 1 else ""),
             "point `from` at layers of the same resolution, or resample one of them",
             facts.where(crash.layer),
             {"shapes": maps, "sizes": [list(s) for s in crash.sizes]})
@@ -193,9 +185,10 @@ def grid_shape_mismatch(facts: Facts) -> Iterator[Problem]:
             grid = tuple(traced.out_shape[2:])
             expected = (h / s, w / s)
             if grid != expected:
+                stride, (eh, ew) = plain_number(s), map(plain_number, expected)
                 yield Problem(
-                    f"level {level} (layer {source}, stride {_n(s)}) has a {grid[0]}x{grid[1]} "
-                    f"grid at {h}x{w}; stride {_n(s)} needs {_n(expected[0])}x{_n(expected[1])}",
+                    f"level {level} (layer {source}, stride {stride}) has a {grid[0]}x{grid[1]} "
+                    f"grid at {h}x{w}; stride {stride} needs {eh}x{ew}",
                     "use 'same' padding on every layer feeding this level",
                     facts.where(source), {"level": level, "img": [h, w], "grid": list(grid),
                                           "expected": [expected[0], expected[1]]})

@@ -4,18 +4,19 @@ traced shapes; crashes are attributed through `crashes.py` so each defect is rep
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from yolodiag.checks.crashes import built_for, crashes, feature_maps
+from yolodiag.checks.crashes import built_for, feature_maps
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.schema import stride_argument
 from yolodiag.findings import Problem, Severity, Stage, check
-from yolodiag.shapes import format_shape
+from yolodiag.shapes import format_shape, format_sizes
+
+if TYPE_CHECKING:
+    from yolodiag.reference.builder import LayerRecord
+    from yolodiag.trace import LayerTrace, SizeTrace
 
 E, W = Severity.ERROR, Severity.WARNING
-
-
-def _sizes(sizes: tuple[tuple[int, int], ...]) -> str:
-    return ", ".join(f"{h}x{w}" for h, w in sizes)
 
 
 @check("YD201", "channel-mismatch", E, Stage.BUILD)
@@ -37,7 +38,7 @@ def channel_mismatch(facts: Facts) -> Iterator[Problem]:
         Make the named layer produce the width parse_model counts (use channel-aware modules,
         or read the previous layer), or change the consumer's `from`.
     """
-    for crash in crashes(facts):
+    for crash in facts.crashes:
         if crash.cause != "YD201":
             continue
         index = crash.layer
@@ -92,13 +93,13 @@ def build_failed(facts: Facts) -> Iterator[Problem]:
         Check the row's arguments against the module's constructor (here: groups must divide
         both widths) and the `from` indices and widths feeding it.
     """
-    for crash in crashes(facts):
+    for crash in facts.crashes:
         if crash.cause is not None:
             continue
         row = facts.spec.layers[crash.layer]
-        probe = (256, 256) in crash.sizes[:1] and facts.built.probe_failure is not None
-        during = ("YOLOv5's stride probe (its build) at 256x256" if probe
-                  else f"the forward at {_sizes(crash.sizes)}")
+        h, w = crash.sizes[0]
+        during = (f"YOLOv5's stride probe (its build) at {h}x{w}" if crash.in_probe
+                  else f"the forward at {format_sizes(crash.sizes)}")
         yield Problem(
             f"{during} fails in layer {crash.layer} {row.module}: {crash.error}",
             "check the `from` indices and widths feeding this layer and its arguments",
@@ -192,21 +193,30 @@ def stride_arg_ignored(facts: Facts) -> Iterator[Problem]:
     size = facts.first_ok
     if size is None:
         return
-    for record in facts.built.layers:
+    for record, stride, traced in ignored_strides(facts, size):
+        h, w = traced.out_shape[2:]
+        yield Problem(
+            f"layer {record.index} {record.module} is given stride {stride} but its output "
+            f"keeps its input's size {h}x{w} at {size.img[0]}x{size.img[1]}: the stride "
+            "argument is ignored",
+            "make the block's first convolution use the stride (and its shortcut), or "
+            "downsample with a strided Conv before it", facts.where(record.index),
+            {"stride": stride, "in": feature_maps(traced.in_shapes)[0],
+             "out": traced.out_shape})
+
+
+def ignored_strides(facts: Facts, size: SizeTrace, last: int | None = None
+                    ) -> Iterator[tuple[LayerRecord, int, LayerTrace]]:
+    """(record, stride, traced layer) of every layer up to `last` that is given a stride > 1
+    but whose output keeps its input's height and width at this size."""
+    for record in facts.built.layers[:None if last is None else last + 1]:
         stride = stride_argument(facts.plan[record.index].entry.load(), record.args)
         traced = size.layer(record.index)
         if not stride or stride < 2 or traced is None or traced.channels is None:
             continue
         maps = feature_maps(traced.in_shapes)
         if maps and maps[0][2:] == traced.out_shape[2:]:
-            h, w = traced.out_shape[2:]
-            yield Problem(
-                f"layer {record.index} {record.module} is given stride {stride} but its output "
-                f"keeps its input's size {h}x{w} at {size.img[0]}x{size.img[1]}: the stride "
-                "argument is ignored",
-                "make the block's first convolution use the stride (and its shortcut), or "
-                "downsample with a strided Conv before it", facts.where(record.index),
-                {"stride": stride, "in": maps[0], "out": traced.out_shape})
+            yield record, stride, traced
 
 
 @check("YD206", "shortcut-mismatch", E, Stage.TRACE)

@@ -119,6 +119,7 @@ class BuiltModel:
     # With build(strict=False): YOLOv5's stride probe crashed here (layer, "Error: message"),
     # so YOLOv5 could not build this model; strides and anchors are then unknown (None).
     probe_failure: tuple[int, str] | None = None
+    anchors_flipped: bool = False  # YOLOv5 reversed the YAML's anchor rows to fit the strides
 
     @property
     def params(self) -> int:
@@ -161,9 +162,9 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
                 params=sum(p.numel() for p in layer.parameters()), channels_out=done.c2,
                 rule=planned.entry.rule, section=row.section, line=row.line))
         net = DetectionNet(layers, [r.from_ for r in spec.layers])
-    probe_failure = None
+    probe_failure, flipped = None, False
     try:
-        stride, grid_anchors = _measure_head(net, spec, records, device)
+        stride, grid_anchors, flipped = _measure_head(net, spec, records, device)
     except Exception as e:  # YOLOv5's build runs the same forward and anchor arithmetic
         if not isinstance(e, LayerFailed):  # e.g. anchors that cannot be divided by the strides
             e = LayerFailed(len(records) - 1, e)
@@ -173,15 +174,19 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
             raise forward_failure(spec, e.index, error, during) from e
         stride, grid_anchors, probe_failure = None, None, (e.index, error)
     _initialize_weights(net)
-    return BuiltModel(spec, net, tuple(records), nc, stride, grid_anchors, device, probe_failure)
+    return BuiltModel(spec, net, tuple(records), nc, stride, grid_anchors, device, probe_failure,
+                      flipped)
 
 
 def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord],
-                  device: torch.device) -> tuple[tuple[float, ...] | None, torch.Tensor | None]:
-    """Strides by YOLOv5's probe (train mode, zeros, 256x256), anchor order, grid units, priors."""
+                  device: torch.device
+                  ) -> tuple[tuple[float, ...] | None, torch.Tensor | None, bool]:
+    """Strides by YOLOv5's probe (train mode, zeros, 256x256), anchor order, grid units, priors.
+
+    Returns (strides, anchors in grid units, whether the YAML's rows were flipped)."""
     head = net.head
     if head is None:
-        return None, None
+        return None, None, False
     size = STRIDE_PROBE_SIZE
     # Train mode, as YOLOv5: on real tensors the probe leaves the same BatchNorm running
     # statistics behind. On meta there are none, and eval mode skips a slow torch code path.
@@ -194,14 +199,15 @@ def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord]
     # YOLOv5 flips the anchor rows when their sizes run against the strides.
     area = anchors.prod(-1).mean(-1).view(-1)
     da, ds = area[-1] - area[0], strides[-1] - strides[0]
-    if da and da.sign() != ds.sign():
+    flipped = bool(da) and bool(da.sign() != ds.sign())
+    if flipped:
         anchors = anchors.flip(0)
     anchors = anchors / strides.view(-1, 1, 1)
     with torch.no_grad():
         head.stride.copy_(strides)
         head.anchors.copy_(anchors)
     head.initialize_biases(strides)
-    return tuple(strides.tolist()), anchors
+    return tuple(strides.tolist()), anchors, flipped
 
 
 def _initialize_weights(net: nn.Module) -> None:
