@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import shared, write_yaml
+from mutants import MUTANTS
+from yolodiag import commands
 from yolodiag.checks import REGISTRY, Facts, Selection, run_checks
 from yolodiag.cli import app
 from yolodiag.findings import DOC_SECTIONS, INTERNAL_ERROR, Problem, Stage, check
@@ -37,9 +39,18 @@ def example_options(path: Path) -> list[str]:
         "# yolodiag check") else []
 
 
-def run_example(path: Path) -> tuple[int, list[str]]:
+def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
+    """The codes `yolodiag check` (or gradflow) reports for an example. Gradient examples use
+    the broken blocks of tests/mutants.py, registered as `--modules` will register a user's."""
+    if command == "gradflow":
+        report = commands.gradflow(path, modules=MUTANTS)
+        return report.exit_code, [f.code for f in report.findings]
     code, report = check_json(str(path), *example_options(path))
     return code, codes_of(report)
+
+
+def example_command(code: str) -> str:
+    return "gradflow" if REGISTRY[code].stage is Stage.GRAD else "check"
 
 
 def test_every_code_except_internal_error_has_a_bad_and_a_good_example():
@@ -50,9 +61,10 @@ def test_every_code_except_internal_error_has_a_bad_and_a_good_example():
 def test_bad_example_raises_the_code_and_good_example_does_not(code):
     bad = EXAMPLES / code / "bad.yaml"
     good = EXAMPLES / code / "good.yaml"
-    _, found = run_example(bad)
+    command = example_command(code)
+    _, found = run_example(bad, command)
     assert code in found, f"{bad} should raise {code}, got {found}"
-    _, found = run_example(good if good.exists() else EXAMPLES / "base.yaml")
+    _, found = run_example(good if good.exists() else EXAMPLES / "base.yaml", command)
     assert code not in found, f"the good example of {code} raises it: {found}"
 
 

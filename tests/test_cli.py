@@ -144,7 +144,9 @@ def test_help_explain_and_rules_do_not_import_torch():
     code = ("import sys; from typer.testing import CliRunner; from yolodiag.cli import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['check', '--help']); assert r.exit_code == 0; "
+            "r = CliRunner().invoke(app, ['gradflow', '--help']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['explain', 'YD301']); assert r.exit_code == 0; "
+            "r = CliRunner().invoke(app, ['explain', 'YD603']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['rules']); assert r.exit_code == 0; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from yolodiag.findings import InputRefused
+from yolodiag.findings import InputRefused, Unsupported
 from yolodiag.report import EXIT_BAD_INPUT, EXIT_INTERNAL, Run
 
 app = typer.Typer(
@@ -43,7 +43,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    """Commands: check, explain, rules (gradflow, overfit, weights, run come later)."""
+    """Commands: check, gradflow, explain, rules (overfit, weights, run come later)."""
 
 
 class OutputFormat(str, enum.Enum):
@@ -63,6 +63,8 @@ class FailOn(str, enum.Enum):
 MODEL_HELP = ("Model YAML(s) (YOLOv5 format); several give one summary and one exit code. "
               "Omitted: the bundled example, the seed's ResNet-18 BasicBlock backbone under the "
               "YOLOv5s head.")
+GRADFLOW_MODEL_HELP = ("Model YAML (YOLOv5 format). Omitted: the bundled example, the seed's "
+                       "ResNet-18 BasicBlock backbone under the YOLOv5s head.")
 IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 384x640; repeat the "
             "option or separate with commas for several sizes. The first is the report's size. "
             "Sizes are rounded up to the largest stride, as YOLOv5 does (YD305). "
@@ -72,6 +74,16 @@ SELECT_HELP = ("Run only checks whose code starts with one of these prefixes (re
 IGNORE_HELP = ("Skip checks whose code starts with one of these prefixes. A refused YAML "
                "(YD100-YD105) or a model that cannot be built (YD202) is always reported.")
 FAIL_ON_HELP = "Exit 1 when a finding has this severity or a higher one."
+
+
+# The options every reporting command shares (typer reads one OptionInfo in each signature).
+SELECT_OPTION = typer.Option([], "--select", help=SELECT_HELP, show_default=False)
+IGNORE_OPTION = typer.Option([], "--ignore", help=IGNORE_HELP, show_default=False)
+FAIL_ON_OPTION = typer.Option(FailOn.error, "--fail-on", help=FAIL_ON_HELP)
+FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", "-f", help="Output format.")
+OUTPUT_OPTION = typer.Option(None, "--output", "-o",
+                             help="Write the report to this file instead of stdout.")
+DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
 def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
@@ -106,13 +118,12 @@ def parse_prefixes(values: list[str], option: str) -> tuple[str, ...]:
 def check(
     models: list[Path] | None = typer.Argument(None, help=MODEL_HELP, show_default=False),
     img: list[str] = typer.Option([], "--img", help=IMG_HELP, show_default=False),
-    select: list[str] = typer.Option([], "--select", help=SELECT_HELP, show_default=False),
-    ignore: list[str] = typer.Option([], "--ignore", help=IGNORE_HELP, show_default=False),
-    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help=FAIL_ON_HELP),
-    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output format."),
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write the report to this file instead of stdout."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    select: list[str] = SELECT_OPTION,
+    ignore: list[str] = IGNORE_OPTION,
+    fail_on: FailOn = FAIL_ON_OPTION,
+    fmt: OutputFormat = FORMAT_OPTION,
+    output: Path | None = OUTPUT_OPTION,
+    debug: bool = DEBUG_OPTION,
 ) -> None:
     """Find what will keep an edited YOLOv5 model at zero precision and recall.
 
@@ -135,6 +146,81 @@ def check(
                              for model in (models or [None])])
 
     _finish(run, fmt, output, debug)
+
+
+class Device(str, enum.Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command()
+def gradflow(
+    model: Path | None = typer.Argument(None, help=GRADFLOW_MODEL_HELP, show_default=False),
+    img: str = typer.Option("256", "--img", help="Input size, N or HxW; rounded up to the "
+                            "largest stride."),
+    batch: int = typer.Option(2, "--batch", min=1, help="Images in the synthetic batch."),
+    device: Device = typer.Option(Device.cpu, "--device", help="Where the model runs."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the weights and the synthetic batch."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG bar chart of the "
+                                     "per-layer gradient norms (needs matplotlib: "
+                                     "pip install 'yolodiag[plot]')."),
+    select: list[str] = SELECT_OPTION,
+    ignore: list[str] = IGNORE_OPTION,
+    fail_on: FailOn = FAIL_ON_OPTION,
+    fmt: OutputFormat = FORMAT_OPTION,
+    output: Path | None = OUTPUT_OPTION,
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Measure per-layer gradients of one real YOLOv5 loss backward, and what the residual
+    shortcuts carry.
+
+    Builds the model with seeded random weights, runs one train-mode forward and backward of
+    YOLOv5's loss on a synthetic batch (the total, then box, objectness and class alone), and
+    again with every residual shortcut removed. Reports per layer the gradient norm, its ratio
+    to the weight norm, exactly-zero gradients and dead ReLU units, per stride stage, per
+    residual block the gradient through shortcut and branch; checks YD601-YD607.
+    """
+    from yolodiag.checks import Selection
+    from yolodiag.findings import Severity
+
+    sizes = parse_sizes([img])
+    if len(sizes) != 1:
+        raise typer.BadParameter("give one size", param_hint="--img")
+    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+    if plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            stderr.print("yolodiag: --plot needs matplotlib: pip install 'yolodiag[plot]'",
+                         markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT)
+
+    def run() -> Run:
+        import torch
+
+        from yolodiag import commands
+
+        if device is Device.cuda and not torch.cuda.is_available():
+            raise Unsupported(f"--device cuda: CUDA is not available to this torch "
+                              f"({torch.__version__})")
+        return Run("gradflow", [commands.gradflow(model, sizes[0], batch=batch,
+                                                  device=device.value, seed=seed,
+                                                  selection=selection,
+                                                  fail_on=Severity(fail_on.value))])
+
+    def write_plot(result: Run) -> None:
+        report = result.reports[0]
+        if plot is None or "gradflow" not in report.sections:
+            return
+        from yolodiag.plot import gradflow_png
+
+        try:
+            gradflow_png(report, plot)
+        except OSError as e:
+            stderr.print(f"{plot}: cannot write the plot: {e.strerror or e}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    _finish(run, fmt, output, debug, after=write_plot)
 
 
 @app.command()
@@ -164,14 +250,16 @@ def rules() -> None:
 
 
 def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
-            debug: bool) -> None:
-    """Run a command, render its reports, exit with its code; errors become one stderr line."""
+            debug: bool, after: Callable[[Run], None] | None = None) -> None:
+    """Run a command, render its reports, exit with its code; errors become one stderr line.
+    `after` writes what a command writes besides the report (gradflow's plot)."""
     try:
         result = run()
-    except InputRefused as e:
+    except (InputRefused, Unsupported) as e:
         if debug:
             traceback.print_exc()
-        stderr.print(e.finding.one_line(), markup=False)
+        stderr.print(e.finding.one_line() if isinstance(e, InputRefused) else f"yolodiag: {e}",
+                     markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as e:  # a bug in yolodiag, not the user's input
         if debug:
@@ -199,6 +287,8 @@ def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
         except OSError as e:
             stderr.print(f"{output}: cannot write the report: {e.strerror or e}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+    if after is not None:
+        after(result)
     raise typer.Exit(result.exit_code)
 
 

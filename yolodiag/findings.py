@@ -95,12 +95,25 @@ class InputRefused(Exception):
         self.finding = finding
 
 
+class Unsupported(Exception):
+    """Valid input that asks for something yolodiag cannot do (a Segment head in gradflow,
+    CUDA on a machine without it): one line on stderr, exit code 2, like refused input."""
+
+
 class Stage(str, enum.Enum):
     """What must have run before a check can: its input."""
 
     SPEC = "spec"  # the YAML read into a ModelSpec
     BUILD = "build"  # the model built (on the meta device)
     TRACE = "trace"  # forwards traced at the image sizes
+    GRAD = "grad"  # one real forward and backward of the loss (gradflow)
+
+
+# The stages whose checks each command runs (the CI formats list these as the checks run).
+COMMAND_STAGES: dict[str, frozenset[Stage]] = {
+    "check": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE}),
+    "gradflow": frozenset({Stage.GRAD}),
+}
 
 
 @dataclass(frozen=True)

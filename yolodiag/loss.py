@@ -232,6 +232,15 @@ def compute_loss(source: BuiltModel | Detect | Tensor, raw_maps: Sequence[Tensor
     override HYP and are used as given (see `train_hyp` for train.py's scaling).
     Returns (loss (1,) = (box + obj + cls) * batch, detached (3,) [box, obj, cls]).
     """
+    lbox, lobj, lcls = loss_terms(source, raw_maps, targets, hyp)
+    return (lbox + lobj + lcls) * raw_maps[0].shape[0], torch.cat((lbox, lobj, lcls)).detach()
+
+
+def loss_terms(source: BuiltModel | Detect | Tensor, raw_maps: Sequence[Tensor],
+               targets: Tensor, hyp: Mapping[str, float] | None = None
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """The three terms of `compute_loss` before the batch factor, each (1,) and differentiable:
+    (box, objectness, class). `gradflow` backpropagates them one at a time."""
     hyp = {**HYP, **(hyp or {})}
     p0 = raw_maps[0]
     anchors = _anchors(source).to(device=p0.device, dtype=targets.dtype)
@@ -267,7 +276,7 @@ def compute_loss(source: BuiltModel | Detect | Tensor, raw_maps: Sequence[Tensor
     lbox *= hyp["box"]
     lobj *= hyp["obj"]
     lcls *= hyp["cls"]
-    return (lbox + lobj + lcls) * p0.shape[0], torch.cat((lbox, lobj, lcls)).detach()
+    return lbox, lobj, lcls
 
 
 def _anchors(source: BuiltModel | Detect | Tensor) -> Tensor:

@@ -64,10 +64,15 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
     """One model: title, table (optional), headline figures, findings by severity."""
     model = report.model
     console.print(_title(report.command, report.path or "", report.bundled))
+    gradflow = "gradflow" in report.sections
     if model is not None:
-        if table:
+        if table and not gradflow:
             console.print(model_table(model, console.width))
         console.print(_model_line(model))
+    if gradflow:
+        from yolodiag.render_gradflow import render_gradflow
+
+        render_gradflow(report, console)
     assignment = report.sections.get("assignment")
     if assignment:
         h, w = assignment["img"]

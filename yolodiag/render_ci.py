@@ -18,7 +18,14 @@ from typing import Any
 from urllib.parse import quote
 
 from yolodiag import __version__
-from yolodiag.findings import INTERNAL_ERROR, REGISTRY, CheckInfo, Finding, Severity
+from yolodiag.findings import (
+    COMMAND_STAGES,
+    INTERNAL_ERROR,
+    REGISTRY,
+    CheckInfo,
+    Finding,
+    Severity,
+)
 from yolodiag.report import Report, Run, finite
 from yolodiag.spec import REFUSALS
 
@@ -127,20 +134,20 @@ def _uri(path: str) -> str:
 def to_junit(run: Run, codes: Iterable[str] | None = None) -> str:
     """The run as JUnit XML: one testsuite per report, one testcase per check code.
 
-    The testcases are `codes` (default: every registered check that runs without --select) plus
-    every code with a finding in the report, so that no finding is dropped. Findings at or above
+    The testcases are `codes` (default: every registered check of the report's command that runs
+    without --select) plus every code with a finding in the report, so that no finding is
+    dropped. Findings at or above
     the report's fail_on are a <failure> (refusals YD100-YD105 and YD001: an <error>); findings
     below it go to the testcase's <system-out>.
     """
     registry = _registry()
-    if codes is None:
-        ran = {code for code, info in registry.items()
-               if info.run is not None and not info.on_request}
-    else:
-        ran = set(codes)
     root = ET.Element("testsuites", name="yolodiag")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     for report in run.reports:
+        stages = COMMAND_STAGES.get(report.command, frozenset())
+        ran = set(codes) if codes is not None else {
+            code for code, info in registry.items()
+            if info.run is not None and not info.on_request and info.stage in stages}
         suite = _suite(report, ran, registry)
         root.append(suite)
         for key in totals:

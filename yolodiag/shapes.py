@@ -35,3 +35,14 @@ def format_sizes(sizes) -> str:
 def plain_number(x: float) -> int | float:
     """8.0 -> 8, 42.666 -> 42.67: a stride or size as a message writes it."""
     return int(x) if float(x).is_integer() else round(x, 2)
+
+
+def consecutive_runs(indices: list[int]) -> list[list[int]]:
+    """[0, 1, 2, 5] -> [[0, 1, 2], [5]]: layer indices as the runs a message names."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs

@@ -29,6 +29,7 @@ from yolodiag.findings import (
 if TYPE_CHECKING:
     from yolodiag.checks.anchors import SyntheticAssignment
     from yolodiag.checks.crashes import Crash
+    from yolodiag.gradflow import GradFlow
     from yolodiag.reference.builder import BuiltModel, LayerRecord
     from yolodiag.reference.rules import PlannedRow
     from yolodiag.spec import ModelSpec
@@ -50,10 +51,11 @@ class Facts:
     anchor_t: float = ANCHOR_T
     modules: dict = field(default_factory=dict)  # extra module-table entries (--modules)
     check_errors: list[Exception] = field(default_factory=list)  # what crashed checks raised
+    grads: GradFlow | None = None  # one measured backward (gradflow)
 
     def has(self, stage: Stage) -> bool:
-        return {Stage.SPEC: self.spec, Stage.BUILD: self.built,
-                Stage.TRACE: self.trace}[stage] is not None
+        return {Stage.SPEC: self.spec, Stage.BUILD: self.built, Stage.TRACE: self.trace,
+                Stage.GRAD: self.grads}[stage] is not None
 
     def where(self, layer: int | None = None) -> Location:
         """Location of a layer's YAML row (or of the file)."""
@@ -118,12 +120,15 @@ class Selection:
                 if not any(code.startswith(p) for code in REGISTRY)]
 
 
-def run_checks(facts: Facts, selection: Selection = Selection()) -> list[Finding]:
-    """The stage's own finding (if it stopped), then every selected check that can run."""
+def run_checks(facts: Facts, selection: Selection = Selection(),
+               stages: frozenset[Stage] = frozenset(Stage)) -> list[Finding]:
+    """The stage's own finding (if it stopped), then every selected check of `stages` that can
+    run (a command runs the checks of its own stages: gradflow the grad ones)."""
     findings = [facts.stopped] if facts.stopped else []
     for code in sorted(REGISTRY):
         info = REGISTRY[code]
-        if info.run is None or not selection.includes(info) or not facts.has(info.stage):
+        if (info.run is None or info.stage not in stages or not selection.includes(info)
+                or not facts.has(info.stage)):
             continue
         try:
             findings.extend(info.finding(problem) for problem in info.run(facts))

@@ -1,0 +1,88 @@
+"""PNG figures of a report, drawn with matplotlib (an optional extra: `yolodiag[plot]`).
+
+`gradflow_png` draws the per-layer gradient norms of a gradflow report as horizontal bars on a
+log scale, one row per YAML layer from the stem down to the head, with the stride stages shaded
+and the layers a finding names marked with its code. It reads only the report's data, so the
+figure shows exactly what the text and JSON say; it never touches a model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from yolodiag.report import Report
+
+_STAGE_COLOURS = ("#f2f2f2", "#dde8f3")
+_BAR = "#4a7ab5"
+_FLAGGED = {"error": "#c0392b", "warning": "#e08e0b"}  # info findings are not marked
+
+
+def gradflow_png(report: Report, path: str | Path) -> None:
+    """Write the gradient-norm bar chart of `report` (a gradflow report) to `path`."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    section = report.sections["gradflow"]
+    layers = section["layers"]
+    flagged: dict[int, list[str]] = {}
+    colour = {}
+    for finding in sorted(report.findings, key=lambda f: f.severity.value != "error"):
+        if finding.severity.value not in _FLAGGED:
+            continue
+        for index in _layers_named(finding):
+            flagged.setdefault(index, []).append(finding.code)
+            colour.setdefault(index, _FLAGGED[finding.severity.value])
+    rows = range(len(layers))
+    norms = [layer["grad_norm"] or 0.0 for layer in layers]
+    positive = [n for n in norms if n > 0 and math.isfinite(n)]
+    floor = min(positive) / 10 if positive else 1e-12
+
+    figure = Figure(figsize=(9, 1.6 + 0.24 * len(layers)), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    for start, end, stride, shade in _stage_spans(layers):
+        ax.axhspan(start - 0.5, end + 0.5, color=_STAGE_COLOURS[shade], zorder=0)
+        label = "head" if stride is None else f"stride {stride}"
+        ax.text(1.0, (start + end) / 2, f" {label}", transform=ax.get_yaxis_transform(),
+                va="center", ha="left", fontsize=8, color="#555555")
+    ends = [n if n > 0 and math.isfinite(n) else floor for n in norms]
+    ax.barh(list(rows), [end - floor for end in ends], left=floor, zorder=2,
+            color=[colour.get(layer["index"], _BAR) for layer in layers])
+    for row, layer, end in zip(rows, layers, ends):
+        note = " ".join(sorted(set(flagged.get(layer["index"], []))))
+        if not layer["params"]:
+            note = "no parameters"
+        elif not math.isfinite(layer["grad_norm"] or 0.0):
+            note = f"non-finite {note}"
+        elif end == floor:
+            note = f"no gradient {note}"
+        if note:
+            ax.text(end, row, " " + note.strip(), va="center", ha="left", fontsize=7,
+                    color="#333333", zorder=3)
+    ax.set_xscale("log")
+    ax.set_yticks(list(rows), [f"{layer['index']} {layer['module']}" for layer in layers],
+                  fontsize=8)
+    ax.set_ylim(len(layers) - 0.5, -0.5)  # the stem on top, the head at the bottom
+    ax.set_xlabel("gradient norm of the layer's parameters (log scale)")
+    h, w = section["img"]
+    loss = section["loss"]["total"]
+    ax.set_title(f"yolodiag gradflow: {Path(report.path or '').name}, {h}x{w}, batch "
+                 f"{section['batch']}, loss {loss:.3g}", fontsize=10)
+    figure.savefig(path, format="png")
+
+
+def _layers_named(finding) -> list[int]:
+    layers = finding.data.get("layers") if isinstance(finding.data, dict) else None
+    if isinstance(layers, list) and all(isinstance(i, int) for i in layers):
+        return layers
+    return [finding.location.layer] if finding.location.layer is not None else []
+
+
+def _stage_spans(layers: list[dict]) -> list[tuple[int, int, int | None, int]]:
+    """Runs of consecutive rows with the same stride: (first row, last row, stride, shade)."""
+    spans: list[tuple[int, int, int | None, int]] = []
+    for row, layer in enumerate(layers):
+        if spans and spans[-1][2] == layer["stride"]:
+            spans[-1] = (spans[-1][0], row, layer["stride"], spans[-1][3])
+        else:
+            spans.append((row, row, layer["stride"], (spans[-1][3] + 1) % 2 if spans else 0))
+    return spans
