@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from yolodiag.reference.blocks import Conv
+from yolodiag.reference.heads import Detect
 from yolodiag.reference.seed import BasicBlock
 from yolodiag.reference.table import ModuleEntry
 
@@ -73,6 +75,50 @@ class Rescaled(nn.Module):
         return x * (self.gain * self.factor)
 
 
+class Overflowing(Conv):
+    """A Conv whose output is scaled by 1e5: fine in float32 (the next BatchNorm normalises
+    it), Inf in float16, whose range ends at 65504 (YD703 under --amp)."""
+
+    def forward(self, x):
+        return super().forward(x) * 1e5
+
+
+class FrozenStatsConv(Conv):
+    """A Conv whose BatchNorm has momentum 0: its running statistics never follow the batch,
+    so eval mode normalises with the initial mean 0 and variance 1 (YD704)."""
+
+    def __init__(self, c1, c2, k=1, s=1):
+        super().__init__(c1, c2, k, s)
+        self.bn = _FrozenStatsBatchNorm(c2)
+
+
+class _FrozenStatsBatchNorm(nn.BatchNorm2d):
+    """Not exactly nn.BatchNorm2d, so the builder's momentum 0.03 does not reach it."""
+
+    def __init__(self, c):
+        super().__init__(c, eps=1e-3, momentum=0.0)
+
+
+class NoPriorDetect(Detect):
+    """Detect without YOLOv5's bias priors: every cell starts at objectness 0.5 (YD706)."""
+
+    def initialize_biases(self, strides):
+        with torch.no_grad():
+            for conv in self.m:
+                conv.bias.zero_()
+
+
+class DetachedDetect(Detect):
+    """Detect that detaches what it computes: no parameter gets a gradient, the loss cannot
+    fall (YD702). (Detaching anywhere before the head does not stop the loss from falling on
+    one batch: the layers after the detach still learn; gradflow's YD601 finds those.)"""
+
+    def forward(self, x):
+        return [level.detach() for level in super().forward(x)]
+
+
 MUTANTS = {name: ModuleEntry(name, f"mutants:{name}", "channels")
            for name in ("DetachingBlock", "NanBlock", "NoAddBlock", "DetachedShortcutBlock",
-                        "DeadReluBlock", "Rescaled")}
+                        "DeadReluBlock", "Rescaled", "Overflowing", "FrozenStatsConv")}
+MUTANTS.update({name: ModuleEntry(name, f"mutants:{name}", "detect")
+                for name in ("NoPriorDetect", "DetachedDetect")})

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import shared, write_yaml
@@ -40,17 +41,40 @@ def example_options(path: Path) -> list[str]:
 
 
 def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
-    """The codes `yolodiag check` (or gradflow) reports for an example. Gradient examples use
-    the broken blocks of tests/mutants.py, registered as `--modules` will register a user's."""
+    """The codes `yolodiag check` (or gradflow, overfit) reports for an example. Gradient and
+    fit examples use the broken blocks of tests/mutants.py, registered as `--modules` will
+    register a user's; an overfit example's first line gives its options."""
     if command == "gradflow":
         report = commands.gradflow(path, modules=MUTANTS)
-        return report.exit_code, [f.code for f in report.findings]
-    code, report = check_json(str(path), *example_options(path))
-    return code, codes_of(report)
+    elif command == "overfit":
+        report = overfit_example(path)
+    else:
+        code, report = check_json(str(path), *example_options(path))
+        return code, codes_of(report)
+    return report.exit_code, [f.code for f in report.findings]
+
+
+def overfit_example(path: Path):
+    """`# yolodiag overfit --steps 60 --img 128 [--amp]` on the first line. --amp is float16
+    here as on CUDA (the CPU's own --amp is bfloat16, which does not overflow): the CUDA path,
+    run on the CPU."""
+    import yolodiag.overfit
+
+    words = shlex.split(path.read_text().splitlines()[0].removeprefix("# yolodiag overfit"))
+    options = dict(zip(words[::2], words[1::2])) if "--amp" not in words else dict(
+        zip(*[iter([w for w in words if w != "--amp"])] * 2))
+    img = int(options.get("--img", 256))
+    original = yolodiag.overfit.autocast_dtype
+    yolodiag.overfit.autocast_dtype = lambda device: torch.float16
+    try:
+        return commands.overfit(path, (img, img), steps=int(options.get("--steps", 300)),
+                                amp="--amp" in words, modules=MUTANTS)
+    finally:
+        yolodiag.overfit.autocast_dtype = original
 
 
 def example_command(code: str) -> str:
-    return "gradflow" if REGISTRY[code].stage is Stage.GRAD else "check"
+    return {Stage.GRAD: "gradflow", Stage.FIT: "overfit"}.get(REGISTRY[code].stage, "check")
 
 
 def test_every_code_except_internal_error_has_a_bad_and_a_good_example():

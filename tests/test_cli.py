@@ -145,6 +145,7 @@ def test_help_explain_and_rules_do_not_import_torch():
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['check', '--help']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['gradflow', '--help']); assert r.exit_code == 0; "
+            "r = CliRunner().invoke(app, ['overfit', '--help']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['explain', 'YD301']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['explain', 'YD603']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(app, ['rules']); assert r.exit_code == 0; "

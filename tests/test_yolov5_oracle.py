@@ -66,3 +66,36 @@ def test_same_seed_gives_identical_state_and_outputs(name, oracle):
     torch.testing.assert_close(decoded, theirs["decoded"], atol=1e-4, rtol=1e-5)
     for a, b in zip(raw, theirs["raw"]):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+
+
+GRADIENT_MODELS = ["yolov5n", "yolov5s-ghost", "yolov3-tiny"]
+
+
+def test_gradflow_layer_gradients_equal_yolov5s_own_backward(tmp_path):
+    """gradflow's per-layer gradient norms are those of YOLOv5's own ComputeLoss backward on the
+    same seeded model and batch (the terms backpropagated in turn sum to the total's)."""
+    from yolodiag.gradflow import measure
+    from yolodiag.loss import HYP, train_hyp
+    from yolodiag.synthetic import synthetic_batch
+
+    python = oracle_python()
+    cases, ours = {}, {}
+    for name in GRADIENT_MODELS:
+        path = shared("yamls", "stock", f"{name}.yaml")
+        torch.manual_seed(0)
+        built = build(load_spec(path))
+        images, targets = synthetic_batch(built.nc, 256, 2, 0)
+        hyp = train_hyp(HYP, built.nc, 256, len(built.stride))
+        cases[name] = {"yaml": str(path), "hyp": hyp, "images": images, "targets": targets}
+        ours[name] = measure(built, images, targets, hyp, ablate=False)
+    source, out = tmp_path / "cases.pt", tmp_path / "out.pt"
+    torch.save(cases, source)
+    subprocess.run([python, "-W", "ignore", str(HERE / "oracle" / "yolov5_gradients.py"),
+                    str(source), str(out)], check=True, capture_output=True,
+                   env={**os.environ, "YOLO_OFFLINE": "1"})
+    theirs = torch.load(out, weights_only=True)
+    for name in GRADIENT_MODELS:
+        flow = ours[name]
+        assert flow.loss["total"] == pytest.approx(theirs[name]["loss"], rel=1e-5)
+        for layer, norm in zip(flow.layers, theirs[name]["norms"]):
+            assert layer.grad_norm == pytest.approx(norm, rel=1e-5, abs=1e-9), (name, layer.index)

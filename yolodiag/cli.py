@@ -8,8 +8,10 @@ above it, 2 bad input or usage, 3 internal error. Tracebacks only with --debug.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -43,7 +45,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    """Commands: check, gradflow, explain, rules (overfit, weights, run come later)."""
+    """Commands: check, gradflow, overfit, explain, rules (weights, run come later)."""
 
 
 class OutputFormat(str, enum.Enum):
@@ -63,7 +65,7 @@ class FailOn(str, enum.Enum):
 MODEL_HELP = ("Model YAML(s) (YOLOv5 format); several give one summary and one exit code. "
               "Omitted: the bundled example, the seed's ResNet-18 BasicBlock backbone under the "
               "YOLOv5s head.")
-GRADFLOW_MODEL_HELP = ("Model YAML (YOLOv5 format). Omitted: the bundled example, the seed's "
+ONE_MODEL_HELP = ("Model YAML (YOLOv5 format). Omitted: the bundled example, the seed's "
                        "ResNet-18 BasicBlock backbone under the YOLOv5s head.")
 IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 384x640; repeat the "
             "option or separate with commas for several sizes. The first is the report's size. "
@@ -84,6 +86,11 @@ FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", "-f", help="Output f
 OUTPUT_OPTION = typer.Option(None, "--output", "-o",
                              help="Write the report to this file instead of stdout.")
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks.")
+# ... and those of the commands that run the model once (gradflow, overfit).
+ONE_IMG_OPTION = typer.Option("256", "--img", help="Input size, N or HxW; rounded up to the "
+                              "largest stride.")
+DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:K.")
+SEED_OPTION = typer.Option(0, "--seed", help="Seeds the weights and the synthetic batch.")
 
 
 def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
@@ -148,19 +155,13 @@ def check(
     _finish(run, fmt, output, debug)
 
 
-class Device(str, enum.Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-
-
 @app.command()
 def gradflow(
-    model: Path | None = typer.Argument(None, help=GRADFLOW_MODEL_HELP, show_default=False),
-    img: str = typer.Option("256", "--img", help="Input size, N or HxW; rounded up to the "
-                            "largest stride."),
+    model: Path | None = typer.Argument(None, help=ONE_MODEL_HELP, show_default=False),
+    img: str = ONE_IMG_OPTION,
     batch: int = typer.Option(2, "--batch", min=1, help="Images in the synthetic batch."),
-    device: Device = typer.Option(Device.cpu, "--device", help="Where the model runs."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the weights and the synthetic batch."),
+    device: str = DEVICE_OPTION,
+    seed: int = SEED_OPTION,
     plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG bar chart of the "
                                      "per-layer gradient norms (needs matplotlib: "
                                      "pip install 'yolodiag[plot]')."),
@@ -174,37 +175,24 @@ def gradflow(
     """Measure per-layer gradients of one real YOLOv5 loss backward, and what the residual
     shortcuts carry.
 
-    Builds the model with seeded random weights, runs one train-mode forward and backward of
-    YOLOv5's loss on a synthetic batch (the total, then box, objectness and class alone), and
-    again with every residual shortcut removed. Reports per layer the gradient norm, its ratio
-    to the weight norm, exactly-zero gradients and dead ReLU units, per stride stage, per
-    residual block the gradient through shortcut and branch; checks YD601-YD607.
+    Builds the model with seeded random weights, runs one train-mode forward of YOLOv5's loss
+    on a synthetic batch and a backward of its box, objectness and class terms in turn (their
+    sum is the total's gradient), and again with every residual shortcut removed. Reports per
+    layer the gradient norm, its ratio to the weight norm, exactly-zero gradients and dead ReLU
+    units, per stride stage, per residual block the gradient through shortcut and branch;
+    checks YD601-YD607.
     """
-    from yolodiag.checks import Selection
     from yolodiag.findings import Severity
 
-    sizes = parse_sizes([img])
-    if len(sizes) != 1:
-        raise typer.BadParameter("give one size", param_hint="--img")
-    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
-    if plot is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            stderr.print("yolodiag: --plot needs matplotlib: pip install 'yolodiag[plot]'",
-                         markup=False)
-            raise typer.Exit(EXIT_BAD_INPUT)
+    size, selection = _one_run_inputs(img, device, select, ignore)
+    _require("matplotlib", "--plot", "plot", plot)
 
     def run() -> Run:
-        import torch
-
         from yolodiag import commands
 
-        if device is Device.cuda and not torch.cuda.is_available():
-            raise Unsupported(f"--device cuda: CUDA is not available to this torch "
-                              f"({torch.__version__})")
-        return Run("gradflow", [commands.gradflow(model, sizes[0], batch=batch,
-                                                  device=device.value, seed=seed,
+        _check_device(device)
+        return Run("gradflow", [commands.gradflow(model, size, batch=batch,
+                                                  device=device, seed=seed,
                                                   selection=selection,
                                                   fail_on=Severity(fail_on.value))])
 
@@ -214,13 +202,139 @@ def gradflow(
             return
         from yolodiag.plot import gradflow_png
 
-        try:
-            gradflow_png(report, plot)
-        except OSError as e:
-            stderr.print(f"{plot}: cannot write the plot: {e.strerror or e}", markup=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+        _write(plot, "plot", lambda: gradflow_png(report, plot))
 
     _finish(run, fmt, output, debug, after=write_plot)
+
+
+@app.command()
+def overfit(
+    model: Path | None = typer.Argument(None, help=ONE_MODEL_HELP, show_default=False),
+    batch: int = typer.Option(2, "--batch", min=1, help="Images in the one batch trained on."),
+    steps: int = typer.Option(300, "--steps", min=1, help="Most optimiser steps; the run stops "
+                              "when eval-mode mAP@0.5 reaches 0.5."),
+    img: str = ONE_IMG_OPTION,
+    device: str = DEVICE_OPTION,
+    amp: bool = typer.Option(False, "--amp", help="Autocast: float16 with a GradScaler on "
+                             "CUDA, bfloat16 on the CPU."),
+    seed: int = SEED_OPTION,
+    tensorboard: Path | None = typer.Option(None, "--tensorboard", help="Also write the "
+                                            "history as TensorBoard event files into this "
+                                            "folder (needs tensorboard: pip install "
+                                            "'yolodiag[tensorboard]')."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of the loss and "
+                                     "mAP curves (needs matplotlib)."),
+    select: list[str] = SELECT_OPTION,
+    ignore: list[str] = IGNORE_OPTION,
+    fail_on: FailOn = FAIL_ON_OPTION,
+    fmt: OutputFormat = FORMAT_OPTION,
+    output: Path | None = OUTPUT_OPTION,
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Overfit one batch: the decisive experiment when precision and recall stay at zero.
+
+    Runs check's checks, then trains a copy of the model (seeded weights) on one synthetic
+    batch with YOLOv5's loss and SGD settings, evaluating the batch in train and eval mode with
+    val.py's thresholds, until eval-mode mAP@0.5 reaches 0.5 or the steps run out; checks
+    YD701-YD706 say why it did not (`yolodiag explain YD701` states the settings).
+    """
+    from yolodiag.findings import Severity
+
+    size, selection = _one_run_inputs(img, device, select, ignore)
+    _require("matplotlib", "--plot", "plot", plot)
+    _require("tensorboard", "--tensorboard", "tensorboard", tensorboard)
+
+    def run() -> Run:
+        from yolodiag import commands
+
+        _check_device(device)
+        with _fit_progress(steps) as progress:
+            report = commands.overfit(model, size, batch=batch, steps=steps, device=device,
+                                      amp=amp, seed=seed, selection=selection,
+                                      fail_on=Severity(fail_on.value), progress=progress)
+        return Run("overfit", [report])
+
+    def write_extras(result: Run) -> None:
+        report = result.reports[0]
+        if report.sections.get("overfit") is None:
+            return
+        if plot is not None:
+            from yolodiag.plot import overfit_png
+
+            _write(plot, "plot", lambda: overfit_png(report, plot))
+        if tensorboard is not None:
+            from yolodiag.events import write_overfit_events
+
+            _write(tensorboard, "event files", lambda: write_overfit_events(report, tensorboard))
+
+    _finish(run, fmt, output, debug, after=write_extras)
+
+
+def _one_run_inputs(img: str, device: str, select: list[str], ignore: list[str]):
+    """gradflow's and overfit's shared options, checked: (one size, Selection)."""
+    from yolodiag.checks import Selection
+
+    sizes = parse_sizes([img])
+    if len(sizes) != 1:
+        raise typer.BadParameter("give one size", param_hint="--img")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise typer.BadParameter(f"{device!r} is not cpu, cuda or cuda:K", param_hint="--device")
+    return sizes[0], Selection(parse_prefixes(select, "--select"),
+                               parse_prefixes(ignore, "--ignore"))
+
+
+def _require(package: str, option: str, extra: str, value) -> None:
+    """An option that needs an optional package: one line and exit 2 before any work."""
+    import importlib.util
+
+    if value is not None and importlib.util.find_spec(package) is None:
+        stderr.print(f"yolodiag: {option} needs {package}: pip install 'yolodiag[{extra}]'",
+                     markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if not torch.cuda.is_available():
+            raise Unsupported(f"--device {device}: CUDA is not available to this torch "
+                              f"({torch.__version__})")
+        if index >= torch.cuda.device_count():
+            raise Unsupported(f"--device {device}: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+
+
+def _write(path: Path, what: str, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as e:
+        stderr.print(f"{path}: cannot write the {what}: {e.strerror or e}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@contextlib.contextmanager
+def _fit_progress(steps: int):
+    """A progress bar on stderr (terminals only) fed by overfit's progress callback."""
+    if not stderr.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("overfit"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("overfit", total=steps, status="")
+
+        def update(history) -> None:
+            last = history.steps[-1]
+            evaluated = history.evaluated("eval")
+            status = f"loss {last.loss:.4g}" + (
+                f"  mAP@0.5 eval {evaluated[-1].map50:.3f}" if evaluated else "")
+            bar.update(task, completed=last.step + 1, status=status)
+
+        yield update
 
 
 @app.command()

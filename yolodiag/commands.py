@@ -27,36 +27,18 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
 
     `sizes`: the --img sizes as the user gave them; () traces the defaults.
     """
-    from yolodiag.checks import Facts, Selection, run_checks
-    from yolodiag.reference.builder import build
-    from yolodiag.spec import load_spec
-    from yolodiag.trace import trace
+    from yolodiag.checks import Selection, run_checks
 
-    bundled = model is None
-    path = BUNDLED_MODEL if bundled else Path(model)
-    facts = Facts(str(path), requested_sizes=tuple(sizes))
-    try:
-        facts.spec = load_spec(path)
-        with warnings.catch_warnings():  # torch's remarks on odd layers: the checks say more
-            warnings.simplefilter("ignore", UserWarning)
-            facts.built = build(facts.spec, device="meta", strict=False)
-            facts.trace = trace(facts.built, traced_sizes(sizes or DEFAULT_SIZES,
-                                                          facts.built.stride))
-    except InputRefused as e:
-        facts.stopped, stopped_by = e.finding, e
-    else:
-        stopped_by = None
+    facts, stopped_by = _traced(model, sizes)
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["check"])
-    section = (model_section(facts.built, facts.trace, bundled=bundled)
-               if facts.trace is not None else None)
     try:
         assignment = facts.assignment if facts.trace is not None else None
     except Exception as e:  # a bug: YD404 reports it as YD001 (unless ignored); --debug shows it
         facts.check_errors.append(e)
         assignment = None
-    return Report("check", section, findings, fail_on, path=str(path), bundled=bundled,
-                  sections={"assignment": assignment.as_dict() if assignment else None},
-                  errors=[e for e in (stopped_by, *facts.check_errors) if e is not None])
+    return _report("check", facts, model, findings, fail_on,
+                   {"assignment": assignment.as_dict() if assignment else None},
+                   [e for e in (stopped_by, *facts.check_errors) if e is not None])
 
 
 GRADFLOW_SIZE = (256, 256)
@@ -72,39 +54,23 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SI
     entries (name -> ModuleEntry), e.g. the tests' mutant blocks. Raises Unsupported for a
     model whose head is not Detect.
     """
-    import torch
-
     from yolodiag.checks import Facts, Selection, run_checks
     from yolodiag.gradflow import measure
-    from yolodiag.reference.builder import LayerFailed, build, forward_failure
-    from yolodiag.reference.heads import Detect
+    from yolodiag.reference.builder import LayerFailed, forward_failure
     from yolodiag.spec import load_spec
     from yolodiag.synthetic import synthetic_batch
     from yolodiag.trace import trace
 
     modules = modules or {}
-    bundled = model is None
-    path = BUNDLED_MODEL if bundled else Path(model)
+    path = _model_path(model)
     facts = Facts(str(path), modules=modules)
     try:
         facts.spec = load_spec(path, extra_modules=frozenset(modules))
-        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
-            warnings.simplefilter("ignore", UserWarning)
-            # YOLOv5's weights for this seed: drawn on the CPU, as YOLOv5 builds, then moved,
-            # so that a seed gives the same model on every device.
-            torch.manual_seed(seed)
-            built = build(facts.spec, modules=modules)
+        built = _seeded_build(facts.spec, seed, device, modules)
     except InputRefused as e:
         facts.stopped = e.finding
-        return Report("gradflow", None, run_checks(facts, stages=COMMAND_STAGES["gradflow"]),
-                      fail_on, path=str(path), bundled=bundled, errors=[e])
-    built.model.to(device)
-    built = dataclasses.replace(built, device=torch.device(device))
-    head = built.model.model[-1]
-    if type(head) is not Detect:
-        raise Unsupported(f"{path}: layer {len(built.layers) - 1} {built.layers[-1].module}: "
-                          "gradflow measures models with a Detect head; the mask loss of "
-                          "Segment is not implemented")
+        return _report("gradflow", facts, model,
+                       run_checks(facts, stages=COMMAND_STAGES["gradflow"]), fail_on, {}, [e])
     size = traced_sizes([img], built.stride)[0]
     facts.built = built
     images, targets = synthetic_batch(built.nc, size, batch, seed, device=device)
@@ -113,10 +79,102 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SI
     except LayerFailed as e:  # the model builds, but not at this size: as YOLOv5 would crash
         raise forward_failure(facts.spec, e.index, f"{type(e.error).__name__}: {e.error}",
                               f"the train-mode forward at {size[0]}x{size[1]}") from e
+    facts.trace = trace(built, [size])  # the model table's shapes, at the measured size
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["gradflow"])
-    section = model_section(built, trace(built, [size]), bundled=bundled)
-    return Report("gradflow", section, findings, fail_on, path=str(path), bundled=bundled,
-                  sections={"gradflow": facts.grads.as_dict()}, errors=facts.check_errors)
+    return _report("gradflow", facts, model, findings, fail_on,
+                   {"gradflow": facts.grads.as_dict()}, facts.check_errors)
+
+
+OVERFIT_SIZE = (256, 256)
+
+
+def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE, *,
+            batch: int = 2, steps: int | None = None, device: str = "cpu", amp: bool = False,
+            seed: int = 0, selection=None, fail_on: Severity = Severity.ERROR,
+            modules: dict | None = None, progress=None) -> Report:
+    """`check`'s checks at `img`, then a seeded model trained on one synthetic batch until it
+    memorises it (or the step budget ends), then the fit checks (YD701-YD706).
+
+    A model `check` finds crashing is not trained: its findings say why. `progress` is called
+    with the history after every step (the CLI's progress bar).
+    """
+    from yolodiag.checks import Selection, run_checks
+    from yolodiag.overfit import FitSettings
+    from yolodiag.overfit import overfit as train_on_one_batch
+    from yolodiag.synthetic import synthetic_batch
+
+    modules = modules or {}
+    facts, stopped_by = _traced(model, (img,), modules)
+    selection = selection or Selection()
+    if stopped_by is not None or not facts.trace.ok_sizes or facts.built.probe_failure:
+        findings = run_checks(facts, selection, COMMAND_STAGES["check"])
+        return _report("overfit", facts, model, findings, fail_on, {"overfit": None},
+                       [e for e in (stopped_by, *facts.check_errors) if e is not None])
+    built = _seeded_build(facts.spec, seed, device, modules)
+    size = facts.trace.sizes[0].img
+    images, targets = synthetic_batch(built.nc, size, batch, seed, device=device)
+    settings = FitSettings(amp=amp) if steps is None else FitSettings(steps=steps, amp=amp)
+    facts.fit = train_on_one_batch(built, images, targets, settings, progress)
+    findings = run_checks(facts, selection, COMMAND_STAGES["overfit"])
+    return _report("overfit", facts, model, findings, fail_on,
+                   {"overfit": facts.fit.as_dict()}, facts.check_errors)
+
+
+def _model_path(model: str | Path | None) -> Path:
+    return BUNDLED_MODEL if model is None else Path(model)
+
+
+def _traced(model: str | Path | None, sizes, modules: dict | None = None):
+    """Facts of the spec, the meta-device build and the traces at `sizes` (the defaults for
+    ()), and the refusal that stopped them, if one did."""
+    from yolodiag.checks import Facts
+    from yolodiag.reference.builder import build
+    from yolodiag.spec import load_spec
+    from yolodiag.trace import trace
+
+    modules = modules or {}
+    path = _model_path(model)
+    facts = Facts(str(path), requested_sizes=tuple(sizes), modules=modules)
+    try:
+        facts.spec = load_spec(path, extra_modules=frozenset(modules))
+        with warnings.catch_warnings():  # torch's remarks on odd layers: the checks say more
+            warnings.simplefilter("ignore", UserWarning)
+            facts.built = build(facts.spec, device="meta", strict=False, modules=modules)
+            facts.trace = trace(facts.built, traced_sizes(sizes or DEFAULT_SIZES,
+                                                          facts.built.stride))
+    except InputRefused as e:
+        facts.stopped = e.finding
+        return facts, e
+    return facts, None
+
+
+def _seeded_build(spec, seed: int, device: str, modules: dict):
+    """The model with YOLOv5's weights for this seed: drawn on the CPU, as YOLOv5 builds,
+    then moved, so that a seed gives the same model on every device. Raises Unsupported for
+    a head other than Detect (the mask loss of Segment is not implemented)."""
+    import torch
+
+    from yolodiag.reference.builder import build
+    from yolodiag.reference.heads import Segment
+
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        warnings.simplefilter("ignore", UserWarning)
+        torch.manual_seed(seed)
+        built = build(spec, modules=modules)
+    if built.model.head is None or isinstance(built.model.head, Segment):
+        raise Unsupported(f"{spec.path}: layer {len(built.layers) - 1} "
+                          f"{built.layers[-1].module}: yolodiag trains and measures models with "
+                          "a Detect head (the mask loss of Segment is not implemented)")
+    built.model.to(device)
+    return dataclasses.replace(built, device=torch.device(device))
+
+
+def _report(command: str, facts, model, findings, fail_on: Severity, sections: dict,
+            errors: list) -> Report:
+    section = (model_section(facts.built, facts.trace, bundled=model is None)
+               if facts.trace is not None and facts.built is not None else None)
+    return Report(command, section, findings, fail_on, path=facts.path, bundled=model is None,
+                  sections=sections, errors=list(errors))
 
 
 def traced_sizes(sizes, strides) -> list[tuple[int, int]]:

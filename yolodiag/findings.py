@@ -107,12 +107,15 @@ class Stage(str, enum.Enum):
     BUILD = "build"  # the model built (on the meta device)
     TRACE = "trace"  # forwards traced at the image sizes
     GRAD = "grad"  # one real forward and backward of the loss (gradflow)
+    FIT = "fit"  # one batch trained to memorise (overfit)
 
 
 # The stages whose checks each command runs (the CI formats list these as the checks run).
 COMMAND_STAGES: dict[str, frozenset[Stage]] = {
     "check": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE}),
     "gradflow": frozenset({Stage.GRAD}),
+    # overfit also runs check's: a structural finding often says why a model cannot fit.
+    "overfit": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE, Stage.FIT}),
 }
 
 

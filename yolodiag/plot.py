@@ -86,3 +86,35 @@ def _stage_spans(layers: list[dict]) -> list[tuple[int, int, int | None, int]]:
         else:
             spans.append((row, row, layer["stride"], (spans[-1][3] + 1) % 2 if spans else 0))
     return spans
+
+
+def overfit_png(report: Report, path: str | Path) -> None:
+    """Write the loss terms and the train/eval-mode mAP@0.5 of an overfit report to `path`."""
+    from matplotlib.figure import Figure
+
+    fit = report.sections["overfit"]
+    figure = Figure(figsize=(9, 6), dpi=100, layout="constrained")
+    losses, scores = figure.subplots(2, 1, sharex=True)
+    steps = [s["step"] for s in fit["steps"]]
+    for term in ("loss", "box", "obj", "cls"):
+        values = [s[term] for s in fit["steps"]]
+        if any(v > 0 for v in values):
+            losses.plot(steps, values, label=term, linewidth=2 if term == "loss" else 1)
+    losses.set_yscale("log")
+    losses.set_ylabel("loss (log scale)")
+    losses.legend(loc="upper right", fontsize=8)
+    for mode, style in (("train", "--"), ("eval", "-")):
+        runs = [e for e in fit["evaluations"] if e["mode"] == mode]
+        scores.plot([e["step"] for e in runs], [e["map50"] for e in runs], style, marker=".",
+                    label=f"{mode} mode")
+    scores.axhline(fit["settings"]["pass_mark"], color="#999999", linewidth=1, linestyle=":")
+    if fit["passed_at"] is not None:
+        scores.axvline(fit["passed_at"], color="#2e8b57", linewidth=1)
+    scores.set_ylim(0, 1.02)
+    scores.set_xlabel("step")
+    scores.set_ylabel("mAP@0.5 on the batch")
+    scores.legend(loc="upper left", fontsize=8)
+    h, w = fit["img"]
+    losses.set_title(f"yolodiag overfit: {Path(report.path or '').name}, {h}x{w}, batch "
+                     f"{fit['batch']}, {fit['device']}", fontsize=10)
+    figure.savefig(path, format="png")

@@ -64,15 +64,18 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
     """One model: title, table (optional), headline figures, findings by severity."""
     model = report.model
     console.print(_title(report.command, report.path or "", report.bundled))
-    gradflow = "gradflow" in report.sections
     if model is not None:
-        if table and not gradflow:
+        if table and report.command == "check":  # the others show their own tables
             console.print(model_table(model, console.width))
         console.print(_model_line(model))
-    if gradflow:
+    if report.sections.get("gradflow"):
         from yolodiag.render_gradflow import render_gradflow
 
         render_gradflow(report, console)
+    if report.sections.get("overfit"):
+        from yolodiag.render_overfit import render_overfit
+
+        render_overfit(report, console)
     assignment = report.sections.get("assignment")
     if assignment:
         h, w = assignment["img"]

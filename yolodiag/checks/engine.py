@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from yolodiag.checks.anchors import SyntheticAssignment
     from yolodiag.checks.crashes import Crash
     from yolodiag.gradflow import GradFlow
+    from yolodiag.overfit import OverfitHistory
     from yolodiag.reference.builder import BuiltModel, LayerRecord
     from yolodiag.reference.rules import PlannedRow
     from yolodiag.spec import ModelSpec
@@ -52,10 +53,11 @@ class Facts:
     modules: dict = field(default_factory=dict)  # extra module-table entries (--modules)
     check_errors: list[Exception] = field(default_factory=list)  # what crashed checks raised
     grads: GradFlow | None = None  # one measured backward (gradflow)
+    fit: OverfitHistory | None = None  # one batch trained to memorise (overfit)
 
     def has(self, stage: Stage) -> bool:
         return {Stage.SPEC: self.spec, Stage.BUILD: self.built, Stage.TRACE: self.trace,
-                Stage.GRAD: self.grads}[stage] is not None
+                Stage.GRAD: self.grads, Stage.FIT: self.fit}[stage] is not None
 
     def where(self, layer: int | None = None) -> Location:
         """Location of a layer's YAML row (or of the file)."""

@@ -1,0 +1,176 @@
+"""overfit: a copy of the model memorises one batch, evaluated as val.py would in train and
+eval mode; the mutants fail the way the findings say; CLI, JSON, plot, TensorBoard, devices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import TINY, write_yaml
+from mutants import MUTANTS
+from yolodiag import commands
+from yolodiag.cli import app
+from yolodiag.overfit import FitSettings, overfit
+from yolodiag.reference.builder import build
+from yolodiag.spec import parse_spec
+from yolodiag.synthetic import synthetic_batch
+
+runner = CliRunner()
+EXAMPLES = Path(__file__).parent / "examples"
+BASE = EXAMPLES / "base.yaml"
+SCHEMA = Path(__file__).resolve().parents[1] / "yolodiag" / "schemas" / "report.schema.json"
+
+
+def codes(report) -> list[str]:
+    return [f.code for f in report.findings]
+
+
+def test_tiny_model_memorises_its_batch_end_to_end():
+    report = commands.overfit(BASE, (128, 128))
+    fit = report.sections["overfit"]
+    assert fit["passed_at"] is not None and fit["passed_at"] < fit["settings"]["steps"]
+    last = [e for e in fit["evaluations"] if e["mode"] == "eval"][-1]
+    assert last["step"] == fit["passed_at"] and last["map50"] >= 0.5
+    assert fit["steps"][-1]["loss"] < 0.5 * fit["steps"][0]["loss"]
+    assert report.exit_code == 0 and not report.findings
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(report.as_dict(), json.loads(SCHEMA.read_text()),
+                        cls=jsonschema.Draft202012Validator)
+
+
+def test_history_has_every_step_and_both_modes_every_tenth_step():
+    report = commands.overfit(BASE, (128, 128), steps=25)
+    fit = report.sections["overfit"]
+    assert [s["step"] for s in fit["steps"]] == list(range(25))
+    evaluated = [(e["step"], e["mode"]) for e in fit["evaluations"]]
+    assert evaluated == [(s, m) for s in (0, 10, 20, 25) for m in ("train", "eval")]
+    assert fit["positives_per_level"] == [24, 9] and fit["unmatched"] == 0
+
+
+def test_the_callers_model_is_never_trained():
+    torch.manual_seed(0)
+    built = build(parse_spec(TINY, "tiny.yaml"))
+    before = {k: v.clone() for k, v in built.model.state_dict().items()}
+    images, targets = synthetic_batch(built.nc, 128, 2, 0)
+    history = overfit(built, images, targets, FitSettings(steps=5))
+    assert len(history.steps) == 5 and history.steps[-1].loss != history.steps[0].loss
+    after = built.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_anchors_in_grid_units_give_no_match_then_cannot_overfit():
+    report = commands.overfit(EXAMPLES / "YD701" / "bad.yaml", (128, 128), steps=30)
+    found = codes(report)
+    assert found.index("YD404") < found.index("YD701")
+    assert report.sections["overfit"]["unmatched"] == 2  # of 5: the small ones still match
+    (cannot,) = [f for f in report.findings if f.code == "YD701"]
+    assert "2 of the batch's 5 objects match no anchor" in cannot.message
+
+
+def test_detached_head_cannot_lower_the_loss():
+    report = commands.overfit(EXAMPLES / "YD702" / "bad.yaml", (128, 128), steps=30,
+                              modules=MUTANTS)
+    assert {"YD701", "YD702"} <= set(codes(report))
+    assert report.sections["overfit"]["untrainable"]
+
+
+def test_batchnorm_momentum_0_fits_in_train_mode_but_not_in_eval_mode():
+    report = commands.overfit(EXAMPLES / "YD704" / "bad.yaml", (128, 128), steps=120,
+                              modules=MUTANTS)
+    (mismatch,) = [f for f in report.findings if f.code == "YD704"]
+    assert mismatch.data["train_map50"] >= 0.5 > mismatch.data["eval_map50"]
+
+
+def test_float16_overflow_under_amp_is_named_with_its_step(monkeypatch):
+    import yolodiag.overfit
+
+    # CUDA's --amp (float16 and a GradScaler), run on the CPU: only the device differs.
+    monkeypatch.setattr(yolodiag.overfit, "autocast_dtype", lambda device: torch.float16)
+    path = EXAMPLES / "YD703" / "bad.yaml"
+    report = commands.overfit(path, (64, 64), steps=5, amp=True, modules=MUTANTS)
+    (overflow,) = [f for f in report.findings if f.code == "YD703"]
+    assert overflow.data == {"step": 0, "what": "loss", "amp": "float16"}
+    assert "YD703" not in codes(commands.overfit(path, (64, 64), steps=5, modules=MUTANTS))
+
+
+def test_amp_on_the_cpu_is_bfloat16_and_trains():
+    report = commands.overfit(BASE, (64, 64), steps=3, amp=True)
+    fit = report.sections["overfit"]
+    assert fit["amp"] == "bfloat16" and len(fit["steps"]) == 3 and fit["nonfinite_step"] is None
+
+
+def test_stride_4_levels_start_below_the_confidence_threshold():
+    report = commands.overfit(EXAMPLES / "YD705" / "bad.yaml", (128, 128), steps=10)
+    (below,) = [f for f in report.findings if f.code == "YD705"]
+    assert "stride 4: objectness 0.0003" in below.message  # 8 / (640 / 4)^2, plus the init
+    assert all(conf < 0.001 for conf in below.data["priors"])
+
+
+def test_a_model_check_finds_crashing_is_not_trained(tmp_path):
+    text = TINY.replace("[[-1, 3], 1, Concat, [1]]", "[[-1, 4], 1, Concat, [1]]")
+    report = commands.overfit(write_yaml(tmp_path, text), (128, 128), steps=5)
+    assert report.sections["overfit"] is None and "YD303" in codes(report)
+
+
+def test_device_is_an_argument_all_the_way_down(monkeypatch, tmp_path):
+    """`--device cuda:0` on a machine without CUDA: availability is faked, every tensor stays
+    on the CPU, and the test checks that the model and the batch were sent to cuda:0."""
+    import yolodiag.synthetic
+
+    seen = []
+    real_to, real_batch = torch.nn.Module.to, yolodiag.synthetic.synthetic_batch
+
+    def to(module, *args, **kwargs):
+        seen.append(("model", str(args[0]) if args else str(kwargs.get("device"))))
+        return real_to(module, "cpu")
+
+    def batch(*args, device="cpu", **kwargs):
+        seen.append(("batch", str(device)))
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    monkeypatch.setattr(yolodiag.synthetic, "synthetic_batch", batch)
+    result = runner.invoke(app, ["overfit", str(BASE), "--img", "64", "--steps", "2",
+                                 "--device", "cuda:0", "-f", "json"])
+    assert result.exit_code in (0, 1), result.output
+    assert {("model", "cuda:0"), ("batch", "cuda:0")} <= set(seen)
+    result = runner.invoke(app, ["overfit", str(BASE), "--device", "cuda:3"])
+    assert result.exit_code == 2 and "1 CUDA device" in result.stderr
+
+
+def test_unknown_device_is_a_usage_error():
+    result = runner.invoke(app, ["overfit", str(BASE), "--device", "tpu"])
+    assert result.exit_code == 2 and "cpu, cuda or cuda:K" in result.output
+
+
+def test_plot_and_tensorboard_hold_the_history(tmp_path):
+    pytest.importorskip("matplotlib")
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    plot, events = tmp_path / "fit.png", tmp_path / "events"
+    result = runner.invoke(app, ["overfit", str(BASE), "--img", "64", "--steps", "12",
+                                 "--plot", str(plot), "--tensorboard", str(events)])
+    assert result.exit_code == 1, result.output  # 12 steps cannot pass: YD701
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    reader = event_accumulator.EventAccumulator(str(events))
+    reader.Reload()
+    assert [e.step for e in reader.Scalars("train/loss")] == list(range(12))
+    assert [e.step for e in reader.Scalars("eval_mode/map50")] == [0, 10, 12]
+    for line in ("Trained a copy", "tr mAP50", "Did not pass in 12 steps"):
+        assert line in result.stdout
+
+
+def test_tensorboard_without_the_package_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    result = runner.invoke(app, ["overfit", str(BASE), "--tensorboard", str(tmp_path / "tb")])
+    assert result.exit_code == 2 and "yolodiag[tensorboard]" in result.stderr

@@ -1,0 +1,276 @@
+"""Overfit one batch: the decisive experiment for "precision and recall stay at zero".
+
+A sound model memorises one fixed batch within a few hundred steps. `overfit` trains a copy of a
+built model on one batch with YOLOv5's loss and SGD settings, and every few steps evaluates the
+same batch twice with val.py's settings (conf 0.001, IoU 0.6): in train mode (BatchNorm on the
+batch's statistics, as the loss sees it) and in eval mode (BatchNorm on its running statistics,
+as validation sees it). The history it returns separates the ways a model fails: the loss does
+not fall, it falls but train-mode predictions stay wrong, train mode is right but eval mode is
+not, or values turn non-finite. The loop reads top to bottom; it never touches the caller's
+model (it trains a deep copy) and never prints: `progress` is called after each step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from yolodiag.gradflow import preserved
+from yolodiag.loss import HYP, assign, compute_loss, prior_loss, train_hyp
+from yolodiag.metrics import detection_metrics, match_predictions, non_max_suppression, xywh2xyxy
+from yolodiag.reference.builder import BuiltModel
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The optimiser and schedule, YOLOv5's where it has one (hyp.scratch-low, train.py)."""
+
+    steps: int = 300  # optimiser steps at most; the run stops at the pass mark
+    eval_every: int = 10
+    lr: float = 0.01  # lr0, constant: one batch needs no schedule
+    momentum: float = 0.937  # SGD with Nesterov momentum, as train.py's default optimiser
+    weight_decay: float = 5e-4  # on convolution and linear weights only, as YOLOv5
+    max_grad_norm: float = 10.0  # train.py v7.0 clips the gradient norm at 10
+    pass_mark: float = 0.5  # eval-mode mAP@0.5 on the training batch
+    conf: float = 0.001  # val.py's confidence threshold
+    iou: float = 0.6  # val.py's NMS IoU threshold
+    amp: bool = False  # autocast: float16 and a GradScaler on CUDA, bfloat16 on the CPU
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The training batch predicted in one mode at one step, scored as val.py scores it."""
+
+    step: int
+    mode: str  # "train" (batch statistics) or "eval" (running statistics)
+    precision: float
+    recall: float
+    map50: float
+    map: float
+    above_conf: int  # predictions whose objectness and confidence pass `conf`, before NMS
+    detections: int  # after NMS
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int
+    loss: float  # (box + obj + cls) * batch, as YOLOv5 logs it per batch
+    box: float
+    obj: float
+    cls: float
+    grad_norm: float  # before clipping
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What YOLOv5's bias initialisation predicts at one level before any training."""
+
+    stride: float
+    objectness: float
+    class_probability: float
+
+    @property
+    def confidence(self) -> float:
+        return self.objectness * self.class_probability
+
+
+@dataclass
+class OverfitHistory:
+    img: tuple[int, int]
+    batch: int
+    targets: int
+    device: str
+    amp: str | None  # the autocast dtype, or None
+    settings: FitSettings
+    positives_per_level: tuple[int, ...]  # YOLOv5's assignment of the batch's targets
+    unmatched: int  # targets no anchor takes
+    priors: tuple[Prior, ...]
+    prior_loss: float  # the loss the bias priors imply (YD706's reference)
+    steps: list[StepRecord] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+    passed_at: int | None = None
+    nonfinite_step: int | None = None
+    nonfinite_what: str | None = None  # "loss" or "gradient"
+    untrainable: bool = False  # the loss depends on no trainable parameter: nothing can learn
+    seconds: float = 0.0  # the whole run, evaluations included
+    train_seconds: float = 0.0  # the training steps alone
+
+    def evaluated(self, mode: str) -> list[Evaluation]:
+        return [e for e in self.evaluations if e.mode == mode]
+
+    def best(self, mode: str) -> Evaluation | None:
+        runs = self.evaluated(mode)
+        return max(runs, key=lambda e: e.map50) if runs else None
+
+    @property
+    def eval_left_zero(self) -> int | None:
+        """The first step whose eval-mode mAP@0.5 was above zero."""
+        return next((e.step for e in self.evaluated("eval") if e.map50 > 0), None)
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        """Wall time of one training step (forward, loss, backward, optimiser), evaluations
+        left out."""
+        return self.train_seconds / len(self.steps) if self.steps else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"img": list(self.img), "batch": self.batch, "targets": self.targets,
+                "device": self.device, "amp": self.amp, "settings": asdict(self.settings),
+                "positives_per_level": list(self.positives_per_level),
+                "unmatched": self.unmatched,
+                "priors": [{**asdict(p), "confidence": p.confidence} for p in self.priors],
+                "prior_loss": self.prior_loss, "passed_at": self.passed_at,
+                "eval_left_zero": self.eval_left_zero, "nonfinite_step": self.nonfinite_step,
+                "nonfinite_what": self.nonfinite_what, "untrainable": self.untrainable,
+                "seconds": self.seconds, "train_seconds": self.train_seconds,
+                "seconds_per_step": self.seconds_per_step,
+                "steps": [asdict(s) for s in self.steps],
+                "evaluations": [asdict(e) for e in self.evaluations]}
+
+
+Progress = Callable[[OverfitHistory], None]
+
+
+def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
+            settings: FitSettings = FitSettings(), progress: Progress | None = None
+            ) -> OverfitHistory:
+    """Train a copy of `built.model` on (images, targets) until eval-mode mAP@0.5 reaches the
+    pass mark or the step budget is spent. Everything runs on the images' device."""
+    device = images.device
+    batch, img = images.shape[0], (images.shape[2], images.shape[3])
+    model = copy.deepcopy(built.model).to(device)  # the caller's model is never trained
+    head = model.head
+    nl = len(built.stride)
+    # train.py scales the loss gains to the class count, image size and number of levels.
+    hyp = train_hyp(HYP, built.nc, max(img), nl)
+    amp_dtype = autocast_dtype(device) if settings.amp else None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    optimizer = _optimizer(model, settings)
+    grids = [tuple(s) for s in _grid_shapes(model, images)]
+    assignment = assign(targets, built.anchors.to(device), grids, hyp["anchor_t"])
+    history = OverfitHistory(
+        img, batch, int(targets.shape[0]), str(device),
+        None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), settings,
+        tuple(assignment.positives), len(assignment.unmatched), _priors(head),
+        float(prior_loss(built, grids, targets.cpu(), batch, hyp)[0]))
+    start = time.perf_counter()
+    for step in range(settings.steps + 1):
+        # Evaluate before the step: step 0 is the freshly built model.
+        if step % settings.eval_every == 0 or step == settings.steps:
+            for mode in ("train", "eval"):
+                history.evaluations.append(_evaluate(model, images, targets, step, mode,
+                                                     settings, amp_dtype))
+            if history.evaluations[-1].map50 >= settings.pass_mark:
+                history.passed_at = step
+                break
+        if step == settings.steps:
+            break
+        tick = time.perf_counter()
+        model.train()
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            raw = model(images)
+        # The loss in float32, as YOLOv5 computes it outside autocast's reach for its sums.
+        loss, items = compute_loss(built.anchors, [r.float() for r in raw], targets, hyp)
+        if not torch.isfinite(loss).all():
+            history.nonfinite_step, history.nonfinite_what = step, "loss"
+            break
+        box, obj, cls = (float(v) for v in items)
+        if not loss.requires_grad:  # detached or frozen all the way: no step can change it
+            history.steps.append(StepRecord(step, float(loss), box, obj, cls, 0.0))
+            history.untrainable = True
+            break
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
+        if not math.isfinite(grad_norm) and amp_dtype is not torch.float16:
+            # (under float16 the scaler skips such a step and lowers its scale, as in YOLOv5)
+            history.nonfinite_step, history.nonfinite_what = step, "gradient"
+            break
+        scaler.step(optimizer)
+        scaler.update()
+        history.steps.append(StepRecord(step, float(loss.detach()), box, obj, cls, grad_norm))
+        now = time.perf_counter()
+        history.train_seconds += now - tick
+        history.seconds = now - start
+        if progress is not None:
+            progress(history)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """--amp: float16 on CUDA (with a GradScaler, as train.py), bfloat16 on the CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def _optimizer(model: nn.Module, settings: FitSettings) -> torch.optim.Optimizer:
+    """YOLOv5's three parameter groups: BatchNorm weights and biases without weight decay,
+    convolution and linear weights with it."""
+    norms, weights, biases = [], [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == "bias":
+                biases.append(p)
+            elif isinstance(module, nn.modules.batchnorm._NormBase):
+                norms.append(p)
+            else:
+                weights.append(p)
+    optimizer = torch.optim.SGD(norms, lr=settings.lr, momentum=settings.momentum,
+                                nesterov=True)
+    optimizer.add_param_group({"params": weights, "weight_decay": settings.weight_decay})
+    optimizer.add_param_group({"params": biases})
+    return optimizer
+
+
+def _grid_shapes(model: nn.Module, images: Tensor) -> list[torch.Size]:
+    """The (ny, nx) of each level for these images, from a forward of one of them."""
+    with torch.no_grad(), preserved(model):
+        model.train()
+        raw = model(images[:1])
+    return [r.shape[2:4] for r in raw]
+
+
+def _priors(head) -> tuple[Prior, ...]:
+    """Objectness and class probability the head's biases give before training, per level."""
+    priors = []
+    with torch.no_grad():
+        for conv, stride in zip(head.m, head.stride.tolist()):
+            bias = conv.bias.view(head.na, -1).float()
+            priors.append(Prior(stride, float(bias[:, 4].sigmoid().mean()),
+                                float(bias[:, 5:].sigmoid().mean()) if head.nc > 1 else 1.0))
+    return tuple(priors)
+
+
+def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, step: int, mode: str,
+              settings: FitSettings, amp_dtype: torch.dtype | None) -> Evaluation:
+    """Predict the batch in `mode` (restoring the BatchNorm statistics a train-mode forward
+    would move) and score it with val.py's matching and AP."""
+    head = model.head
+    with torch.no_grad(), preserved(model), torch.autocast(
+            images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        model.train(mode == "train")
+        out = model(images)
+        decoded = (head.decode(out) if mode == "train" else out[0]).float()
+    scores = decoded[..., 4:5] * decoded[..., 5:] if head.nc > 1 else decoded[..., 4:5]
+    above = int(((decoded[..., 4] > settings.conf)
+                 & (scores.amax(-1) > settings.conf)).sum())
+    detections = non_max_suppression(decoded, conf_thres=settings.conf, iou_thres=settings.iou)
+    h, w = images.shape[-2:]
+    scale = torch.tensor([w, h, w, h], device=images.device)
+    stats = []
+    for i, found in enumerate(detections):
+        truth = targets[targets[:, 0] == i]
+        labels = torch.cat((truth[:, 1:2], xywh2xyxy(truth[:, 2:6]) * scale), 1)
+        stats.append((match_predictions(found, labels), found[:, 4], found[:, 5], truth[:, 1]))
+    metrics = detection_metrics([torch.cat(column, 0) for column in zip(*stats)])
+    return Evaluation(step, mode, metrics["mp"], metrics["mr"], metrics["map50"], metrics["map"],
+                      above, sum(len(d) for d in detections))

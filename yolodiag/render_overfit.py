@@ -1,0 +1,83 @@
+"""Text for an overfit report: the verdict line, the batch's assignment and priors, and the
+history of evaluations (loss terms, train-mode and eval-mode P, R, mAP). Reads the report's
+`overfit` section (the same data the JSON carries); decides nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from yolodiag.report import Report
+from yolodiag.shapes import plain_number
+
+
+def render_overfit(report: Report, console: Console) -> None:
+    fit = report.sections["overfit"]
+    h, w = fit["img"]
+    settings = fit["settings"]
+    amp = f", autocast {fit['amp']}" if fit["amp"] else ""
+    console.print(
+        f"Trained a copy of the model on {fit['batch']} synthetic images {h}x{w} "
+        f"({fit['targets']} objects) on {fit['device']}{amp}: SGD lr {settings['lr']}, "
+        f"momentum {settings['momentum']}, up to {settings['steps']} steps", highlight=False)
+    priors = "; ".join(f"stride {plain_number(p['stride'])} {p['confidence']:.2g}"
+                       for p in fit["priors"])
+    console.print(
+        f"YOLOv5's assignment of the batch: positives per level "
+        f"{', '.join(map(str, fit['positives_per_level']))}, {fit['unmatched']} objects matched "
+        f"by no anchor; confidence priors {priors} (val.py keeps > {settings['conf']})",
+        highlight=False)
+    console.print("tr: train mode (BatchNorm on the batch's statistics, as the loss sees it); "
+                  "ev: eval mode (running statistics, as val.py sees it)", highlight=False)
+    console.print(history_table(fit))
+    console.print(verdict(fit), highlight=False)
+
+
+def verdict(fit: dict[str, Any]) -> str:
+    """One line: passed at which step, or how the run ended."""
+    seconds = f"{fit['seconds']:.1f} s"
+    if fit["seconds_per_step"]:
+        seconds += f", {fit['seconds_per_step']:.3f} s/step"
+    evaluations = [e for e in fit["evaluations"] if e["mode"] == "eval"]
+    last = evaluations[-1]["map50"] if evaluations else 0.0
+    left = (f"; eval-mode mAP@0.5 left zero at step {fit['eval_left_zero']}"
+            if fit["eval_left_zero"] else "")
+    if fit["passed_at"] is not None:
+        return (f"Passed at step {fit['passed_at']} ({seconds}): eval-mode mAP@0.5 {last:.3f} >= "
+                f"{fit['settings']['pass_mark']}{left}")
+    if fit["nonfinite_step"] is not None:
+        return f"Stopped at step {fit['nonfinite_step']}: the {fit['nonfinite_what']} is not finite"
+    if fit["untrainable"]:
+        return "Stopped at step 0: the loss depends on no trainable parameter"
+    return (f"Did not pass in {len(fit['steps'])} steps ({seconds}): eval-mode mAP@0.5 "
+            f"{last:.3f} < {fit['settings']['pass_mark']}{left}")
+
+
+def history_table(fit: dict[str, Any]) -> Table:
+    """One row per evaluated step: the loss terms of that step and both modes' scores."""
+    losses = {s["step"]: s for s in fit["steps"]}
+    by_step: dict[int, dict[str, dict]] = {}
+    for e in fit["evaluations"]:
+        by_step.setdefault(e["step"], {})[e["mode"]] = e
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("step", "loss", "box", "obj", "cls", "tr P", "tr R", "tr mAP50", "ev P",
+                   "ev R", "ev mAP50", "ev mAP", "> conf"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for step, modes in by_step.items():
+        terms = losses.get(step)
+        train, evaluated = modes.get("train"), modes.get("eval")
+        table.add_row(
+            str(step), *(f"{terms[k]:.3g}" if terms else "-" for k in ("loss", "box", "obj",
+                                                                       "cls")),
+            *_scores(train, ("precision", "recall", "map50")),
+            *_scores(evaluated, ("precision", "recall", "map50", "map")),
+            str(evaluated["above_conf"]) if evaluated else "-")
+    return table
+
+
+def _scores(evaluation: dict | None, keys: tuple[str, ...]) -> list[str]:
+    return [f"{evaluation[k]:.2f}" if evaluation else "-" for k in keys]
