@@ -177,7 +177,8 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                             enabled=amp_dtype is not None):
             raw = model(images)
-        # The loss in float32, as YOLOv5 computes it outside autocast's reach for its sums.
+        # The loss in float32: under autocast YOLOv5's loss ops (BCE with logits, sums) run in
+        # float32 as well.
         loss, items = compute_loss(built.anchors, [r.float() for r in raw], targets, hyp)
         if not torch.isfinite(loss).all():
             history.nonfinite_step, history.nonfinite_what = step, "loss"
