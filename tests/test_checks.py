@@ -40,6 +40,36 @@ def example_options(path: Path) -> list[str]:
         "# yolodiag check") else []
 
 
+def checkpoint_example(path: Path, first: str) -> str:
+    """An example's first line with its placeholders filled: {shared} (the golden files),
+    {here} (the example's folder), {crafted} (a checkpoint calling os.system), {own} (a
+    YOLOv5-layout checkpoint of the example's own model), {nan} (the same with a NaN)."""
+    import tempfile
+
+    import yaml as pyyaml
+
+    from checkpoints import crafted, yolov5_layout
+    from yolodiag.reference.builder import build
+    from yolodiag.spec import load_spec
+
+    folder = Path(tempfile.mkdtemp())
+    if "{shared}" in first:
+        first = first.replace("{shared}", str(shared("golden").parent))
+    if "{crafted}" in first:
+        first = first.replace("{crafted}", str(crafted(folder / "crafted.pt",
+                                                       folder / "ran")))
+    for key in ("{own}", "{nan}"):
+        if key in first:
+            built = build(load_spec(path), device="cpu")
+            if key == "{nan}":
+                with torch.no_grad():
+                    next(built.model.parameters())[0] = float("nan")
+            text = path.read_text().split("\n", 2)[2]
+            first = first.replace(key, str(yolov5_layout(built.model, pyyaml.safe_load(text),
+                                                         folder / "own.pt")))
+    return first.replace("{here}", str(path.parent))
+
+
 def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
     """The codes `yolodiag check` (or gradflow, overfit) reports for an example. Gradient and
     fit examples use the broken blocks of tests/mutants.py, registered as `--modules` will
@@ -48,6 +78,9 @@ def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
         report = commands.gradflow(path, modules=MUTANTS)
     elif command == "overfit":
         report = overfit_example(path)
+    elif command in ("weights", "run"):
+        words = shlex.split(checkpoint_example(path, path.read_text().splitlines()[0]))[3:]
+        report = checkpoint_command(path, command, words)
     else:
         code, report = check_json(str(path), *example_options(path))
         return code, codes_of(report)
@@ -73,8 +106,17 @@ def overfit_example(path: Path):
         yolodiag.overfit.autocast_dtype = original
 
 
+def checkpoint_command(path: Path, command: str, words: list[str]):
+    if command == "run":
+        return commands.run(words[0])
+    options = dict(zip(words[::2], words[1::2]))
+    return commands.weights(path, options["--weights"], cfg_given="--no-cfg" not in words,
+                            nc=int(options["--nc"]) if "--nc" in options else None)
+
+
 def example_command(code: str) -> str:
-    return {Stage.GRAD: "gradflow", Stage.FIT: "overfit"}.get(REGISTRY[code].stage, "check")
+    return {Stage.GRAD: "gradflow", Stage.FIT: "overfit", Stage.CKPT: "weights",
+            Stage.RUN: "run"}.get(REGISTRY[code].stage, "check")
 
 
 def test_every_code_except_internal_error_has_a_bad_and_a_good_example():
@@ -107,6 +149,8 @@ def test_documented_example_is_the_tested_bad_example(code):
         if line.startswith("yolodiag check"):
             options = [t for t in shlex.split(line)[2:] if not t.endswith(".yaml")]
             assert options == example_options(bad)
+        elif line.startswith("yolodiag "):  # another command: the one the example runs
+            assert line.split()[1] == example_command(code), line
         else:
             assert any(line in row for row in rows), f"{line!r} is not in {bad}"
 

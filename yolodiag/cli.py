@@ -45,7 +45,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    """Commands: check, gradflow, overfit, explain, rules (weights, run come later)."""
+    """Commands: check, gradflow, overfit, weights, run, explain, rules."""
 
 
 class OutputFormat(str, enum.Enum):
@@ -91,6 +91,8 @@ ONE_IMG_OPTION = typer.Option("256", "--img", help="Input size, N or HxW; rounde
                               "largest stride.")
 DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:K.")
 SEED_OPTION = typer.Option(0, "--seed", help="Seeds the weights and the synthetic batch.")
+NC_OPTION = typer.Option(None, "--nc", min=1, help="The data's class count, which train.py "
+                         "builds the model with (default: the YAML's nc).")
 
 
 def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
@@ -131,6 +133,9 @@ def check(
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
     debug: bool = DEBUG_OPTION,
+    weights: Path | None = typer.Option(None, "--weights", help="Also show what train.py "
+                                        "--weights X.pt --cfg MODEL would transfer."),
+    nc: int | None = NC_OPTION,
 ) -> None:
     """Find what will keep an edited YOLOv5 model at zero precision and recall.
 
@@ -149,7 +154,8 @@ def check(
         from yolodiag import commands
 
         return Run("check", [commands.check(model, sizes, selection=selection,
-                                            fail_on=Severity(fail_on.value))
+                                            fail_on=Severity(fail_on.value), weights=weights,
+                                            nc=nc)
                              for model in (models or [None])])
 
     _finish(run, fmt, output, debug)
@@ -335,6 +341,84 @@ def _fit_progress(steps: int):
             bar.update(task, completed=last.step + 1, status=status)
 
         yield update
+
+
+@app.command("weights")
+def weights_command(
+    model: Path | None = typer.Argument(None, help=ONE_MODEL_HELP, show_default=False),
+    weights: Path = typer.Option(..., "--weights", help="The checkpoint train.py is given."),
+    cfg: bool = typer.Option(True, "--cfg-given/--no-cfg", help="Whether train.py also gets "
+                             "--cfg MODEL (without it, it builds the checkpoint's own YAML)."),
+    resume: bool = typer.Option(False, "--resume", help="As train.py --resume: the "
+                                "checkpoint's YAML, nothing excluded."),
+    nc: int | None = NC_OPTION,
+    select: list[str] = SELECT_OPTION,
+    ignore: list[str] = IGNORE_OPTION,
+    fail_on: FailOn = FAIL_ON_OPTION,
+    fmt: OutputFormat = FORMAT_OPTION,
+    output: Path | None = OUTPUT_OPTION,
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """What train.py v7.0 does with --weights: which model it builds, which tensors it
+    transfers into which layers, and which stay random (YD501-YD505).
+
+    The checkpoint is read without running anything in it: globals outside an allow-list are
+    refused (YD504). YOLOv5 need not be installed.
+    """
+    from yolodiag.checks import Selection
+    from yolodiag.findings import Severity
+
+    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+
+    def run() -> Run:
+        from yolodiag import commands
+
+        return Run("weights", [commands.weights(model, weights, cfg_given=cfg, resume=resume,
+                                                nc=nc, selection=selection,
+                                                fail_on=Severity(fail_on.value))])
+
+    _finish(run, fmt, output, debug)
+
+
+@app.command("run")
+def run_command(
+    folder: Path = typer.Argument(..., help="A YOLOv5 run folder (runs/train/exp)."),
+    cfg: Path | None = typer.Option(None, "--cfg", help="The model YAML the run trained "
+                                    "(default: opt.yaml's cfg, where it can be found)."),
+    weights: Path | None = typer.Option(None, "--weights", help="The checkpoint it started "
+                                        "from (default: opt.yaml's weights, where found)."),
+    nc: int | None = NC_OPTION,
+    plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of the run's "
+                                     "curves (needs matplotlib)."),
+    select: list[str] = SELECT_OPTION,
+    ignore: list[str] = IGNORE_OPTION,
+    fail_on: FailOn = FAIL_ON_OPTION,
+    fmt: OutputFormat = FORMAT_OPTION,
+    output: Path | None = OUTPUT_OPTION,
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their likely
+    causes from its opt.yaml, cfg and weights."""
+    from yolodiag.checks import Selection
+    from yolodiag.findings import Severity
+
+    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+    _require("matplotlib", "--plot", "plot", plot)
+
+    def run() -> Run:
+        from yolodiag import commands
+
+        return Run("run", [commands.run(folder, cfg=cfg, weights=weights, nc=nc,
+                                        selection=selection, fail_on=Severity(fail_on.value))])
+
+    def write_plot(result: Run) -> None:
+        report = result.reports[0]
+        if plot is not None and report.sections.get("run"):
+            from yolodiag.plot import run_png
+
+            _write(plot, "plot", lambda: run_png(report, plot))
+
+    _finish(run, fmt, output, debug, after=write_plot)
 
 
 @app.command()

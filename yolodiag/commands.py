@@ -22,14 +22,20 @@ DEFAULT_SIZES = ((640, 640), (320, 320), (384, 640))
 
 
 def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = (), *,
-          selection=None, fail_on: Severity = Severity.ERROR) -> Report:
+          selection=None, fail_on: Severity = Severity.ERROR, weights: str | Path | None = None,
+          nc: int | None = None) -> Report:
     """Read, build (meta device), trace at every size and run the checks on one model YAML.
 
-    `sizes`: the --img sizes as the user gave them; () traces the defaults.
+    `sizes`: the --img sizes as the user gave them; () traces the defaults. `weights`: also
+    what train.py would transfer from this checkpoint into the model (`nc`: the data's).
     """
     from yolodiag.checks import Selection, run_checks
 
     facts, stopped_by = _traced(model, sizes)
+    sections: dict = {}
+    if weights is not None and stopped_by is None:
+        stopped_by = _transfer_facts(facts, weights, nc, cfg_given=True, resume=False)
+        sections = _transfer_sections(facts)
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["check"])
     try:
         assignment = facts.assignment if facts.trace is not None else None
@@ -37,8 +43,99 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
         facts.check_errors.append(e)
         assignment = None
     return _report("check", facts, model, findings, fail_on,
-                   {"assignment": assignment.as_dict() if assignment else None},
+                   {"assignment": assignment.as_dict() if assignment else None, **sections},
                    [e for e in (stopped_by, *facts.check_errors) if e is not None])
+
+
+def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = True,
+            resume: bool = False, nc: int | None = None, selection=None,
+            fail_on: Severity = Severity.ERROR) -> Report:
+    """What train.py v7.0 does with `--weights`: the checkpoint read safely, the model it
+    builds (the YAML with --cfg, the checkpoint's own without or with --resume), and the
+    tensors it transfers, per layer (YD501-YD505)."""
+    from yolodiag.checks import Facts, Selection, run_checks
+    from yolodiag.spec import load_spec
+
+    path = _model_path(model)
+    facts = Facts(str(path))
+    stopped = None
+    try:
+        facts.spec = load_spec(path)
+    except InputRefused as e:
+        facts.stopped, stopped = e.finding, e
+    if stopped is None:
+        stopped = _transfer_facts(facts, weights, nc, cfg_given=cfg_given, resume=resume)
+    findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["weights"])
+    return Report("weights", None, findings, fail_on, path=str(path), bundled=model is None,
+                  sections=_transfer_sections(facts),
+                  errors=[e for e in (stopped, *facts.check_errors) if e is not None])
+
+
+def run(folder: str | Path, *, cfg: str | Path | None = None,
+        weights: str | Path | None = None, nc: int | None = None, selection=None,
+        fail_on: Severity = Severity.ERROR) -> Report:
+    """A finished YOLOv5 run folder: its options, results and, where its cfg and initial
+    weights can be found (or are given), what train.py transferred (YD501-YD506)."""
+    from yolodiag.checks import Facts, Selection, run_checks
+    from yolodiag.runs import read_run
+    from yolodiag.spec import load_spec
+
+    folder = Path(folder)
+    facts = Facts(str(folder))
+    stopped = None
+    try:
+        facts.run = read_run(folder)
+        cfg_path = _found(cfg or facts.run.cfg, folder)
+        weights_path = _found(weights or facts.run.weights, folder)
+        if cfg_path is not None and weights_path is not None:
+            facts.spec = load_spec(cfg_path)
+            stopped = _transfer_facts(facts, weights_path, nc, cfg_given=True, resume=False)
+    except InputRefused as e:
+        facts.stopped, stopped = e.finding, e
+    findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["run"])
+    return Report("run", None, findings, fail_on, path=str(folder),
+                  sections={"run": facts.run.as_dict() if facts.run else None,
+                            **_transfer_sections(facts)},
+                  errors=[e for e in (stopped, *facts.check_errors) if e is not None])
+
+
+def _found(name: str | Path | None, folder: Path) -> Path | None:
+    """A path from the command line or a run's opt.yaml, as given or next to the run."""
+    if not name:
+        return None
+    for candidate in (Path(name), folder / name, folder / Path(name).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,
+                    resume: bool) -> InputRefused | None:
+    """Facts.checkpoint and Facts.transfer; the refusal (YD504, a failed build) if any."""
+    from yolodiag.checkpoint import read_checkpoint, transfer
+
+    try:
+        facts.checkpoint = read_checkpoint(weights)
+        facts.transfer = transfer(facts.checkpoint,
+                                  facts.spec if cfg_given and not resume else None, nc,
+                                  resume=resume)
+    except InputRefused as e:
+        facts.stopped = e.finding
+        return e
+    return None
+
+
+def _transfer_sections(facts) -> dict:
+    checkpoint = facts.checkpoint
+    if checkpoint is None:
+        return {"checkpoint": None, "transfer": None}
+    return {"checkpoint": {"path": checkpoint.path, "layout": checkpoint.layout,
+                           "epoch": checkpoint.epoch, "date": checkpoint.date,
+                           "nc": checkpoint.nc, "half": checkpoint.half,
+                           "optimizer": checkpoint.has_optimizer, "ema": checkpoint.has_ema,
+                           "stride": checkpoint.stride, "tensors": len(checkpoint.state),
+                           "nonfinite": checkpoint.nonfinite},
+            "transfer": facts.transfer.as_dict() if facts.transfer else None}
 
 
 GRADFLOW_SIZE = (256, 256)

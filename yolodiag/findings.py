@@ -96,8 +96,9 @@ class InputRefused(Exception):
 
 
 class Unsupported(Exception):
-    """Valid input that asks for something yolodiag cannot do (a Segment head in gradflow,
-    CUDA on a machine without it): one line on stderr, exit code 2, like refused input."""
+    """Input yolodiag cannot work with, outside any YAML or checkpoint finding (a Segment head
+    in gradflow, CUDA on a machine without it, a folder that is not a training run): one line
+    on stderr, exit code 2, like refused input."""
 
 
 class Stage(str, enum.Enum):
@@ -108,11 +109,15 @@ class Stage(str, enum.Enum):
     TRACE = "trace"  # forwards traced at the image sizes
     GRAD = "grad"  # one real forward and backward of the loss (gradflow)
     FIT = "fit"  # one batch trained to memorise (overfit)
+    CKPT = "ckpt"  # a checkpoint read and train.py's transfer simulated
+    RUN = "run"  # a finished YOLOv5 training run read
 
 
 # The stages whose checks each command runs (the CI formats list these as the checks run).
 COMMAND_STAGES: dict[str, frozenset[Stage]] = {
-    "check": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE}),
+    "check": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE, Stage.CKPT}),  # CKPT: --weights
+    "weights": frozenset({Stage.CKPT}),
+    "run": frozenset({Stage.CKPT, Stage.RUN}),
     "gradflow": frozenset({Stage.GRAD}),
     # overfit also runs check's: a structural finding often says why a model cannot fit.
     "overfit": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE, Stage.FIT}),

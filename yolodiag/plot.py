@@ -118,3 +118,30 @@ def overfit_png(report: Report, path: str | Path) -> None:
     losses.set_title(f"yolodiag overfit: {Path(report.path or '').name}, {h}x{w}, batch "
                      f"{fit['batch']}, {fit['device']}", fontsize=10)
     figure.savefig(path, format="png")
+
+
+def run_png(report: Report, path: str | Path) -> None:
+    """Write a finished run's losses and metrics per epoch (results.csv) to `path`."""
+    from matplotlib.figure import Figure
+
+    run = report.sections["run"]
+    rows = run["results"]
+    epochs = [row.get("epoch", i) for i, row in enumerate(rows)]
+    figure = Figure(figsize=(9, 6), dpi=100, layout="constrained")
+    losses, metrics = figure.subplots(2, 1, sharex=True)
+    for name in ("train/box_loss", "train/obj_loss", "train/cls_loss", "val/box_loss",
+                 "val/obj_loss", "val/cls_loss"):
+        if rows and name in rows[0]:
+            losses.plot(epochs, [row[name] for row in rows], label=name,
+                        linestyle="--" if name.startswith("val") else "-")
+    losses.set_ylabel("loss")
+    losses.legend(loc="upper right", fontsize=7, ncols=2)
+    for name in ("metrics/precision", "metrics/recall", "metrics/mAP_0.5",
+                 "metrics/mAP_0.5:0.95"):
+        if rows and name in rows[0]:
+            metrics.plot(epochs, [row[name] for row in rows], marker=".", label=name)
+    metrics.set_ylim(0, 1.02)
+    metrics.set_xlabel("epoch")
+    metrics.legend(loc="upper left", fontsize=7)
+    losses.set_title(f"yolodiag run: {run['path']}", fontsize=10)
+    figure.savefig(path, format="png")

@@ -76,6 +76,14 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
         from yolodiag.render_overfit import render_overfit
 
         render_overfit(report, console)
+    if report.sections.get("run"):
+        from yolodiag.render_transfer import render_run
+
+        render_run(report, console)
+    if report.sections.get("transfer") or report.sections.get("checkpoint"):
+        from yolodiag.render_transfer import render_transfer
+
+        render_transfer(report, console)
     assignment = report.sections.get("assignment")
     if assignment:
         h, w = assignment["img"]

@@ -26,8 +26,7 @@ from yolodiag.findings import (
     Finding,
     Severity,
 )
-from yolodiag.report import Report, Run, finite
-from yolodiag.spec import REFUSALS
+from yolodiag.report import REFUSED, Report, Run, finite
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -38,7 +37,7 @@ _GITHUB_COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning",
                    Severity.INFO: "notice"}
 _ORDER = [Severity.ERROR, Severity.WARNING, Severity.INFO]  # most severe first
 # Codes that say the input was refused or yolodiag crashed: a JUnit <error>, not a <failure>.
-_ERROR_CODES = frozenset(REFUSALS) | {INTERNAL_ERROR}
+_ERROR_CODES = REFUSED | {INTERNAL_ERROR}
 
 
 def _registry() -> dict[str, CheckInfo]:

@@ -16,6 +16,9 @@ from yolodiag import __version__
 from yolodiag.findings import INTERNAL_ERROR, Finding, Severity
 from yolodiag.spec import REFUSALS
 
+# Codes that refuse the input (exit code 2): the YAML reader's and the checkpoint reader's.
+REFUSED = frozenset(REFUSALS) | {"YD504"}
+
 if TYPE_CHECKING:  # torch-free at import: the CLI renders without loading torch
     from yolodiag.reference.builder import BuiltModel
     from yolodiag.trace import Trace
@@ -83,7 +86,7 @@ def exit_code(findings: list[Finding], fail_on: Severity) -> int:
     codes = {f.code for f in findings}
     if INTERNAL_ERROR in codes:
         return EXIT_INTERNAL
-    if codes & set(REFUSALS):
+    if codes & REFUSED:
         return EXIT_BAD_INPUT
     order = [Severity.ERROR, Severity.WARNING, Severity.INFO]
     failing = order[: order.index(fail_on) + 1]
@@ -119,7 +122,7 @@ class Report:
     @property
     def refused(self) -> Finding | None:
         """The finding the input was refused with (exit code 2), if it was."""
-        return next((f for f in self.findings if f.code in REFUSALS), None)
+        return next((f for f in self.findings if f.code in REFUSED), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {

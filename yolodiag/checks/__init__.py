@@ -1,7 +1,15 @@
 """The checks: one module per family of codes (FINDINGS.md). Importing this package registers
 every check in `yolodiag.findings.REGISTRY`; `run_checks` runs them over one model's Facts."""
 
-from yolodiag.checks import anchors, fit, geometry, gradients, schema, wiring  # noqa: F401
+from yolodiag.checks import (  # noqa: F401  (registration)
+    anchors,
+    fit,
+    geometry,
+    gradients,
+    schema,
+    transfer,
+    wiring,
+)
 from yolodiag.checks.engine import Facts, Selection, run_checks
 from yolodiag.findings import REGISTRY
 

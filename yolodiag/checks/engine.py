@@ -27,12 +27,14 @@ from yolodiag.findings import (
 )
 
 if TYPE_CHECKING:
+    from yolodiag.checkpoint import CheckpointInfo, Transfer
     from yolodiag.checks.anchors import SyntheticAssignment
     from yolodiag.checks.crashes import Crash
     from yolodiag.gradflow import GradFlow
     from yolodiag.overfit import OverfitHistory
     from yolodiag.reference.builder import BuiltModel, LayerRecord
     from yolodiag.reference.rules import PlannedRow
+    from yolodiag.runs import RunInfo
     from yolodiag.spec import ModelSpec
     from yolodiag.trace import SizeTrace, Trace
 
@@ -54,10 +56,14 @@ class Facts:
     check_errors: list[Exception] = field(default_factory=list)  # what crashed checks raised
     grads: GradFlow | None = None  # one measured backward (gradflow)
     fit: OverfitHistory | None = None  # one batch trained to memorise (overfit)
+    checkpoint: CheckpointInfo | None = None  # --weights, read safely
+    transfer: Transfer | None = None  # what train.py would load from it
+    run: RunInfo | None = None  # a finished training run
 
     def has(self, stage: Stage) -> bool:
         return {Stage.SPEC: self.spec, Stage.BUILD: self.built, Stage.TRACE: self.trace,
-                Stage.GRAD: self.grads, Stage.FIT: self.fit}[stage] is not None
+                Stage.GRAD: self.grads, Stage.FIT: self.fit, Stage.CKPT: self.transfer,
+                Stage.RUN: self.run}[stage] is not None
 
     def where(self, layer: int | None = None) -> Location:
         """Location of a layer's YAML row (or of the file)."""
@@ -80,6 +86,15 @@ class Facts:
 
     def record(self, index: int) -> LayerRecord:
         return self.built.layers[index]
+
+    @cached_property
+    def checkpoint_rows(self) -> dict[int, str]:
+        """Layer index -> module name in the checkpoint's embedded YAML (empty without one)."""
+        from yolodiag.checkpoint import embedded_spec
+
+        if self.checkpoint is None or self.checkpoint.yaml is None:
+            return {}
+        return {row.index: row.module for row in embedded_spec(self.checkpoint).layers}
 
     @cached_property
     def crashes(self) -> list[Crash]:

@@ -1,0 +1,217 @@
+"""Checkpoint and run checks (YD501-YD506): what train.py's `--weights` really loads, and why a
+finished run shows zero precision and recall. They read Facts.transfer (checkpoint.transfer)
+and Facts.run (runs.read_run); YD504 is the reader's own refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from yolodiag.checks.engine import Facts
+from yolodiag.findings import Problem, Severity, Stage, check, describe
+from yolodiag.shapes import consecutive_runs
+
+ZERO_MAP = 0.01  # a run whose best mAP@0.5 stays below this has learnt nothing usable
+
+describe("YD504", "unsafe-checkpoint", Severity.ERROR, Stage.CKPT, """
+    What it detects:
+        A checkpoint whose pickle names a global outside yolodiag's allow-list: the classes of
+        YOLOv5's model modules (models.yolo, models.common and the pip package's yolov5.models;
+        read as inert records, never imported), torch.nn module classes (inert records too),
+        tensors through torch's weights-only loader, and numpy's array, scalar and dtype
+        reconstructors. The globals are listed before anything is built; the file is refused
+        with their names and nothing in it runs. Also a file that is not a zip checkpoint.
+    Why it zeroes P and R:
+        It does not: it protects the machine. `torch.load(weights_only=False)`, which train.py
+        uses, would import and call `os.system` or `builtins.eval` if the pickle names them.
+    Example:
+        yolodiag weights model.yaml --weights crafted.pt   # its pickle calls os.system
+    Fix:
+        Do not load the file. Take weights from a source you trust, or re-save a trusted
+        state dict with torch.save(model.state_dict(), f).
+    """)
+
+
+@check("YD501", "cfg-ignored", Severity.ERROR, Stage.CKPT)
+def cfg_ignored(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        `--weights X.pt` without `--cfg` (or with `--resume`): train.py v7.0 then builds the
+        checkpoint's own embedded YAML, `Model(cfg or ckpt['model'].yaml)`, and the YAML you
+        edited is never trained. The finding lists the rows where the two YAMLs differ.
+    Why it zeroes P and R:
+        It does not zero them by itself: it trains a different model. Every conclusion drawn
+        from the run about the edited architecture is wrong, and the edit's own bugs go unseen.
+    Example:
+        yolodiag weights model.yaml --weights yolov5s.pt --no-cfg
+    Fix:
+        Pass the edited YAML with `--cfg models/your-model.yaml` together with `--weights`.
+    """
+    transfer = facts.transfer
+    if transfer.cfg_given or facts.spec is None:
+        return
+    diff = _row_diff(facts.spec, transfer.spec)
+    rows = "; ".join(f"layer {i}: yours {a}, built {b}" for i, a, b in diff[:6])
+    more = f" and {len(diff) - 6} more rows" if len(diff) > 6 else ""
+    yield Problem(
+        f"without --cfg{' (or with --resume)' if transfer.resume else ''} train.py builds the "
+        f"checkpoint's embedded YAML, not {facts.path}: "
+        + (f"{len(diff)} rows differ ({rows}{more})" if diff else "the two agree row by row"),
+        "pass your YAML with --cfg next to --weights", facts.where(),
+        {"differing_layers": [i for i, _, _ in diff]},
+        None if diff else Severity.INFO)
+
+
+def _row_diff(ours, theirs) -> list[tuple[int, str, str]]:
+    def row(layer) -> str:
+        return f"[{layer.from_}, {layer.number}, {layer.module}, {list(layer.args)}]"
+
+    diff = []
+    for i in range(max(len(ours.layers), len(theirs.layers))):
+        a = row(ours.layers[i]) if i < len(ours.layers) else "-"
+        b = row(theirs.layers[i]) if i < len(theirs.layers) else "-"
+        if a != b:
+            diff.append((i, a, b))
+    return diff
+
+
+@check("YD502", "partial-transfer", Severity.WARNING, Stage.CKPT)
+def partial_transfer(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        train.py's name-and-shape transfer leaves whole layers at their random initialisation:
+        `Transferred X/Y items` where the layers that got nothing are not just the Detect
+        output convolutions (those change with the class count, as in any fine-tuning). Lists
+        the random layers and how many tensors were skipped for a shape difference.
+    Why it zeroes P and R:
+        A random backbone under a pretrained head: the head's weights expect COCO features and
+        get noise, so early epochs predict nothing useful; with few epochs, P and R stay at
+        zero (the seed recipe: 149/241, backbone layers 1-9 random).
+    Example:
+        yolodiag weights yolov5s-resnet18.yaml --weights yolov5s.pt --nc 3
+    Fix:
+        Train from scratch (`--weights ''`) with enough epochs, or use weights trained for the
+        same backbone, or keep the stock backbone rows where you want pretrained weights.
+    """
+    transfer = facts.transfer
+    head = len(transfer.spec.layers) - 1
+    layers = transfer.layers()
+    random = [i for i, keys in sorted(layers.items())
+              if i != head and not any(k.status == "transferred" for k in keys)]
+    if not random:
+        return
+    shape = sum(k.status == "shape" for k in transfer.keys)
+    listed = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0])
+                       for r in consecutive_runs(random))
+    yield Problem(
+        f"Transferred {transfer.transferred}/{transfer.total} items: layers {listed} keep their "
+        f"random initialisation ({shape} tensors skipped for a different shape, "
+        f"{sum(k.status == 'missing' for k in transfer.keys)} missing from the checkpoint)",
+        "train from scratch with enough epochs, or use weights of the same architecture",
+        facts.where(random[0]), {"transferred": transfer.transferred, "total": transfer.total,
+                                 "random_layers": random})
+
+
+@check("YD503", "misplaced-transfer", Severity.ERROR, Stage.CKPT)
+def misplaced_transfer(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        Tensors that transfer into a layer only in part (e.g. the BatchNorm statistics of the
+        checkpoint's 6x6 stride-2 stem land on a random 1x1 convolution, because the BatchNorm
+        shapes happen to match), or into a layer whose checkpoint counterpart is a different
+        module (indices shifted after inserting rows). The Detect output convolutions, which
+        change with the class count, are not counted.
+    Why it zeroes P and R:
+        Normalisation statistics and weights computed for other inputs scale the layer's output
+        arbitrarily; everything after it starts from features no pretrained layer expects.
+    Example:
+        [-1, 1, Conv, [64, 1]],   # 0: BatchNorm transfers from yolov5s's 6x6 stem, the conv not
+    Fix:
+        Keep pretrained rows identical to the checkpoint's (module, arguments, position), or
+        train those layers from scratch.
+    """
+    transfer = facts.transfer
+    head = len(transfer.spec.layers) - 1
+    theirs = facts.checkpoint_rows
+    for index, keys in sorted(transfer.layers().items()):
+        if index == head:
+            continue
+        moved = [k for k in keys if k.status == "transferred"]
+        stayed = [k for k in keys if k.status != "transferred"]
+        if not moved:
+            continue
+        ours = transfer.spec.layers[index].module
+        other = theirs.get(index)
+        if stayed:
+            skipped = ", ".join(f"{_leaf(k.key)} {_shape(k.model_shape)} vs checkpoint "
+                                f"{_shape(k.checkpoint_shape)}" if k.checkpoint_shape else
+                                f"{_leaf(k.key)} ({k.status})" for k in stayed[:3])
+            yield Problem(
+                f"layer {index} {ours}: {len(moved)} of {len(keys)} tensors transfer "
+                f"({', '.join(_leaf(k.key) for k in moved[:5])}) but not {skipped}: pretrained "
+                "statistics over a random layer",
+                "make the row identical to the checkpoint's, or exclude the layer from transfer",
+                facts.where(index), {"layer": index, "transferred": [k.key for k in moved]})
+        elif other is not None and other != ours:
+            yield Problem(
+                f"layer {index} {ours} receives all {len(moved)} tensors of the checkpoint's "
+                f"layer {index}, which is a {other}: the indices shifted",
+                "keep pretrained rows at their checkpoint index",
+                facts.where(index), {"layer": index, "checkpoint_module": other})
+
+
+def _leaf(key: str) -> str:
+    return key.split(".", 2)[2] if key.count(".") >= 2 else key
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape)) if shape else "-"
+
+
+@check("YD505", "nonfinite-weights", Severity.ERROR, Stage.CKPT)
+def nonfinite_weights(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        NaN or Inf in the checkpoint's tensors (a run that diverged and saved anyway).
+    Why it zeroes P and R:
+        Every transferred NaN spreads through the forward: all predictions are NaN, NMS keeps
+        nothing, P = R = mAP = 0.
+    Example:
+        yolodiag weights model.yaml --weights diverged.pt
+    Fix:
+        Take an earlier checkpoint (best.pt or one saved before the loss turned NaN).
+    """
+    bad = facts.checkpoint.nonfinite
+    if bad:
+        yield Problem(f"{len(bad)} checkpoint tensors hold NaN or Inf: {', '.join(bad[:5])}",
+                      "use an earlier checkpoint", facts.where(), {"keys": bad})
+
+
+@check("YD506", "run-zero-metrics", Severity.ERROR, Stage.RUN)
+def run_zero_metrics(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A finished YOLOv5 run (runs/train/exp) whose results.csv shows mAP@0.5 below 0.01 in
+        every epoch while its losses stay finite. The message names the likely causes found in
+        its opt.yaml and, where they can be found, its cfg and weights: `--weights` with an
+        edited `--cfg` (partial transfer into a random backbone: YD502/YD503), `--weights`
+        without `--cfg` (YD501), layers frozen with `--freeze` over random weights, training
+        from scratch for few epochs; and points to `yolodiag overfit` for the model itself.
+    Why it zeroes P and R:
+        It is the symptom itself: the run learnt nothing validation can see.
+    Example:
+        yolodiag run runs/train/exp
+    Fix:
+        Follow the causes named, then `yolodiag overfit` the cfg before training again.
+    """
+    run = facts.run
+    if run.best_map50 is None or run.best_map50 >= ZERO_MAP or not run.losses_finite:
+        return
+    causes = run.causes(facts.transfer)
+    yield Problem(
+        f"{run.epochs} epochs: mAP@0.5 at most {run.best_map50:.4f}, precision at most "
+        f"{run.best_precision:.4f}, recall at most {run.best_recall:.3f}, with finite losses; "
+        f"likely causes: {'; '.join(causes)}",
+        "fix the causes named, then check the model with `yolodiag overfit`",
+        facts.where(), {"epochs": run.epochs, "best_map50": run.best_map50,
+                        "causes": causes})
