@@ -16,13 +16,12 @@ a cfg is given and it does not resume) and the name-and-shape intersection it lo
 from __future__ import annotations
 
 import importlib
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolodiag.findings import Finding, InputRefused, Location, Severity
+from yolodiag.findings import Finding, InputRefused, Location, Severity, Unsupported
 
 # Modules whose classes YOLOv5 checkpoints pickle: the git checkout's and the pip package's.
 # Their classes are never imported here: each becomes an inert record (any class name, since a
@@ -88,8 +87,7 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
 
     path = Path(path)
     if not path.is_file():
-        raise InputRefused(_finding("YD504", f"{path}: no such checkpoint file",
-                                    "check the --weights path", path))
+        raise Unsupported(f"{path}: no such checkpoint file")
     try:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception as e:  # not a zip checkpoint (legacy pickle) or not torch's at all
@@ -194,8 +192,9 @@ def _int(value: Any) -> int | None:
 
 def _finding(code: str, message: str, hint: str, path: Path, data: dict | None = None
              ) -> Finding:
-    name = {"YD504": "unsafe-checkpoint"}[code]
-    return Finding(code, name, Severity.ERROR, message, hint, Location(str(path)), data or {})
+    """The reader's refusals: YD504, the only code it produces."""
+    return Finding(code, "unsafe-checkpoint", Severity.ERROR, message, hint, Location(str(path)),
+                   data or {})
 
 
 # -- train.py's transfer -----------------------------------------------------------------------
@@ -301,10 +300,3 @@ def _layer_of(key: str) -> int | None:
     match = re.match(r"model\.(\d+)\.", key)
     return int(match.group(1)) if match else None
 
-
-def finite_number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
