@@ -88,6 +88,10 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     path = Path(path)
     if not path.is_file():
         raise Unsupported(f"{path}: no such checkpoint file")
+    if not all(hasattr(torch.serialization, name)
+               for name in ("get_unsafe_globals_in_checkpoint", "safe_globals")):
+        raise Unsupported(f"{path}: reading a checkpoint without running it needs torch 2.6 or "
+                          f"newer (this is {torch.__version__})")
     try:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception as e:  # not a zip checkpoint (legacy pickle) or not torch's at all

@@ -68,7 +68,8 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["weights"])
     return Report("weights", None, findings, fail_on, path=str(path), bundled=model is None,
                   sections=_transfer_sections(facts),
-                  errors=[e for e in (stopped, *facts.check_errors) if e is not None])
+                  errors=[e for e in (stopped, *facts.check_errors) if e is not None],
+                  checked=tuple(facts.checked))
 
 
 def run(folder: str | Path, *, cfg: str | Path | None = None,
@@ -96,7 +97,8 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
     return Report("run", None, findings, fail_on, path=str(folder),
                   sections={"run": facts.run.as_dict() if facts.run else None,
                             **_transfer_sections(facts)},
-                  errors=[e for e in (stopped, *facts.check_errors) if e is not None])
+                  errors=[e for e in (stopped, *facts.check_errors) if e is not None],
+                  checked=tuple(facts.checked))
 
 
 def _found(name: str | Path | None, folder: Path) -> Path | None:
@@ -271,7 +273,7 @@ def _report(command: str, facts, model, findings, fail_on: Severity, sections: d
     section = (model_section(facts.built, facts.trace, bundled=model is None)
                if facts.trace is not None and facts.built is not None else None)
     return Report(command, section, findings, fail_on, path=facts.path, bundled=model is None,
-                  sections=sections, errors=list(errors))
+                  sections=sections, errors=list(errors), checked=tuple(facts.checked))
 
 
 def traced_sizes(sizes, strides) -> list[tuple[int, int]]:

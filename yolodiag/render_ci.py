@@ -133,9 +133,9 @@ def _uri(path: str) -> str:
 def to_junit(run: Run, codes: Iterable[str] | None = None) -> str:
     """The run as JUnit XML: one testsuite per report, one testcase per check code.
 
-    The testcases are `codes` (default: every registered check of the report's command that runs
-    without --select) plus every code with a finding in the report, so that no finding is
-    dropped. Findings at or above
+    The testcases are `codes` (default: the checks that ran for the report, or, for a report
+    that does not say, every registered check of its command that runs without --select) plus
+    every code with a finding in the report, so that no finding is dropped. Findings at or above
     the report's fail_on are a <failure> (refusals YD100-YD105 and YD001: an <error>); findings
     below it go to the testcase's <system-out>.
     """
@@ -144,9 +144,13 @@ def to_junit(run: Run, codes: Iterable[str] | None = None) -> str:
     totals = {"tests": 0, "failures": 0, "errors": 0}
     for report in run.reports:
         stages = COMMAND_STAGES.get(report.command, frozenset())
-        ran = set(codes) if codes is not None else {
-            code for code, info in registry.items()
-            if info.run is not None and not info.on_request and info.stage in stages}
+        if codes is not None:
+            ran = set(codes)
+        elif report.checked is not None:
+            ran = set(report.checked)
+        else:
+            ran = {code for code, info in registry.items()
+                   if info.run is not None and not info.on_request and info.stage in stages}
         suite = _suite(report, ran, registry)
         root.append(suite)
         for key in totals:

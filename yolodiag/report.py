@@ -106,6 +106,7 @@ class Report:
     bundled: bool = False
     # The exceptions behind a refusal or a crashed check, for --debug (never serialised).
     errors: list[Exception] = field(default_factory=list)
+    checked: tuple[str, ...] | None = None  # codes of the checks that ran (None: unknown)
 
     @property
     def summary(self) -> dict[str, int]:

@@ -54,6 +54,7 @@ class Facts:
     anchor_t: float = ANCHOR_T
     modules: dict = field(default_factory=dict)  # extra module-table entries (--modules)
     check_errors: list[Exception] = field(default_factory=list)  # what crashed checks raised
+    checked: list[str] = field(default_factory=list)  # codes of the checks that ran
     grads: GradFlow | None = None  # one measured backward (gradflow)
     fit: OverfitHistory | None = None  # one batch trained to memorise (overfit)
     checkpoint: CheckpointInfo | None = None  # --weights, read safely
@@ -147,6 +148,7 @@ def run_checks(facts: Facts, selection: Selection = Selection(),
         if (info.run is None or info.stage not in stages or not selection.includes(info)
                 or not facts.has(info.stage)):
             continue
+        facts.checked.append(code)
         try:
             findings.extend(info.finding(problem) for problem in info.run(facts))
         except Exception as e:  # a bug in a check must not hide the other findings
