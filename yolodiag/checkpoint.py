@@ -232,6 +232,13 @@ class Transfer:
     def total(self) -> int:
         return len(self.keys)
 
+    def random_layers(self) -> list[int]:
+        """Layers that got no tensor, the head left out (its output convolutions change with
+        the class count in any fine-tuning)."""
+        head = len(self.spec.layers) - 1
+        return [i for i, keys in sorted(self.layers().items())
+                if i != head and not any(k.status == "transferred" for k in keys)]
+
     def layers(self) -> dict[int, list[KeyTransfer]]:
         by_layer: dict[int, list[KeyTransfer]] = {}
         for key in self.keys:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from yolodiag.report import Report
-from yolodiag.shapes import consecutive_runs
+from yolodiag.shapes import format_runs
 
 BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -86,7 +86,7 @@ def stage_table(section: dict[str, Any]) -> Table:
                          no_wrap=True)
     for stage in section["stages"]:
         table.add_row("head" if stage["stride"] is None else str(stage["stride"]),
-                      _indices(stage["layers"]), f"{stage['params']:,}",
+                      format_runs(stage["layers"]), f"{stage['params']:,}",
                       _number(stage["grad_norm"]), _times(stage["to_head"]),
                       *(_number(stage["components"][c]) for c in ("box", "obj", "cls")))
     return table
@@ -153,9 +153,3 @@ def _percent(value: float | None) -> str:
 
 def _times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
-
-
-def _indices(indices: list[int]) -> str:
-    """[4, 5, 15, 16, 17] -> '4-5, 15-17'."""
-    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}"
-                     for r in consecutive_runs(indices))

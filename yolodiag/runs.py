@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from yolodiag.findings import Unsupported
-from yolodiag.shapes import consecutive_runs
+from yolodiag.shapes import format_runs
 
 FEW_EPOCHS = 30  # training a random backbone for fewer epochs rarely gets past mAP 0
 
@@ -73,11 +73,7 @@ class RunInfo:
         causes = []
         if self.weights and self.cfg:
             if transfer is not None:
-                head = len(transfer.spec.layers) - 1
-                random = [i for i, keys in sorted(transfer.layers().items()) if i != head
-                          and not any(k.status == "transferred" for k in keys)]
-                listed = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0])
-                                   for r in consecutive_runs(random)) or "none"
+                listed = format_runs(transfer.random_layers()) or "none"
                 causes.append(
                     f"--weights {self.weights} with an edited --cfg {self.cfg}: train.py "
                     f"transferred {transfer.transferred}/{transfer.total} items by name and "

@@ -46,3 +46,9 @@ def consecutive_runs(indices: list[int]) -> list[list[int]]:
         else:
             runs.append([i])
     return runs
+
+
+def format_runs(indices: list[int]) -> str:
+    """[4, 5, 15, 16, 17] -> '4-5, 15-17'."""
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}"
+                     for r in consecutive_runs(indices))

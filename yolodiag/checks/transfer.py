@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from yolodiag.checks.engine import Facts
 from yolodiag.findings import Problem, Severity, Stage, check, describe
-from yolodiag.shapes import consecutive_runs
+from yolodiag.shapes import format_runs
 
 ZERO_MAP = 0.01  # a run whose best mAP@0.5 stays below this has learnt nothing usable
 
@@ -94,17 +94,13 @@ def partial_transfer(facts: Facts) -> Iterator[Problem]:
         same backbone, or keep the stock backbone rows where you want pretrained weights.
     """
     transfer = facts.transfer
-    head = len(transfer.spec.layers) - 1
-    layers = transfer.layers()
-    random = [i for i, keys in sorted(layers.items())
-              if i != head and not any(k.status == "transferred" for k in keys)]
+    random = transfer.random_layers()
     if not random:
         return
     shape = sum(k.status == "shape" for k in transfer.keys)
-    listed = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0])
-                       for r in consecutive_runs(random))
     yield Problem(
-        f"Transferred {transfer.transferred}/{transfer.total} items: layers {listed} keep their "
+        f"Transferred {transfer.transferred}/{transfer.total} items: layers "
+        f"{format_runs(random)} keep their "
         f"random initialisation ({shape} tensors skipped for a different shape, "
         f"{sum(k.status == 'missing' for k in transfer.keys)} missing from the checkpoint)",
         "train from scratch with enough epochs, or use weights of the same architecture",
