@@ -379,3 +379,11 @@ def test_junit_lists_the_gradient_checks_only(tmp_path):
     cases = [line for line in result.stdout.splitlines() if "<testcase" in line]
     assert len(cases) == 7 and all("YD60" in case for case in cases)
 
+
+
+def test_a_detect_nc_other_than_the_model_nc_is_measured_with_the_head_nc():
+    """YD109's model (Detect built for 3 classes in an nc 2 YAML): the loss follows the head,
+    as YOLOv5's ComputeLoss does, instead of failing on the map width."""
+    path = Path(__file__).parent / "examples" / "YD109" / "bad.yaml"
+    report = commands.gradflow(path, (64, 64), batch=1)
+    assert report.sections["gradflow"]["layers"] and report.exit_code in (0, 1)

@@ -264,7 +264,7 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
         raise ValueError("gradflow measures models whose last layer is Detect "
                          f"(this one ends in {type(net.model[-1]).__name__})")
     batch, img = images.shape[0], tuple(images.shape[-2:])
-    hyp = hyp or train_hyp(HYP, built.nc, max(img), net.head.nl)
+    hyp = hyp or train_hyp(HYP, net.head.nc, max(img), net.head.nl)
     layer_params = [list(layer.named_parameters()) for layer in net.model]
     with preserved(net):
         frozen = {p for p in net.parameters() if not p.requires_grad}
@@ -274,7 +274,7 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
         net.train()
         with _Probe(net, img) as probe:
             raw = net(images)
-        box, obj, cls = loss_terms(built, raw, targets, hyp)
+        box, obj, cls = loss_terms(net.head, raw, targets, hyp)
         total = (box + obj + cls) * batch  # compute_loss's expression, to the last bit
         terms = [term * batch for term in (box, obj, cls)]
         components = _backward_terms(terms, layer_params)
@@ -384,7 +384,7 @@ def _ablation(built: BuiltModel, images: Tensor, targets: Tensor, hyp, drop: dic
         p.grad = None
     with _Probe(net, tuple(images.shape[-2:]), drop=drop):
         raw = net(images)
-    box, obj, cls = loss_terms(built, raw, targets, hyp)
+    box, obj, cls = loss_terms(net.head, raw, targets, hyp)
     total = (box + obj + cls) * images.shape[0]
     total.backward()
     head = len(layer_params) - 1

@@ -149,7 +149,7 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
     head = model.head
     nl = len(built.stride)
     # train.py scales the loss gains to the class count, image size and number of levels.
-    hyp = train_hyp(HYP, built.nc, max(img), nl)
+    hyp = train_hyp(HYP, head.nc, max(img), nl)
     amp_dtype = autocast_dtype(device) if settings.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     optimizer = _optimizer(model, settings)
