@@ -66,6 +66,7 @@ class StepRecord:
     obj: float
     cls: float
     grad_norm: float  # before clipping
+    seconds: float = 0.0  # wall time of this step (forward, loss, backward, optimiser)
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,9 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
             break
         scaler.step(optimizer)
         scaler.update()
-        history.steps.append(StepRecord(step, float(loss.detach()), box, obj, cls, grad_norm))
         now = time.perf_counter()
+        history.steps.append(StepRecord(step, float(loss.detach()), box, obj, cls, grad_norm,
+                                        now - tick))
         history.train_seconds += now - tick
         history.seconds = now - start
         if progress is not None:
