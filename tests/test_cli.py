@@ -168,3 +168,19 @@ def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "yolodiag", "--version"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout.startswith("yolodiag ")
+
+
+RUN_ONCE_YAMLS = sorted([*Path(__file__).parent.glob("examples/YD[1234]*/*.yaml"),
+                         *Path(__file__).parent.glob("data/*.yaml")])
+
+
+@pytest.mark.parametrize("command", [["gradflow", "--img", "64"],
+                                     ["overfit", "--img", "64", "--steps", "2"]])
+def test_commands_that_run_the_model_never_crash_on_the_example_yamls(command):
+    """Every example and fuzz-found YAML of the structural checks: a report or a one-line
+    refusal, never exit 3 or a traceback (a YD109 model once crashed gradflow)."""
+    assert len(RUN_ONCE_YAMLS) > 40
+    for path in RUN_ONCE_YAMLS:
+        result = runner.invoke(app, [command[0], str(path), *command[1:], "-f", "json"])
+        assert result.exit_code in (0, 1, 2), (path, result.stderr)
+        assert "Traceback" not in result.stderr, path
