@@ -66,7 +66,7 @@ MODEL_HELP = ("Model YAML(s) (YOLOv5 format); several give one summary and one e
               "Omitted: the bundled example, the seed's ResNet-18 BasicBlock backbone under the "
               "YOLOv5s head.")
 ONE_MODEL_HELP = ("Model YAML (YOLOv5 format). Omitted: the bundled example, the seed's "
-                       "ResNet-18 BasicBlock backbone under the YOLOv5s head.")
+                  "ResNet-18 BasicBlock backbone under the YOLOv5s head.")
 IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 384x640; repeat the "
             "option or separate with commas for several sizes. The first is the report's size. "
             "Sizes are rounded up to the largest stride, as YOLOv5 does (YD305). "
@@ -123,6 +123,13 @@ def parse_prefixes(values: list[str], option: str) -> tuple[str, ...]:
     return prefixes
 
 
+def parse_selection(select: list[str], ignore: list[str]):
+    """--select and --ignore as a Selection; an unknown prefix is a usage error."""
+    from yolodiag.checks import Selection
+
+    return Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+
+
 @app.command()
 def check(
     models: list[Path] | None = typer.Argument(None, help=MODEL_HELP, show_default=False),
@@ -144,11 +151,10 @@ def check(
     anchors and cost. Nothing in the YAML is evaluated. Exit codes: 0 nothing at or above
     --fail-on, 1 findings at or above it, 2 bad input, 3 internal error.
     """
-    from yolodiag.checks import Selection
     from yolodiag.findings import Severity
 
     sizes = parse_sizes(img)
-    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+    selection = parse_selection(select, ignore)
 
     def run() -> Run:
         from yolodiag import commands
@@ -278,15 +284,12 @@ def overfit(
 
 def _one_run_inputs(img: str, device: str, select: list[str], ignore: list[str]):
     """gradflow's and overfit's shared options, checked: (one size, Selection)."""
-    from yolodiag.checks import Selection
-
     sizes = parse_sizes([img])
     if len(sizes) != 1:
         raise typer.BadParameter("give one size", param_hint="--img")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise typer.BadParameter(f"{device!r} is not cpu, cuda or cuda:K", param_hint="--device")
-    return sizes[0], Selection(parse_prefixes(select, "--select"),
-                               parse_prefixes(ignore, "--ignore"))
+    return sizes[0], parse_selection(select, ignore)
 
 
 def _require(package: str, option: str, extra: str, value) -> None:
@@ -365,10 +368,9 @@ def weights_command(
     The checkpoint is read without running anything in it: globals outside an allow-list are
     refused (YD504). YOLOv5 need not be installed.
     """
-    from yolodiag.checks import Selection
     from yolodiag.findings import Severity
 
-    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+    selection = parse_selection(select, ignore)
 
     def run() -> Run:
         from yolodiag import commands
@@ -399,10 +401,9 @@ def run_command(
 ) -> None:
     """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their likely
     causes from its opt.yaml, cfg and weights."""
-    from yolodiag.checks import Selection
     from yolodiag.findings import Severity
 
-    selection = Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+    selection = parse_selection(select, ignore)
     _require("matplotlib", "--plot", "plot", plot)
 
     def run() -> Run:

@@ -42,9 +42,9 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
     except Exception as e:  # a bug: YD404 reports it as YD001 (unless ignored); --debug shows it
         facts.check_errors.append(e)
         assignment = None
-    return _report("check", facts, model, findings, fail_on,
+    return _report("check", facts, findings, fail_on,
                    {"assignment": assignment.as_dict() if assignment else None, **sections},
-                   [e for e in (stopped_by, *facts.check_errors) if e is not None])
+                   stopped_by, bundled=model is None)
 
 
 def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = True,
@@ -66,10 +66,8 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
     if stopped is None:
         stopped = _transfer_facts(facts, weights, nc, cfg_given=cfg_given, resume=resume)
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["weights"])
-    return Report("weights", None, findings, fail_on, path=str(path), bundled=model is None,
-                  sections=_transfer_sections(facts),
-                  errors=[e for e in (stopped, *facts.check_errors) if e is not None],
-                  checked=tuple(facts.checked))
+    return _report("weights", facts, findings, fail_on, _transfer_sections(facts), stopped,
+                   bundled=model is None)
 
 
 def run(folder: str | Path, *, cfg: str | Path | None = None,
@@ -94,11 +92,9 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
     except InputRefused as e:
         facts.stopped, stopped = e.finding, e
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["run"])
-    return Report("run", None, findings, fail_on, path=str(folder),
-                  sections={"run": facts.run.as_dict() if facts.run else None,
-                            **_transfer_sections(facts)},
-                  errors=[e for e in (stopped, *facts.check_errors) if e is not None],
-                  checked=tuple(facts.checked))
+    return _report("run", facts, findings, fail_on,
+                   {"run": facts.run.as_dict() if facts.run else None,
+                    **_transfer_sections(facts)}, stopped)
 
 
 def _found(name: str | Path | None, folder: Path) -> Path | None:
@@ -168,8 +164,8 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SI
         built = _seeded_build(facts.spec, seed, device, modules)
     except InputRefused as e:
         facts.stopped = e.finding
-        return _report("gradflow", facts, model,
-                       run_checks(facts, stages=COMMAND_STAGES["gradflow"]), fail_on, {}, [e])
+        return _report("gradflow", facts, run_checks(facts, stages=COMMAND_STAGES["gradflow"]),
+                       fail_on, {}, e, bundled=model is None)
     size = traced_sizes([img], built.stride)[0]
     facts.built = built
     images, targets = synthetic_batch(built.nc, size, batch, seed, device=device)
@@ -180,8 +176,8 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SI
                               f"the train-mode forward at {size[0]}x{size[1]}") from e
     facts.trace = trace(built, [size])  # the model table's shapes, at the measured size
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["gradflow"])
-    return _report("gradflow", facts, model, findings, fail_on,
-                   {"gradflow": facts.grads.as_dict()}, facts.check_errors)
+    return _report("gradflow", facts, findings, fail_on, {"gradflow": facts.grads.as_dict()},
+                   bundled=model is None)
 
 
 OVERFIT_SIZE = (256, 256)
@@ -207,16 +203,16 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
     selection = selection or Selection()
     if stopped_by is not None or not facts.trace.ok_sizes or facts.built.probe_failure:
         findings = run_checks(facts, selection, COMMAND_STAGES["check"])
-        return _report("overfit", facts, model, findings, fail_on, {"overfit": None},
-                       [e for e in (stopped_by, *facts.check_errors) if e is not None])
+        return _report("overfit", facts, findings, fail_on, {"overfit": None}, stopped_by,
+                       bundled=model is None)
     built = _seeded_build(facts.spec, seed, device, modules)
     size = facts.trace.sizes[0].img
     images, targets = synthetic_batch(built.nc, size, batch, seed, device=device)
     settings = FitSettings(amp=amp) if steps is None else FitSettings(steps=steps, amp=amp)
     facts.fit = train_on_one_batch(built, images, targets, settings, progress)
     findings = run_checks(facts, selection, COMMAND_STAGES["overfit"])
-    return _report("overfit", facts, model, findings, fail_on,
-                   {"overfit": facts.fit.as_dict()}, facts.check_errors)
+    return _report("overfit", facts, findings, fail_on, {"overfit": facts.fit.as_dict()},
+                   bundled=model is None)
 
 
 def _model_path(model: str | Path | None) -> Path:
@@ -268,12 +264,15 @@ def _seeded_build(spec, seed: int, device: str, modules: dict):
     return dataclasses.replace(built, device=torch.device(device))
 
 
-def _report(command: str, facts, model, findings, fail_on: Severity, sections: dict,
-            errors: list) -> Report:
-    section = (model_section(facts.built, facts.trace, bundled=model is None)
+def _report(command: str, facts, findings, fail_on: Severity, sections: dict,
+            stopped_by: Exception | None = None, *, bundled: bool = False) -> Report:
+    """The Report of one command: the model table where a trace exists, the refusal that
+    stopped a stage and the exceptions of crashed checks (for --debug), the checks that ran."""
+    section = (model_section(facts.built, facts.trace, bundled=bundled)
                if facts.trace is not None and facts.built is not None else None)
-    return Report(command, section, findings, fail_on, path=facts.path, bundled=model is None,
-                  sections=sections, errors=list(errors), checked=tuple(facts.checked))
+    errors = [e for e in (stopped_by, *facts.check_errors) if e is not None]
+    return Report(command, section, findings, fail_on, path=facts.path, bundled=bundled,
+                  sections=sections, errors=errors, checked=tuple(facts.checked))
 
 
 def traced_sizes(sizes, strides) -> list[tuple[int, int]]:
