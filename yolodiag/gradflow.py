@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -216,11 +217,8 @@ class GradFlow:
 
     @property
     def median_ratio(self) -> float | None:
-        ratios = sorted(r for r in (layer.ratio for layer in self.layers) if r)
-        if not ratios:
-            return None
-        middle = len(ratios) // 2
-        return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+        ratios = [r for r in (layer.ratio for layer in self.layers) if r]
+        return statistics.median(ratios) if ratios else None
 
     def stages(self) -> list[StageGradient]:
         """Layers grouped by output stride, finest first, the head last."""
