@@ -1,6 +1,6 @@
 """Broken blocks for the gradient checks: each is the seed's BasicBlock (or a one-line layer)
 with one defect that a YAML edit or a pasted block really brings. The tests register them in
-the module table (`MUTANTS`) the way `--modules` will; YOLOv5 itself never sees them."""
+the module table (`MUTANTS`) the way `--modules` does; YOLOv5 itself never sees them."""
 
 from __future__ import annotations
 

@@ -81,8 +81,10 @@ def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
     elif command in ("weights", "run"):
         words = shlex.split(checkpoint_example(path, path.read_text().splitlines()[0]))[3:]
         report = checkpoint_command(path, command, words)
-    else:
-        code, report = check_json(str(path), *example_options(path))
+    else:  # a --modules file is named relative to its example
+        options = [str(path.parent / o) if o.endswith(".py") else o
+                   for o in example_options(path)]
+        code, report = check_json(str(path), *options)
         return code, codes_of(report)
     return report.exit_code, [f.code for f in report.findings]
 

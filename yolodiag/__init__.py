@@ -23,14 +23,16 @@ def build_model(yaml_path: str | Path, nc: int | None = None, modules: Iterable 
     Returns a BuiltModel: `.model` (an nn.Module whose state_dict keys and shapes equal
     YOLOv5's DetectionModel), `.layers` (one record per YAML row), `.stride`, `.anchors`
     (grid units). `nc` overrides the YAML's class count. `device="meta"` builds shapes only.
-    `modules` is reserved for user blocks (--modules) and must be empty for now.
+    `modules`: the user's blocks, as --modules files (executed: only pass your own) or as
+    module-table entries (name -> ModuleEntry, e.g. from `usermodules.load_modules`).
     """
     from yolodiag.reference.builder import build
     from yolodiag.spec import load_spec
+    from yolodiag.usermodules import load_modules
 
-    if tuple(modules):
-        raise NotImplementedError("user modules (--modules) are not supported yet")
-    return build(load_spec(yaml_path), nc=nc, device=device)
+    entries = modules if isinstance(modules, dict) else load_modules(modules)
+    return build(load_spec(yaml_path, extra_modules=frozenset(entries)), nc=nc, device=device,
+                 modules=entries)
 
 
 _LAZY = {"compute_loss": "yolodiag.loss", "non_max_suppression": "yolodiag.metrics",

@@ -263,15 +263,16 @@ class Transfer:
 
 
 def transfer(checkpoint: CheckpointInfo, cfg_spec, nc: int | None = None, *,
-             resume: bool = False) -> Transfer:
+             resume: bool = False, modules: dict | None = None) -> Transfer:
     """train.py v7.0: `Model(cfg or ckpt['model'].yaml, nc=nc)`, then the checkpoint's float
     state intersected with the model's by key and shape, without anchor keys when a cfg is
-    given and it does not resume. `cfg_spec` None: no --cfg (the embedded YAML is built)."""
+    given and it does not resume. `cfg_spec` None: no --cfg (the embedded YAML is built).
+    `modules`: the user's blocks (--modules), for either YAML."""
     from yolodiag.reference.builder import build
 
-    spec = cfg_spec if cfg_spec is not None else embedded_spec(checkpoint)
+    spec = cfg_spec if cfg_spec is not None else embedded_spec(checkpoint, modules)
     nc = nc or spec.nc
-    built = build(spec, nc=nc, device="meta")
+    built = build(spec, nc=nc, device="meta", modules=modules)
     model_state = built.model.state_dict()
     exclude = ("anchor",) if cfg_spec is not None and not resume else ()
     keys = []
@@ -293,7 +294,7 @@ def transfer(checkpoint: CheckpointInfo, cfg_spec, nc: int | None = None, *,
     return Transfer(cfg_spec is not None, resume, nc, spec, keys, unused)
 
 
-def embedded_spec(checkpoint: CheckpointInfo):
+def embedded_spec(checkpoint: CheckpointInfo, modules: dict | None = None):
     """The ModelSpec of the checkpoint's own embedded YAML (as text, read like a file)."""
     import yaml
 
@@ -304,7 +305,7 @@ def embedded_spec(checkpoint: CheckpointInfo):
                                     "(a plain state dict)", "give the model YAML with --cfg",
                                     Path(checkpoint.path)))
     text = yaml.safe_dump(checkpoint.yaml, sort_keys=False)
-    return parse_spec(text, f"{checkpoint.path}:yaml")
+    return parse_spec(text, f"{checkpoint.path}:yaml", extra_modules=frozenset(modules or ()))
 
 
 def _layer_of(key: str) -> int | None:

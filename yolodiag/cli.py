@@ -86,6 +86,19 @@ FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", "-f", help="Output f
 OUTPUT_OPTION = typer.Option(None, "--output", "-o",
                              help="Write the report to this file instead of stdout.")
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks.")
+# The user's own blocks, on every command that builds a model.
+MODULES_OPTION = typer.Option(
+    [], "--modules", show_default=False,
+    help="A Python file with your own blocks (classes as pasted into YOLOv5's common.py); "
+         "repeatable. The file is EXECUTED, with torch, nn, F, math, np and yolodiag's Conv, "
+         "C3, autopad... in scope; its nn.Module classes join the module table and may replace "
+         "stock names. Channel rules: YOLODIAG_RULES = {'Name': 'channels'} in the file, or "
+         "--rule.")
+RULE_OPTION = typer.Option(
+    [], "--rule", show_default=False,
+    help="Name=rule: how parse_model completes that module's row; repeatable. Rules: channels, "
+         "channels+repeats, passthrough, out=args0, input, concat-sum, concat-max, detect. "
+         "Undeclared --modules blocks get a rule inferred from their constructor (YD110).")
 # ... and those of the commands that run the model once (gradflow, overfit).
 ONE_IMG_OPTION = typer.Option("256", "--img", help="Input size, N or HxW; rounded up to the "
                               "largest stride.")
@@ -143,6 +156,18 @@ def check(
     weights: Path | None = typer.Option(None, "--weights", help="Also show what train.py "
                                         "--weights X.pt --cfg MODEL would transfer."),
     nc: int | None = NC_OPTION,
+    modules: list[Path] = MODULES_OPTION,
+    rule: list[str] = RULE_OPTION,
+    repo: str | None = typer.Option(
+        None, "--repo", show_default=False,
+        help="Build with your own YOLOv5 code instead of yolodiag's: a checkout (a folder "
+             "with models/yolo.py), the installed yolov5 package's folder, or `pip` for the "
+             "installed package. RUNS THAT CODE, in a subprocess; its layers come back for "
+             "every check."),
+    repo_python: str | None = typer.Option(
+        None, "--repo-python", show_default=False,
+        help="The Python interpreter that runs --repo (one with its requirements; default: "
+             "this one)."),
 ) -> None:
     """Find what will keep an edited YOLOv5 model at zero precision and recall.
 
@@ -159,9 +184,11 @@ def check(
     def run() -> Run:
         from yolodiag import commands
 
+        blocks = user_modules(modules, rule)
         return Run("check", [commands.check(model, sizes, selection=selection,
                                             fail_on=Severity(fail_on.value), weights=weights,
-                                            nc=nc)
+                                            nc=nc, modules=blocks, repo=repo,
+                                            repo_python=repo_python)
                              for model in (models or [None])])
 
     _finish(run, fmt, output, debug)
@@ -183,6 +210,8 @@ def gradflow(
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
     debug: bool = DEBUG_OPTION,
+    modules: list[Path] = MODULES_OPTION,
+    rule: list[str] = RULE_OPTION,
 ) -> None:
     """Measure per-layer gradients of one real YOLOv5 loss backward, and what the residual
     shortcuts carry.
@@ -206,7 +235,8 @@ def gradflow(
         return Run("gradflow", [commands.gradflow(model, size, batch=batch,
                                                   device=device, seed=seed,
                                                   selection=selection,
-                                                  fail_on=Severity(fail_on.value))])
+                                                  fail_on=Severity(fail_on.value),
+                                                  modules=user_modules(modules, rule))])
 
     def write_plot(result: Run) -> None:
         report = result.reports[0]
@@ -242,6 +272,8 @@ def overfit(
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
     debug: bool = DEBUG_OPTION,
+    modules: list[Path] = MODULES_OPTION,
+    rule: list[str] = RULE_OPTION,
 ) -> None:
     """Overfit one batch: the decisive experiment when precision and recall stay at zero.
 
@@ -260,10 +292,12 @@ def overfit(
         from yolodiag import commands
 
         _check_device(device)
+        blocks = user_modules(modules, rule)
         with _fit_progress(steps) as progress:
             report = commands.overfit(model, size, batch=batch, steps=steps, device=device,
                                       amp=amp, seed=seed, selection=selection,
-                                      fail_on=Severity(fail_on.value), progress=progress)
+                                      fail_on=Severity(fail_on.value), modules=blocks,
+                                      progress=progress)
         return Run("overfit", [report])
 
     def write_extras(result: Run) -> None:
@@ -280,6 +314,16 @@ def overfit(
             _write(tensorboard, "event files", lambda: write_overfit_events(report, tensorboard))
 
     _finish(run, fmt, output, debug, after=write_extras)
+
+
+def user_modules(files: list[Path], rules: list[str]) -> dict:
+    """--modules and --rule as module-table entries (runs the files: inside `_finish`, so
+    their errors become one line and exit 2)."""
+    if not files and not rules:
+        return {}
+    from yolodiag.usermodules import load_modules
+
+    return load_modules(files, rules)
 
 
 def _one_run_inputs(img: str, device: str, select: list[str], ignore: list[str]):
@@ -361,6 +405,8 @@ def weights_command(
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
     debug: bool = DEBUG_OPTION,
+    modules: list[Path] = MODULES_OPTION,
+    rule: list[str] = RULE_OPTION,
 ) -> None:
     """What train.py v7.0 does with --weights: which model it builds, which tensors it
     transfers into which layers, and which stay random (YD501-YD505).
@@ -377,7 +423,8 @@ def weights_command(
 
         return Run("weights", [commands.weights(model, weights, cfg_given=cfg, resume=resume,
                                                 nc=nc, selection=selection,
-                                                fail_on=Severity(fail_on.value))])
+                                                fail_on=Severity(fail_on.value),
+                                                modules=user_modules(modules, rule))])
 
     _finish(run, fmt, output, debug)
 
@@ -398,6 +445,8 @@ def run_command(
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
     debug: bool = DEBUG_OPTION,
+    modules: list[Path] = MODULES_OPTION,
+    rule: list[str] = RULE_OPTION,
 ) -> None:
     """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their likely
     causes from its opt.yaml, cfg and weights."""
@@ -410,7 +459,8 @@ def run_command(
         from yolodiag import commands
 
         return Run("run", [commands.run(folder, cfg=cfg, weights=weights, nc=nc,
-                                        selection=selection, fail_on=Severity(fail_on.value))])
+                                        selection=selection, fail_on=Severity(fail_on.value),
+                                        modules=user_modules(modules, rule))])
 
     def write_plot(result: Run) -> None:
         report = result.reports[0]

@@ -23,15 +23,24 @@ DEFAULT_SIZES = ((640, 640), (320, 320), (384, 640))
 
 def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = (), *,
           selection=None, fail_on: Severity = Severity.ERROR, weights: str | Path | None = None,
-          nc: int | None = None) -> Report:
+          nc: int | None = None, modules: dict | None = None, repo: str | Path | None = None,
+          repo_python: str | None = None) -> Report:
     """Read, build (meta device), trace at every size and run the checks on one model YAML.
 
     `sizes`: the --img sizes as the user gave them; () traces the defaults. `weights`: also
     what train.py would transfer from this checkpoint into the model (`nc`: the data's).
+    `modules`: extra module-table entries (name -> ModuleEntry), the user's blocks. `repo`:
+    build with the user's own YOLOv5 code instead (in a subprocess running `repo_python`).
     """
     from yolodiag.checks import Selection, run_checks
 
-    facts, stopped_by = _traced(model, sizes)
+    if repo is not None:
+        if modules:
+            raise Unsupported("--repo builds with your YOLOv5's own modules: --modules and "
+                              "--rule do not apply to it")
+        facts, stopped_by = _repo_traced(model, sizes, repo, repo_python)
+    else:
+        facts, stopped_by = _traced(model, sizes, modules)
     sections: dict = {}
     if weights is not None and stopped_by is None:
         stopped_by = _transfer_facts(facts, weights, nc, cfg_given=True, resume=False)
@@ -49,7 +58,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
 
 def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = True,
             resume: bool = False, nc: int | None = None, selection=None,
-            fail_on: Severity = Severity.ERROR) -> Report:
+            fail_on: Severity = Severity.ERROR, modules: dict | None = None) -> Report:
     """What train.py v7.0 does with `--weights`: the checkpoint read safely, the model it
     builds (the YAML with --cfg, the checkpoint's own without or with --resume), and the
     tensors it transfers, per layer (YD501-YD505)."""
@@ -57,10 +66,10 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
     from yolodiag.spec import load_spec
 
     path = _model_path(model)
-    facts = Facts(str(path))
+    facts = Facts(str(path), modules=modules or {})
     stopped = None
     try:
-        facts.spec = load_spec(path)
+        facts.spec = load_spec(path, extra_modules=frozenset(facts.modules))
     except InputRefused as e:
         facts.stopped, stopped = e.finding, e
     if stopped is None:
@@ -72,7 +81,7 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
 
 def run(folder: str | Path, *, cfg: str | Path | None = None,
         weights: str | Path | None = None, nc: int | None = None, selection=None,
-        fail_on: Severity = Severity.ERROR) -> Report:
+        fail_on: Severity = Severity.ERROR, modules: dict | None = None) -> Report:
     """A finished YOLOv5 run folder: its options, results and, where its cfg and initial
     weights can be found (or are given), what train.py transferred (YD501-YD506)."""
     from yolodiag.checks import Facts, Selection, run_checks
@@ -80,14 +89,14 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
     from yolodiag.spec import load_spec
 
     folder = Path(folder)
-    facts = Facts(str(folder))
+    facts = Facts(str(folder), modules=modules or {})
     stopped = None
     try:
         facts.run = read_run(folder)
         cfg_path = _found(cfg or facts.run.cfg, folder)
         weights_path = _found(weights or facts.run.weights, folder)
         if cfg_path is not None and weights_path is not None:
-            facts.spec = load_spec(cfg_path)
+            facts.spec = load_spec(cfg_path, extra_modules=frozenset(facts.modules))
             stopped = _transfer_facts(facts, weights_path, nc, cfg_given=True, resume=False)
     except InputRefused as e:
         facts.stopped, stopped = e.finding, e
@@ -116,7 +125,7 @@ def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bo
         facts.checkpoint = read_checkpoint(weights)
         facts.transfer = transfer(facts.checkpoint,
                                   facts.spec if cfg_given and not resume else None, nc,
-                                  resume=resume)
+                                  resume=resume, modules=facts.modules)
     except InputRefused as e:
         facts.stopped = e.finding
         return e
@@ -234,13 +243,70 @@ def _traced(model: str | Path | None, sizes, modules: dict | None = None):
         facts.spec = load_spec(path, extra_modules=frozenset(modules))
         with warnings.catch_warnings():  # torch's remarks on odd layers: the checks say more
             warnings.simplefilter("ignore", UserWarning)
-            facts.built = build(facts.spec, device="meta", strict=False, modules=modules)
-            facts.trace = trace(facts.built, traced_sizes(sizes or DEFAULT_SIZES,
-                                                          facts.built.stride))
+            for device in ("meta", "cpu"):
+                facts.built = build(facts.spec, device=device, strict=False, modules=modules)
+                facts.trace = trace(facts.built, traced_sizes(sizes or DEFAULT_SIZES,
+                                                              facts.built.stride))
+                if not _needs_values(facts.built, facts.trace):
+                    break
     except InputRefused as e:
         facts.stopped = e.finding
         return facts, e
     return facts, None
+
+
+def _repo_traced(model: str | Path | None, sizes, repo: str | Path, python: str | None):
+    """As _traced, with the model built and traced by the user's YOLOv5 code: the spec is read
+    (and refused) by us first, so that no string their parse_model would eval reaches it."""
+    from yolodiag.checks import Facts
+    from yolodiag.findings import Finding, Location
+    from yolodiag.reference.table import MODULES
+    from yolodiag.repo import as_built, build_with_repo
+    from yolodiag.spec import load_spec, module_names
+
+    path = _model_path(model)
+    facts = Facts(str(path), requested_sizes=tuple(sizes))
+    try:
+        names = module_names(path)
+        facts.spec = load_spec(path, extra_modules=names)
+    except InputRefused as e:
+        facts.stopped = e.finding
+        return facts, e
+    # Rounded to 32, not to the largest stride: that is known once their code has run.
+    result = build_with_repo(repo, path, traced_sizes(sizes or DEFAULT_SIZES, None),
+                             sorted(names), python=python)
+    failure = result.failure
+    if failure is not None and failure.during == "import":
+        raise Unsupported(f"--repo {repo}: importing {result.source} raised "
+                          f"{failure.exception}: {failure.message} (run it with an interpreter "
+                          "that has its requirements: --repo-python)")
+    if failure is not None:
+        location = (facts.where(failure.layer) if failure.layer is not None
+                    and failure.layer < len(facts.spec.layers) else Location(str(path)))
+        where = (f" in layer {failure.layer} {facts.spec.layers[failure.layer].module}"
+                 if location.layer is not None else "")
+        refusal = InputRefused(Finding(
+            "YD202", "build-failed", Severity.ERROR,
+            f"your YOLOv5 ({result.source}) fails to {failure.during} the model{where}: "
+            f"{failure.exception}: {failure.message}",
+            "check this row against your module's constructor and parse_model's branch for it",
+            location, {"exception": failure.exception, "repo": result.source}))
+        facts.stopped = refusal.finding
+        if names - set(MODULES):  # rows only their code knows: no plan of ours for them
+            facts.spec = None
+        return facts, refusal
+    facts.built, facts.modules = as_built(result, facts.spec)
+    facts.trace = result.trace
+    return facts, None
+
+
+def _needs_values(built, traced) -> bool:
+    """A forward that failed only because the meta device has no values (a user's block that
+    reads `.item()` or branches on data): then the model is traced on real CPU tensors."""
+    errors = [size.error for size in traced.failures]
+    if built.probe_failure:
+        errors.append(built.probe_failure[1])
+    return built.device.type == "meta" and any("meta" in (e or "") for e in errors)
 
 
 def _seeded_build(spec, seed: int, device: str, modules: dict):

@@ -117,6 +117,19 @@ def _refuse(code: str, message: str, hint: str, location: Location) -> InputRefu
     return InputRefused(Finding(code, REFUSALS[code], Severity.ERROR, message, hint, location))
 
 
+def module_names(path: str | Path) -> frozenset[str]:
+    """The module names a YAML's rows use, read without building anything (for --repo, whose
+    code defines names no table of ours holds). Unreadable input: none; load_spec says why."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return frozenset()
+    rows = [row for key in ("backbone", "head") if isinstance(data, dict)
+            and isinstance(data.get(key), list) for row in data[key]]
+    return frozenset(canonical_name(row[2]) for row in rows
+                     if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str))
+
+
 def load_spec(path: str | Path, *, extra_modules: frozenset[str] = frozenset()) -> ModelSpec:
     """Read a model YAML file into a ModelSpec; raise InputRefused (YD100-YD105) when we cannot."""
     path = Path(path)
@@ -299,8 +312,8 @@ class _SpecReader:
             return canonical_name(name)
         close = difflib.get_close_matches(canonical_name(name), self.module_names, n=3, cutoff=0.6)
         hint = (f"did you mean {', '.join(close)}?" if close else
-                "use a YOLOv5 v7.0 module name (your own blocks: --modules, in a later "
-                "release)")
+                "use a YOLOv5 v7.0 module name, or give your own block's class with "
+                "--modules FILE.py")
         raise _refuse("YD103", f"unknown module `{name}`", hint, where)
 
     def _argument(self, value: Any, position: int, where: Location) -> ArgValue:

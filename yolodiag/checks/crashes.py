@@ -70,6 +70,8 @@ def built_for(facts: Facts, index: int) -> tuple[int, ...] | None:
         return (record.args[0],)
     if record.rule in ("detect", "segment"):
         return tuple(record.args[-1])
+    if facts.built.model is None:  # built by the user's YOLOv5 (--repo), in its own process
+        return None
     module = facts.built.model.model[index]
     first = module[0] if isinstance(module, nn.Sequential) and record.number > 1 else module
     width = getattr(first, "in_channels", None)

@@ -95,7 +95,8 @@ class Facts:
 
         if self.checkpoint is None or self.checkpoint.yaml is None:
             return {}
-        return {row.index: row.module for row in embedded_spec(self.checkpoint).layers}
+        return {row.index: row.module for row in embedded_spec(self.checkpoint,
+                                                             self.modules).layers}
 
     @cached_property
     def crashes(self) -> list[Crash]:

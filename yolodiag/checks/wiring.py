@@ -84,7 +84,8 @@ def build_failed(facts: Facts) -> Iterator[Problem]:
         A layer whose constructor raises on the arguments parse_model completes (the build
         stops there), or a forward that crashes in a layer for a reason no other check
         explains: YOLOv5's stride probe at 256x256 (so YOLOv5's build fails) or the forward at
-        a tested image size. The message carries the layer and the exception.
+        a tested image size. With --repo, your own YOLOv5 code failing to build or run the
+        model. The message carries the layer and the exception.
     Why it zeroes P and R:
         Nothing trains: YOLOv5 stops with a traceback that names no cause in the YAML.
     Example:

@@ -127,7 +127,9 @@ class BuiltModel:
 
     @property
     def head_index(self) -> int | None:
-        return len(self.layers) - 1 if self.model.head is not None else None
+        """The detection head's layer: our Detect/Segment, or a user's head (rule detect)."""
+        heads = ("detect", "segment")
+        return len(self.layers) - 1 if self.layers and self.layers[-1].rule in heads else None
 
 
 def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device = "cpu",
@@ -151,7 +153,7 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
                 if done is None:
                     raise planned.error
                 cls = planned.entry.load()
-                copies = [cls(*_instantiate(done.args)) for _ in range(done.copies)]
+                copies = _construct(cls, done.args, done.copies, device)
             except Exception as e:  # whatever a constructor raises on these arguments
                 raise _build_failed(spec, row, planned.args, e) from e
             layer = nn.Sequential(*copies) if len(copies) > 1 else copies[0]
@@ -183,19 +185,25 @@ def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord]
                   ) -> tuple[tuple[float, ...] | None, torch.Tensor | None, bool]:
     """Strides by YOLOv5's probe (train mode, zeros, 256x256), anchor order, grid units, priors.
 
+    A user's head (a --modules class with rule detect) is measured the same way from its
+    train-mode output, one map per level; its `stride` and `anchors` are set where it has
+    them, and its bias priors are its own business.
     Returns (strides, anchors in grid units, whether the YAML's rows were flipped)."""
-    head = net.head
-    if head is None:
+    if not records or records[-1].rule not in ("detect", "segment"):
         return None, None, False
+    head = net.model[-1]
     size = STRIDE_PROBE_SIZE
+    ours = isinstance(head, Detect)
     # Train mode, as YOLOv5: on real tensors the probe leaves the same BatchNorm running
-    # statistics behind. On meta there are none, and eval mode skips a slow torch code path.
-    net.train(device.type != "meta")
+    # statistics behind. On meta there are none, and eval mode skips a slow torch code path;
+    # a user's head runs in train mode regardless (its eval mode decodes with the strides).
+    net.train(device.type != "meta" or not ours)
     with torch.no_grad(), shape_only(device):
         out = net.run_layers(torch.zeros(1, spec.ch, size, size, device=device))
-    strides = torch.tensor([size / r.shape[-2] for r in head.raw_maps(out)])
+    maps = head.raw_maps(out) if ours else out
+    strides = torch.tensor([size / r.shape[-2] for r in maps])
     rows = records[-1].args[1]
-    anchors = torch.tensor(rows).float().view(head.nl, -1, 2)
+    anchors = torch.tensor(rows).float().view(len(strides), -1, 2)
     # YOLOv5 flips the anchor rows when their sizes run against the strides.
     area = anchors.prod(-1).mean(-1).view(-1)
     da, ds = area[-1] - area[0], strides[-1] - strides[0]
@@ -203,11 +211,25 @@ def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord]
     if flipped:
         anchors = anchors.flip(0)
     anchors = anchors / strides.view(-1, 1, 1)
-    with torch.no_grad():
-        head.stride.copy_(strides)
-        head.anchors.copy_(anchors)
-    head.initialize_biases(strides)
+    if ours:
+        with torch.no_grad():
+            head.stride.copy_(strides)
+            head.anchors.copy_(anchors)
+        head.initialize_biases(strides)
+    else:
+        _set_user_head(head, strides, anchors)
     return tuple(strides.tolist()), anchors, flipped
+
+
+def _set_user_head(head: nn.Module, strides: torch.Tensor, anchors: torch.Tensor) -> None:
+    """What YOLOv5's model init sets on a head: `stride`, and `anchors` in grid units."""
+    with torch.no_grad():
+        for name, value in (("stride", strides), ("anchors", anchors)):
+            current = getattr(head, name, None)
+            if isinstance(current, torch.Tensor) and current.shape == value.shape:
+                current.copy_(value.to(current.device, current.dtype))
+            elif name == "stride":
+                head.stride = value.to(next(head.parameters(), value).device)
 
 
 def _initialize_weights(net: nn.Module) -> None:
@@ -241,6 +263,20 @@ def _make_activation(activation: Activation) -> nn.Module:
 def _instantiate(args: tuple[Any, ...]) -> list[Any]:
     """Activation arguments become a fresh module per copy (no object shared between layers)."""
     return [_make_activation(a) if isinstance(a, Activation) else a for a in args]
+
+
+def _construct(cls: type, args: tuple[Any, ...], copies: int,
+               device: torch.device) -> list[nn.Module]:
+    """`copies` instances of cls. A user's block may need real values while it is built (a
+    bias prior read with `.item()`): on the meta device it is then built on the CPU and moved,
+    so only a constructor that fails on the CPU too is the user's error."""
+    try:
+        return [cls(*_instantiate(args)) for _ in range(copies)]
+    except Exception:
+        if device.type != "meta":
+            raise
+    with torch.device("cpu"):
+        return [cls(*_instantiate(args)).to(device) for _ in range(copies)]
 
 
 def _jsonable(value: Any) -> Any:

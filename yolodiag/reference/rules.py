@@ -106,6 +106,13 @@ def out_args0(r: RuleInput) -> Completion:
     return Completion(r.args, r.args[0], r.number)
 
 
+def input_width(r: RuleInput) -> Completion:
+    """Width-preserving blocks that need their input width (attention: CBAM(channels, r)):
+    args become `(c1, *args)`, output width = input width."""
+    c1 = _single_input(r)
+    return Completion((c1, *r.args), c1, r.number)
+
+
 def batchnorm(r: RuleInput) -> Completion:
     """nn.BatchNorm2d: args become `[c1]`; parse_model does not update c2 for it (kept as is)."""
     return Completion((_single_input(r),), r.previous_c2, r.number)
@@ -166,6 +173,7 @@ RULES: dict[str, Rule] = {
     "channels+repeats": channels_repeats,
     "passthrough": passthrough,
     "out=args0": out_args0,
+    "input": input_width,
     "batchnorm": batchnorm,
     "concat-sum": concat_sum,
     "concat-max": concat_max,
@@ -215,8 +223,9 @@ def plan(spec: ModelSpec, table: dict[str, ModuleEntry], nc: int | None = None) 
         sources = (row.from_,) if isinstance(row.from_, int) else row.from_
         inputs = tuple(ch[f] if -len(ch) <= f < len(ch) else 0 for f in sources)
         try:
-            done = RULES[entry.rule](RuleInput(args, row.from_, tuple(ch), number,
-                                               spec.width_multiple, no, c2))
+            rule = entry.custom or RULES[entry.rule]
+            done = rule(RuleInput(args, row.from_, tuple(ch), number, spec.width_multiple, no,
+                                  c2))
         except Exception as e:  # arithmetic on the YAML's values: YOLOv5 would crash here too
             error = e if isinstance(e, RuleError) else RuleError(f"{type(e).__name__}: {e}")
             planned.append(PlannedRow(row, entry, number, args, inputs, None, error))

@@ -10,7 +10,8 @@ fallback that passes raw arguments through for everything else, every `torch.nn`
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 BLOCKS = "yolodiag.reference.blocks"
@@ -23,10 +24,17 @@ class ModuleEntry:
     """One YAML module name: where its class lives and how YOLOv5 v7.0 completes its arguments."""
 
     name: str
-    factory: str  # "package.module:attribute", imported at build time
-    rule: str  # a key of rules.RULES
+    factory: str  # "package.module:attribute", imported at build time; a user file's path
+    rule: str  # a key of rules.RULES, or "custom" for a user's own rule function
+    # A user's block (--modules): the class itself, how its rule was decided (see
+    # usermodules.RuleSource) and, for rule "custom", the function that completes its row.
+    cls: type | None = field(default=None, compare=False)
+    decided: str = "table"  # "table": YOLOv5 v7.0's own; "seed": added by the seed document
+    custom: Callable | None = field(default=None, compare=False)
 
     def load(self) -> Any:
+        if self.cls is not None:
+            return self.cls
         module, _, attribute = self.factory.partition(":")
         return getattr(importlib.import_module(module), attribute)
 
@@ -34,8 +42,8 @@ class ModuleEntry:
 def _entries() -> dict[str, ModuleEntry]:
     table: dict[str, ModuleEntry] = {}
 
-    def add(name: str, factory: str, rule: str) -> None:
-        table[name] = ModuleEntry(name, factory, rule)
+    def add(name: str, factory: str, rule: str, decided: str = "table") -> None:
+        table[name] = ModuleEntry(name, factory, rule, decided=decided)
 
     # parse_model's channel-aware set: c1 inserted, c2 width-scaled.
     for name in ("Conv", "GhostConv", "Bottleneck", "GhostBottleneck", "SPP", "SPPF", "DWConv",
@@ -46,7 +54,7 @@ def _entries() -> dict[str, ModuleEntry]:
     for name in ("BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"):
         add(name, f"{BLOCKS}:{name}", "channels+repeats")
     # The seed document adds BasicBlock to the channel-aware set (not to the repeat set).
-    add("BasicBlock", f"{SEED}:BasicBlock", "channels")
+    add("BasicBlock", f"{SEED}:BasicBlock", "channels", decided="seed")
     add("nn.BatchNorm2d", "torch.nn:BatchNorm2d", "batchnorm")
     add("Concat", f"{BLOCKS}:Concat", "concat-sum")
     add("Contract", f"{BLOCKS}:Contract", "contract")

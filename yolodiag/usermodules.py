@@ -1,0 +1,224 @@
+"""A user's own blocks (`--modules FILE.py`): their classes, with the channel rule of each.
+
+People paste blocks into YOLOv5's `models/common.py` and register them (or forget to) in
+`parse_model`. To diagnose their real block rather than a copy, the file is executed, on the
+user's explicit request, in a namespace that offers what common.py offers (torch, nn, F, math,
+numpy, and our Conv, C3, autopad...), so a class pasted from common.py runs unchanged. Every
+`nn.Module` class the file defines joins the module table, replacing a stock class of the
+same name (as a redefinition in common.py does).
+
+How parse_model completes a block's row is its channel rule. It is decided, in this order:
+`--rule Name=rule` on the command line; `YOLODIAG_RULES = {"Name": rule}` in the file (a rule
+name, or a function of `RuleInput` mirroring a dedicated parse_model branch); else inferred
+from the constructor: first parameters named as input and output widths (c1, c2; in_channels,
+out_channels...) are read as channel-aware, anything else gets YOLOv5's fallback (passthrough).
+How each rule was decided is kept on the entry, for the checks to report (YD106, YD110).
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from yolodiag.findings import Unsupported
+from yolodiag.reference.table import MODULES, ModuleEntry, canonical_name
+
+# The rules a user may declare (rules.RULES also holds the stock-only ones: batchnorm...).
+DECLARABLE = ("channels", "channels+repeats", "passthrough", "out=args0", "input", "concat-sum",
+              "concat-max", "detect")
+
+# Parameter names that mark a constructor's first two arguments as input and output widths.
+CHANNEL_PARAMS = {("c1", "c2"), ("in_channels", "out_channels"), ("ch_in", "ch_out"),
+                  ("inp", "oup"), ("in_ch", "out_ch"), ("c_in", "c_out"), ("cin", "cout"),
+                  ("in_planes", "out_planes"), ("inplanes", "planes"), ("in_chs", "out_chs"),
+                  ("in_channel", "out_channel"), ("input_channels", "output_channels")}
+REPEAT_PARAMS = ("n", "number", "repeats", "num_blocks")
+
+
+class RuleSource:
+    """How a user block's rule was decided (ModuleEntry.decided)."""
+
+    OPTION = "--rule"
+    FILE = "YOLODIAG_RULES"
+    STOCK_NAME = "stock name"  # redefines a stock class: parse_model's sets name it
+    SIGNATURE = "signature"  # inferred: the constructor takes (c1, c2, ...)
+    FALLBACK = "fallback"  # inferred: nothing says it is channel-aware, YOLOv5's fallback
+
+
+def constructor_parameters(cls: type) -> list[inspect.Parameter]:
+    """The positional parameters of a class's constructor ([] when it has no signature)."""
+    try:
+        parameters = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    return [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def channel_parameters(cls: type) -> tuple[str, str] | None:
+    """The names of the first two constructor parameters when they read as (input, output)."""
+    names = tuple(p.name for p in constructor_parameters(cls)[:2])
+    return names if names in CHANNEL_PARAMS else None  # type: ignore[return-value]
+
+
+def inferred_rule(cls: type) -> tuple[str, str]:
+    """(rule, RuleSource) from the constructor's parameter names alone."""
+    parameters = [p.name for p in constructor_parameters(cls)]
+    if channel_parameters(cls) is None:
+        return "passthrough", RuleSource.FALLBACK
+    repeats = len(parameters) > 2 and parameters[2] in REPEAT_PARAMS
+    return ("channels+repeats" if repeats else "channels"), RuleSource.SIGNATURE
+
+
+def common_namespace() -> dict[str, Any]:
+    """What a class pasted from YOLOv5's common.py expects to find around it."""
+    import collections
+    import contextlib
+    import copy
+    import logging
+    import math
+    import warnings
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from yolodiag.reference import blocks, heads, seed
+    from yolodiag.reference.rules import Completion, RuleInput, make_divisible
+
+    namespace: dict[str, Any] = {
+        "torch": torch, "nn": nn, "F": F, "math": math, "np": np, "copy": copy,
+        "warnings": warnings, "contextlib": contextlib, "Path": Path,
+        "OrderedDict": collections.OrderedDict, "namedtuple": collections.namedtuple,
+        "make_divisible": make_divisible, "RuleInput": RuleInput, "Completion": Completion,
+        # Helpers common.py imports from YOLOv5's utils, used in class bodies and defaults.
+        "LOGGER": logging.getLogger("yolodiag.user"), "check_version": check_version,
+    }
+    for module in (blocks, heads, seed):
+        namespace.update({name: value for name, value in vars(module).items()
+                          if not name.startswith("_") and (inspect.isclass(value)
+                                                           or inspect.isfunction(value))
+                          and value.__module__ == module.__name__})
+    return namespace
+
+
+def check_version(current: str = "0.0.0", minimum: str = "0.0.0", name: str = "version ",
+                  pinned: bool = False, hard: bool = False, verbose: bool = False) -> bool:
+    """Whether version `current` is at least (`pinned`: exactly) `minimum`, numerically."""
+    def numbers(version: str) -> tuple[int, ...]:
+        parts = []
+        for part in version.split("+")[0].split("."):
+            digits = "".join(c for c in part if c.isdigit())
+            parts.append(int(digits) if digits else 0)
+        return tuple(parts)
+
+    ok = numbers(current) == numbers(minimum) if pinned else numbers(current) >= numbers(minimum)
+    if hard and not ok:
+        raise ModuleNotFoundError(f"{name}{minimum} required, but {name}{current} is installed")
+    return ok
+
+
+def load_modules(files: Iterable[str | Path], rules: Iterable[str] = ()) -> dict[str, ModuleEntry]:
+    """Module-table entries for the classes defined in `files`, with their channel rules.
+
+    `rules`: "Name=rule" strings from the command line (also for stock names). Raises
+    Unsupported (one line naming the file and line) when a file cannot be read or executed,
+    or a rule is unknown.
+    """
+    namespace = common_namespace()
+    defined: dict[str, tuple[type, Path]] = {}
+    declared: dict[str, Any] = {}
+    for file in files:
+        path = Path(file)
+        namespace["__name__"] = f"yolodiag.user.{path.stem}"
+        namespace.pop("YOLODIAG_RULES", None)
+        _execute(path, namespace)
+        defined.update({name: (value, path) for name, value in namespace.items()
+                        if _is_block(value) and value.__module__ == namespace["__name__"]})
+        file_rules = namespace.get("YOLODIAG_RULES", {})
+        if not isinstance(file_rules, dict):
+            raise Unsupported(f"{path}: YOLODIAG_RULES must be a dict of class name -> rule")
+        declared.update({name: (rule, path) for name, rule in file_rules.items()})
+    options = dict(_parse_rule_option(text) for text in rules)
+
+    entries: dict[str, ModuleEntry] = {}
+    for name, (cls, path) in defined.items():
+        stock = MODULES.get(name)
+        # parse_model's sets hold names resolved at call time, so a class redefined under a
+        # stock name keeps that name's rule in YOLOv5 (yolodiag's own additions do not).
+        rule, decided = ((stock.rule, RuleSource.STOCK_NAME) if stock and stock.decided == "table"
+                         else inferred_rule(cls))
+        entries[name] = ModuleEntry(name, str(path), rule, cls=cls, decided=decided)
+    for name, (rule, path) in declared.items():
+        if name not in entries:
+            raise Unsupported(f"{path}: YOLODIAG_RULES names {name!r}, which no --modules file "
+                              f"defines (classes: {', '.join(sorted(entries)) or 'none'})")
+        entries[name] = _with_rule(entries[name], rule, RuleSource.FILE, str(path))
+    for name, rule in options.items():
+        name = canonical_name(name)
+        entry = entries.get(name) or MODULES.get(name)
+        if entry is None:
+            raise Unsupported(f"--rule {name}={rule}: no module {name!r} in the module table "
+                              "or in the --modules files")
+        entries[name] = _with_rule(entry, rule, RuleSource.OPTION, "--rule")
+    return entries
+
+
+def _execute(path: Path, namespace: dict[str, Any]) -> None:
+    """Run the user's file (they asked for it with --modules); errors as one line."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise Unsupported(f"{path}: cannot read the --modules file: {e}") from e
+    try:
+        code = compile(source, str(path), "exec")
+        exec(code, namespace)  # noqa: S102 - the user's own Python, explicitly opted in
+    except SyntaxError as e:
+        raise Unsupported(f"{path}:{e.lineno}: SyntaxError: {e.msg}") from e
+    except Exception as e:
+        line = next((frame.lineno for frame in reversed(traceback.extract_tb(e.__traceback__))
+                     if frame.filename == str(path)), None)
+        where = f"{path}:{line}" if line else str(path)
+        raise Unsupported(f"{where}: running the --modules file raised "
+                          f"{type(e).__name__}: {e}") from e
+
+
+def _is_block(value: Any) -> bool:
+    from torch import nn
+
+    return inspect.isclass(value) and issubclass(value, nn.Module)
+
+
+def _parse_rule_option(text: str) -> tuple[str, str]:
+    name, sep, rule = text.partition("=")
+    if not sep or not name.strip() or not rule.strip():
+        raise Unsupported(f"--rule {text!r}: expected Name=rule, e.g. --rule BasicBlock=channels")
+    return name.strip(), rule.strip()
+
+
+def _with_rule(entry: ModuleEntry, rule: Any, decided: str, where: str) -> ModuleEntry:
+    if callable(rule):
+        return replace(entry, rule="custom", custom=_custom_rule(rule), decided=decided)
+    if rule not in DECLARABLE:
+        raise Unsupported(f"{where}: unknown rule {rule!r} for {entry.name} (one of: "
+                          f"{', '.join(DECLARABLE)}, or a function of RuleInput)")
+    return replace(entry, rule=rule, custom=None, decided=decided)
+
+
+def _custom_rule(function: Callable) -> Callable:
+    """A user's function mirroring a dedicated parse_model branch: it receives the RuleInput
+    and returns a Completion or `(args, c2)` (copies stacked: the row's number)."""
+    from yolodiag.reference.rules import Completion
+
+    def rule(r):
+        done = function(r)
+        if isinstance(done, Completion):
+            return done
+        args, c2 = done
+        return Completion(tuple(args), int(c2), r.number)
+
+    return rule
