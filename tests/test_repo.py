@@ -33,13 +33,7 @@ FAKE, BROKEN = DATA / "fake_yolov5", DATA / "fake_yolov5_broken"
 
 # An activation argument, a subclass of C3 (C3x), a row stacked as copies, a torch class whose
 # __init__ its private base defines, Concat and Detect.
-FAKE_YAML = """\
-nc: 2
-depth_multiple: 1.0
-width_multiple: 1.0
-anchors:
-  - [10,13, 16,30, 33,23]  # P3/8
-  - [30,61, 62,45, 59,119]  # P4/16
+FAKE_YAML = TINY.partition("backbone:")[0] + """\
 backbone:
   [[-1, 1, Conv, [16, 3, 2]],                                # 0 /2
    [-1, 1, Conv, [32, 3, 2, None, 1, 1, nn.LeakyReLU(0.1)]], # 1 /4
