@@ -22,6 +22,18 @@ def shared(*parts: str) -> Path:
     return path
 
 
+SCHEMA = ROOT / "yolodiag" / "schemas" / "report.schema.json"
+
+
+def validate(report: dict) -> None:
+    """The JSON report against its published schema (skips without jsonschema)."""
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(report, json.loads(SCHEMA.read_text()),
+                        cls=jsonschema.Draft202012Validator)
+
+
 def write_yaml(tmp_path: Path, text: str, name: str = "model.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

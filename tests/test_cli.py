@@ -10,21 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY, shared, write_yaml
+from conftest import TINY, shared, validate, write_yaml
 from yolodiag.cli import app
 
 runner = CliRunner()
-SCHEMA = Path(__file__).resolve().parents[1] / "yolodiag" / "schemas" / "report.schema.json"
 
 
 def invoke(*args: str):
     return runner.invoke(app, list(args))
-
-
-def validate(report: dict) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.validate(report, json.loads(SCHEMA.read_text()),
-                        cls=jsonschema.Draft202012Validator)
 
 
 def test_check_without_model_runs_the_bundled_example_and_says_so():

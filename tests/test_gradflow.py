@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import TINY, shared, write_yaml
+from conftest import TINY, shared, validate, write_yaml
 from mutants import MUTANTS
 from yolodiag import commands
 from yolodiag.cli import app
@@ -23,7 +23,6 @@ from yolodiag.spec import parse_spec
 from yolodiag.synthetic import synthetic_batch
 
 runner = CliRunner()
-SCHEMA = Path(__file__).resolve().parents[1] / "yolodiag" / "schemas" / "report.schema.json"
 # TINY with its C3 (layer 2) replaced by one block, so that layers 0-1 reach the loss only
 # through it.
 BLOCK_AT_2 = TINY.replace("[-1, 2, C3, [32]],            # 2", "[-1, 1, {block}, [{args}]],  # 2")
@@ -48,12 +47,6 @@ def run_json(*args: str) -> tuple[int, dict]:
     result = runner.invoke(app, ["gradflow", *args, "-f", "json"])
     assert result.exit_code in (0, 1), result.output
     return result.exit_code, json.loads(result.stdout)
-
-
-def validate(report: dict) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.validate(report, json.loads(SCHEMA.read_text()),
-                        cls=jsonschema.Draft202012Validator)
 
 
 # --- what is measured ----------------------------------------------------------------------
