@@ -20,7 +20,8 @@ from yolodiag.cli import app
 from yolodiag.findings import DOC_SECTIONS, INTERNAL_ERROR, Problem, Stage, check
 
 EXAMPLES = Path(__file__).parent / "examples"
-EXAMPLE_CODES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
+EXAMPLE_CODES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and
+                       p.name.startswith("YD"))  # dataset-good: the --data examples' good data
 runner = CliRunner()
 
 
@@ -81,8 +82,8 @@ def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
     elif command in ("weights", "run"):
         words = shlex.split(checkpoint_example(path, path.read_text().splitlines()[0]))[3:]
         report = checkpoint_command(path, command, words)
-    else:  # a --modules file is named relative to its example
-        options = [str(path.parent / o) if o.endswith(".py") else o
+    else:  # --modules and --data files are named relative to their example
+        options = [str(path.parent / o) if o.endswith((".py", ".yaml")) else o
                    for o in example_options(path)]
         code, report = check_json(str(path), *options)
         return code, codes_of(report)
@@ -149,7 +150,9 @@ def test_documented_example_is_the_tested_bad_example(code):
     assert example
     for line in filter(None, map(_uncommented, example.splitlines())):
         if line.startswith("yolodiag check"):
-            options = [t for t in shlex.split(line)[2:] if not t.endswith(".yaml")]
+            words = shlex.split(line)[2:]
+            options = [t for i, t in enumerate(words)  # the model's path is not an option
+                       if not t.endswith(".yaml") or (i and words[i - 1].startswith("--"))]
             assert options == example_options(bad)
         elif line.startswith("yolodiag "):  # another command: the one the example runs
             assert line.split()[1] == example_command(code), line
@@ -345,7 +348,7 @@ def test_a_crashing_assignment_is_an_internal_error_not_a_lost_report(monkeypatc
     def broken(facts):
         raise RuntimeError("assignment bug")
 
-    monkeypatch.setattr(anchors, "synthetic_assignment", broken)
+    monkeypatch.setattr(anchors, "target_assignment", broken)
     result = runner.invoke(app, ["check", "-f", "json"])
     report = json.loads(result.stdout)
     assert result.exit_code == 3 and report["assignment"] is None

@@ -99,6 +99,11 @@ RULE_OPTION = typer.Option(
     help="Name=rule: how parse_model completes that module's row; repeatable. Rules: channels, "
          "channels+repeats, passthrough, out=args0, input, concat-sum, concat-max, detect. "
          "Undeclared --modules blocks get a rule inferred from their constructor (YD110).")
+DATA_OPTION = typer.Option(
+    None, "--data", show_default=False,
+    help="A YOLOv5 data YAML: its splits and labels are checked as train.py reads them "
+         "(YD801-YD803, YD109, YD405 on the train labels), and the model gets its class "
+         "count (needs Pillow: pip install 'yolodiag[data]').")
 # ... and those of the commands that run the model once (gradflow, overfit).
 ONE_IMG_OPTION = typer.Option("256", "--img", help="Input size, N or HxW; rounded up to the "
                               "largest stride.")
@@ -168,6 +173,7 @@ def check(
         None, "--repo-python", show_default=False,
         help="The Python interpreter that runs --repo (one with its requirements; default: "
              "this one)."),
+    data: Path | None = DATA_OPTION,
 ) -> None:
     """Find what will keep an edited YOLOv5 model at zero precision and recall.
 
@@ -180,6 +186,7 @@ def check(
 
     sizes = parse_sizes(img)
     selection = parse_selection(select, ignore)
+    _require("PIL", "--data", "data", data)
 
     def run() -> Run:
         from yolodiag import commands
@@ -188,7 +195,7 @@ def check(
         return Run("check", [commands.check(model, sizes, selection=selection,
                                             fail_on=Severity(fail_on.value), weights=weights,
                                             nc=nc, modules=blocks, repo=repo,
-                                            repo_python=repo_python)
+                                            repo_python=repo_python, data=data)
                              for model in (models or [None])])
 
     _finish(run, fmt, output, debug)
@@ -212,6 +219,7 @@ def gradflow(
     debug: bool = DEBUG_OPTION,
     modules: list[Path] = MODULES_OPTION,
     rule: list[str] = RULE_OPTION,
+    data: Path | None = DATA_OPTION,
 ) -> None:
     """Measure per-layer gradients of one real YOLOv5 loss backward, and what the residual
     shortcuts carry.
@@ -227,6 +235,7 @@ def gradflow(
 
     size, selection = _one_run_inputs(img, device, select, ignore)
     _require("matplotlib", "--plot", "plot", plot)
+    _require("PIL", "--data", "data", data)
 
     def run() -> Run:
         from yolodiag import commands
@@ -236,7 +245,8 @@ def gradflow(
                                                   device=device, seed=seed,
                                                   selection=selection,
                                                   fail_on=Severity(fail_on.value),
-                                                  modules=user_modules(modules, rule))])
+                                                  modules=user_modules(modules, rule),
+                                                  data=data)])
 
     def write_plot(result: Run) -> None:
         report = result.reports[0]
@@ -274,6 +284,7 @@ def overfit(
     debug: bool = DEBUG_OPTION,
     modules: list[Path] = MODULES_OPTION,
     rule: list[str] = RULE_OPTION,
+    data: Path | None = DATA_OPTION,
 ) -> None:
     """Overfit one batch: the decisive experiment when precision and recall stay at zero.
 
@@ -287,6 +298,7 @@ def overfit(
     size, selection = _one_run_inputs(img, device, select, ignore)
     _require("matplotlib", "--plot", "plot", plot)
     _require("tensorboard", "--tensorboard", "tensorboard", tensorboard)
+    _require("PIL", "--data", "data", data)
 
     def run() -> Run:
         from yolodiag import commands
@@ -297,7 +309,7 @@ def overfit(
             report = commands.overfit(model, size, batch=batch, steps=steps, device=device,
                                       amp=amp, seed=seed, selection=selection,
                                       fail_on=Severity(fail_on.value), modules=blocks,
-                                      progress=progress)
+                                      progress=progress, data=data)
         return Run("overfit", [report])
 
     def write_extras(result: Run) -> None:

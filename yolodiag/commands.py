@@ -24,27 +24,32 @@ DEFAULT_SIZES = ((640, 640), (320, 320), (384, 640))
 def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = (), *,
           selection=None, fail_on: Severity = Severity.ERROR, weights: str | Path | None = None,
           nc: int | None = None, modules: dict | None = None, repo: str | Path | None = None,
-          repo_python: str | None = None) -> Report:
+          repo_python: str | None = None, data: str | Path | None = None) -> Report:
     """Read, build (meta device), trace at every size and run the checks on one model YAML.
 
     `sizes`: the --img sizes as the user gave them; () traces the defaults. `weights`: also
     what train.py would transfer from this checkpoint into the model (`nc`: the data's).
     `modules`: extra module-table entries (name -> ModuleEntry), the user's blocks. `repo`:
     build with the user's own YOLOv5 code instead (in a subprocess running `repo_python`).
+    `data`: a data.yaml, whose labels are checked and whose class count the model gets (as
+    train.py builds it), unless `nc` is given.
     """
     from yolodiag.checks import Selection, run_checks
 
+    dataset = _read_data(data, nc)
+    nc = nc or (dataset.classes if dataset else None)
     if repo is not None:
         if modules:
             raise Unsupported("--repo builds with your YOLOv5's own modules: --modules and "
                               "--rule do not apply to it")
-        facts, stopped_by = _repo_traced(model, sizes, repo, repo_python)
+        facts, stopped_by = _repo_traced(model, sizes, repo, repo_python, nc)
     else:
-        facts, stopped_by = _traced(model, sizes, modules)
-    sections: dict = {}
+        facts, stopped_by = _traced(model, sizes, modules, nc)
+    facts.data = dataset
+    sections = _data_section(facts)
     if weights is not None and stopped_by is None:
         stopped_by = _transfer_facts(facts, weights, nc, cfg_given=True, resume=False)
-        sections = _transfer_sections(facts)
+        sections.update(_transfer_sections(facts))
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["check"])
     try:
         assignment = facts.assignment if facts.trace is not None else None
@@ -150,34 +155,35 @@ GRADFLOW_SIZE = (256, 256)
 
 def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SIZE, *,
              batch: int = 2, device: str = "cpu", seed: int = 0, selection=None,
-             fail_on: Severity = Severity.ERROR, modules: dict | None = None) -> Report:
+             fail_on: Severity = Severity.ERROR, modules: dict | None = None,
+             data: str | Path | None = None) -> Report:
     """Build the model with real weights (seeded) on `device`, run one forward and backward of
     YOLOv5's loss on the synthetic batch and run the gradient checks (YD601-YD607).
 
     `img` is rounded up to the largest stride, as YOLOv5 does. `modules`: extra module-table
-    entries (name -> ModuleEntry), e.g. the tests' mutant blocks. Raises Unsupported for a
-    model whose head is not Detect.
+    entries (name -> ModuleEntry), e.g. the tests' mutant blocks. `data`: the batch is the
+    train split's first images (and the model has the data's classes). Raises Unsupported for
+    a model whose head is not Detect.
     """
     from yolodiag.checks import Facts, Selection, run_checks
     from yolodiag.gradflow import measure
     from yolodiag.reference.builder import LayerFailed, forward_failure
     from yolodiag.spec import load_spec
-    from yolodiag.synthetic import synthetic_batch
     from yolodiag.trace import trace
 
     modules = modules or {}
     path = _model_path(model)
-    facts = Facts(str(path), modules=modules)
+    facts = Facts(str(path), modules=modules, data=_read_data(data))
     try:
         facts.spec = load_spec(path, extra_modules=frozenset(modules))
-        built = _seeded_build(facts.spec, seed, device, modules)
+        built = _seeded_build(facts.spec, seed, device, modules, _data_nc(facts.data))
     except InputRefused as e:
         facts.stopped = e.finding
         return _report("gradflow", facts, run_checks(facts, stages=COMMAND_STAGES["gradflow"]),
                        fail_on, {}, e, bundled=model is None)
     size = traced_sizes([img], built.stride)[0]
     facts.built = built
-    images, targets = synthetic_batch(built.nc, size, batch, seed, device=device)
+    images, targets = _batch(facts.data, built.nc, size, batch, seed, device)
     try:
         facts.grads = measure(built, images, targets)
     except LayerFailed as e:  # the model builds, but not at this size: as YOLOv5 would crash
@@ -185,7 +191,8 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SI
                               f"the train-mode forward at {size[0]}x{size[1]}") from e
     facts.trace = trace(built, [size])  # the model table's shapes, at the measured size
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["gradflow"])
-    return _report("gradflow", facts, findings, fail_on, {"gradflow": facts.grads.as_dict()},
+    return _report("gradflow", facts, findings, fail_on,
+                   {"gradflow": facts.grads.as_dict(), **_data_section(facts)},
                    bundled=model is None)
 
 
@@ -195,32 +202,36 @@ OVERFIT_SIZE = (256, 256)
 def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE, *,
             batch: int = 2, steps: int | None = None, device: str = "cpu", amp: bool = False,
             seed: int = 0, selection=None, fail_on: Severity = Severity.ERROR,
-            modules: dict | None = None, progress=None) -> Report:
+            modules: dict | None = None, progress=None, data: str | Path | None = None) -> Report:
     """`check`'s checks at `img`, then a seeded model trained on one synthetic batch until it
     memorises it (or the step budget ends), then the fit checks (YD701-YD706).
 
     A model `check` finds crashing is not trained: its findings say why. `progress` is called
-    with the history after every step (the CLI's progress bar).
+    with the history after every step (the CLI's progress bar). `data`: train on the train
+    split's first `batch` images, letterboxed, with the data's class count.
     """
     from yolodiag.checks import Selection, run_checks
     from yolodiag.overfit import FitSettings
     from yolodiag.overfit import overfit as train_on_one_batch
-    from yolodiag.synthetic import synthetic_batch
 
     modules = modules or {}
-    facts, stopped_by = _traced(model, (img,), modules)
+    dataset = _read_data(data)
+    facts, stopped_by = _traced(model, (img,), modules, _data_nc(dataset))
+    facts.data = dataset
     selection = selection or Selection()
     if stopped_by is not None or not facts.trace.ok_sizes or facts.built.probe_failure:
         findings = run_checks(facts, selection, COMMAND_STAGES["check"])
-        return _report("overfit", facts, findings, fail_on, {"overfit": None}, stopped_by,
+        return _report("overfit", facts, findings, fail_on,
+                       {"overfit": None, **_data_section(facts)}, stopped_by,
                        bundled=model is None)
-    built = _seeded_build(facts.spec, seed, device, modules)
+    built = _seeded_build(facts.spec, seed, device, modules, facts.built.nc)
     size = facts.trace.sizes[0].img
-    images, targets = synthetic_batch(built.nc, size, batch, seed, device=device)
+    images, targets = _batch(facts.data, built.nc, size, batch, seed, device)
     settings = FitSettings(amp=amp) if steps is None else FitSettings(steps=steps, amp=amp)
     facts.fit = train_on_one_batch(built, images, targets, settings, progress)
     findings = run_checks(facts, selection, COMMAND_STAGES["overfit"])
-    return _report("overfit", facts, findings, fail_on, {"overfit": facts.fit.as_dict()},
+    return _report("overfit", facts, findings, fail_on,
+                   {"overfit": facts.fit.as_dict(), **_data_section(facts)},
                    bundled=model is None)
 
 
@@ -228,7 +239,8 @@ def _model_path(model: str | Path | None) -> Path:
     return BUNDLED_MODEL if model is None else Path(model)
 
 
-def _traced(model: str | Path | None, sizes, modules: dict | None = None):
+def _traced(model: str | Path | None, sizes, modules: dict | None = None,
+            nc: int | None = None):
     """Facts of the spec, the meta-device build and the traces at `sizes` (the defaults for
     ()), and the refusal that stopped them, if one did."""
     from yolodiag.checks import Facts
@@ -244,7 +256,8 @@ def _traced(model: str | Path | None, sizes, modules: dict | None = None):
         with warnings.catch_warnings():  # torch's remarks on odd layers: the checks say more
             warnings.simplefilter("ignore", UserWarning)
             for device in ("meta", "cpu"):
-                facts.built = build(facts.spec, device=device, strict=False, modules=modules)
+                facts.built = build(facts.spec, nc=nc, device=device, strict=False,
+                                    modules=modules)
                 facts.trace = trace(facts.built, traced_sizes(sizes or DEFAULT_SIZES,
                                                               facts.built.stride))
                 if not _needs_values(facts.built, facts.trace):
@@ -255,7 +268,8 @@ def _traced(model: str | Path | None, sizes, modules: dict | None = None):
     return facts, None
 
 
-def _repo_traced(model: str | Path | None, sizes, repo: str | Path, python: str | None):
+def _repo_traced(model: str | Path | None, sizes, repo: str | Path, python: str | None,
+                 nc: int | None = None):
     """As _traced, with the model built and traced by the user's YOLOv5 code: the spec is read
     (and refused) by us first, so that no string their parse_model would eval reaches it."""
     from yolodiag.checks import Facts
@@ -274,7 +288,7 @@ def _repo_traced(model: str | Path | None, sizes, repo: str | Path, python: str 
         return facts, e
     # Rounded to 32, not to the largest stride: that is known once their code has run.
     result = build_with_repo(repo, path, traced_sizes(sizes or DEFAULT_SIZES, None),
-                             sorted(names), python=python)
+                             sorted(names), nc=nc, python=python)
     failure = result.failure
     if failure is not None and failure.during == "import":
         raise Unsupported(f"--repo {repo}: importing {result.source} raised "
@@ -300,6 +314,43 @@ def _repo_traced(model: str | Path | None, sizes, repo: str | Path, python: str 
     return facts, None
 
 
+def _read_data(data: str | Path | None, nc: int | None = None):
+    """--data read as train.py reads it (None without it)."""
+    if data is None:
+        return None
+    from yolodiag.data import read_data
+
+    return read_data(data, nc)
+
+
+def _data_nc(dataset) -> int | None:
+    return dataset.classes if dataset is not None else None
+
+
+def _data_section(facts) -> dict:
+    """The dataset as read, with the anchors' fit to its train labels where measurable."""
+    if facts.data is None:
+        return {}
+    try:
+        fit = facts.anchor_fit
+    except Exception as e:  # a bug: YD405 reports it as YD001; --debug shows it
+        facts.check_errors.append(e)
+        fit = None
+    return {"data": {**facts.data.as_dict(), "anchor_fit": fit.as_dict() if fit else None}}
+
+
+def _batch(dataset, nc: int, size: tuple[int, int], batch: int, seed: int, device: str):
+    """The one batch gradflow and overfit run: the train split's first images with --data,
+    else the synthetic batch of this seed."""
+    if dataset is not None and "train" in dataset.splits:
+        from yolodiag.data import data_batch
+
+        return data_batch(dataset.splits["train"], size, batch, device)
+    from yolodiag.synthetic import synthetic_batch
+
+    return synthetic_batch(nc, size, batch, seed, device=device)
+
+
 def _needs_values(built, traced) -> bool:
     """A forward that failed only because the meta device has no values (a user's block that
     reads `.item()` or branches on data): then the model is traced on real CPU tensors."""
@@ -309,7 +360,7 @@ def _needs_values(built, traced) -> bool:
     return built.device.type == "meta" and any("meta" in (e or "") for e in errors)
 
 
-def _seeded_build(spec, seed: int, device: str, modules: dict):
+def _seeded_build(spec, seed: int, device: str, modules: dict, nc: int | None = None):
     """The model with YOLOv5's weights for this seed: drawn on the CPU, as YOLOv5 builds,
     then moved, so that a seed gives the same model on every device. Raises Unsupported for
     a head other than Detect (the mask loss of Segment is not implemented)."""
@@ -321,7 +372,7 @@ def _seeded_build(spec, seed: int, device: str, modules: dict):
     with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(seed)
-        built = build(spec, modules=modules)
+        built = build(spec, nc=nc, modules=modules)
     if built.model.head is None or isinstance(built.model.head, Segment):
         raise Unsupported(f"{spec.path}: layer {len(built.layers) - 1} "
                           f"{built.layers[-1].module}: yolodiag trains and measures models with "

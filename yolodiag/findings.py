@@ -111,16 +111,18 @@ class Stage(str, enum.Enum):
     FIT = "fit"  # one batch trained to memorise (overfit)
     CKPT = "ckpt"  # a checkpoint read and train.py's transfer simulated
     RUN = "run"  # a finished YOLOv5 training run read
+    DATA = "data"  # a data.yaml and its labels read (--data)
 
 
 # The stages whose checks each command runs (the CI formats list these as the checks run).
 COMMAND_STAGES: dict[str, frozenset[Stage]] = {
-    "check": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE, Stage.CKPT}),  # CKPT: --weights
+    # CKPT: --weights; DATA: --data (checks of a stage run only when it produced its input).
+    "check": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE, Stage.CKPT, Stage.DATA}),
     "weights": frozenset({Stage.CKPT}),
     "run": frozenset({Stage.CKPT, Stage.RUN}),
-    "gradflow": frozenset({Stage.GRAD}),
+    "gradflow": frozenset({Stage.GRAD, Stage.DATA}),
     # overfit also runs check's: a structural finding often says why a model cannot fit.
-    "overfit": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE, Stage.FIT}),
+    "overfit": frozenset({Stage.SPEC, Stage.BUILD, Stage.TRACE, Stage.FIT, Stage.DATA}),
 }
 
 

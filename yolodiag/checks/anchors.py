@@ -18,6 +18,7 @@ from yolodiag.shapes import plain_number
 
 E, W = Severity.ERROR, Severity.WARNING
 SYNTHETIC_IMAGES = 16  # about 40 objects: every level of a sound model gets positives
+DATA_IMAGES = 512  # --data: the train images assigned (image headers are read for their sizes)
 
 # YOLOv5 v7.0's default anchor rows (pixels) and the stride each was designed for.
 DEFAULT_ANCHOR_ROWS: dict[tuple[int, ...], int] = {
@@ -210,8 +211,9 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
 
 
 @dataclass(frozen=True)
-class SyntheticAssignment:
-    """YOLOv5's target assignment of the synthetic batch (`yolodiag.synthetic`) on a model."""
+class TargetAssignment:
+    """YOLOv5's target assignment of a batch on a model: the synthetic one
+    (`yolodiag.synthetic`), or with --data the train split's labels."""
 
     img: tuple[int, int]
     images: int
@@ -221,9 +223,11 @@ class SyntheticAssignment:
     positives_per_anchor: tuple[tuple[int, ...], ...]
     unmatched: tuple[int, ...]  # target indices no anchor of any level takes
     target_sides: tuple[float, ...]  # sqrt(w * h) of each target, pixels
+    source: str = "synthetic"  # or "train" (--data)
 
     def as_dict(self) -> dict:
-        return {"img": list(self.img), "images": self.images, "targets": self.targets,
+        return {"source": self.source, "img": list(self.img), "images": self.images,
+                "targets": self.targets,
                 "strides": list(self.strides), "positives_per_level": list(self.positives),
                 "positives_per_anchor": [list(p) for p in self.positives_per_anchor],
                 "unmatched": len(self.unmatched)}
@@ -236,9 +240,10 @@ def ordinary_sides(strides: tuple[float, ...], img: int) -> tuple[float, float]:
     return 2 * min(strides) / img, min(8 * max(strides) / img, 0.6)
 
 
-def synthetic_assignment(facts: Facts) -> SyntheticAssignment | None:
-    """Assign the synthetic batch at the first traced size with the model's anchors and the
-    grids its Detect inputs really have (None for `anchors: N` or an untraced model)."""
+def target_assignment(facts: Facts) -> TargetAssignment | None:
+    """Assign the synthetic batch (with --data: the train labels, letterboxed) at the first
+    traced size with the model's anchors and the grids its Detect inputs really have (None for
+    `anchors: N` or an untraced model)."""
     import torch
 
     from yolodiag.loss import assign
@@ -253,13 +258,22 @@ def synthetic_assignment(facts: Facts) -> SyntheticAssignment | None:
     if len(grids) != len(built.stride):
         return None
     h, w = size.img
-    targets = synthetic_labels(built.nc, SYNTHETIC_IMAGES, seed=0,
-                               sides=ordinary_sides(built.stride, max(h, w)))
-    result = assign(targets, built.anchors, grids, facts.anchor_t)
+    train = facts.data.splits.get("train") if facts.data is not None else None
+    if train is not None and train.labels:
+        from yolodiag.data import letterboxed_targets
+
+        images = list(train.labels)[:DATA_IMAGES]
+        targets, source = letterboxed_targets(train, images, size.img), "train"
+    else:
+        images = range(SYNTHETIC_IMAGES)
+        targets = synthetic_labels(built.nc, SYNTHETIC_IMAGES, seed=0,
+                                   sides=ordinary_sides(built.stride, max(h, w)))
+        source = "synthetic"
+    result = assign(targets, built.anchors.cpu(), grids, facts.anchor_t)
     sides = (targets[:, 4] * w * targets[:, 5] * h).sqrt()
-    return SyntheticAssignment(size.img, SYNTHETIC_IMAGES, len(targets), built.stride,
+    return TargetAssignment(size.img, len(images), len(targets), built.stride,
                                result.positives, result.positives_per_anchor, result.unmatched,
-                               tuple(torch.round(sides, decimals=1).tolist()))
+                               tuple(torch.round(sides, decimals=1).tolist()), source)
 
 
 @check("YD404", "no-target-matched", E, Stage.TRACE)
@@ -272,8 +286,10 @@ def no_target_matched(facts: Facts) -> Iterator[Problem]:
         the finest level to 8 cells of the coarsest, at most 0.6 of the image: 16 to 256 px
         for P3-P5 at 640; aspect up to 2.5), gives zero positives at some level or leaves
         targets matched by no anchor at all. Reports positives per level and the fraction of
-        unmatched targets. `anchors: N` placeholders (AutoAnchor refits them) are not judged;
-        with --data (a later release) the real labels are assigned instead.
+        unmatched targets. `anchors: N` placeholders (AutoAnchor refits them) are not judged.
+        With --data the train split's labels are assigned instead (its first 512 images,
+        letterboxed to the first --img size without augmentation); a level without positives
+        is then no finding (the data may hold no objects of its size), unmatched labels are.
     Why it zeroes P and R:
         A target with no positive anchor contributes no box and no class loss, and its cells
         are trained as background: the model learns to see nothing there, so recall for such
@@ -288,7 +304,10 @@ def no_target_matched(facts: Facts) -> Iterator[Problem]:
     stats = facts.assignment
     if stats is None:
         return
-    empty = [level for level, n in enumerate(stats.positives) if n == 0]
+    # The synthetic batch has objects for every level; a dataset need not (all large objects
+    # leave P3 without positives, rightly): there only unmatched labels cost recall.
+    empty = [level for level, n in enumerate(stats.positives)
+             if n == 0 and stats.source == "synthetic"]
     unmatched = len(stats.unmatched)
     if not empty and not unmatched:
         return
@@ -302,8 +321,10 @@ def no_target_matched(facts: Facts) -> Iterator[Problem]:
         parts.append(f"level{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} "
                      f"(stride {strides}) get no positive")
     h, w = stats.img
+    batch = ("a synthetic batch" if stats.source == "synthetic" else
+             f"the {stats.images} {stats.source} images of --data, letterboxed,")
     yield Problem(
-        f"YOLOv5's assignment of a synthetic batch at {h}x{w}: " + "; ".join(parts)
+        f"YOLOv5's assignment of {batch} at {h}x{w}: " + "; ".join(parts)
         + f" (positives per level {list(stats.positives)})",
         "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
         facts.key_location("anchors"),

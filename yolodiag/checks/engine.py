@@ -28,8 +28,10 @@ from yolodiag.findings import (
 
 if TYPE_CHECKING:
     from yolodiag.checkpoint import CheckpointInfo, Transfer
-    from yolodiag.checks.anchors import SyntheticAssignment
+    from yolodiag.checks.anchors import TargetAssignment
     from yolodiag.checks.crashes import Crash
+    from yolodiag.checks.data import AnchorFit
+    from yolodiag.data import DataInfo
     from yolodiag.gradflow import GradFlow
     from yolodiag.overfit import OverfitHistory
     from yolodiag.reference.builder import BuiltModel, LayerRecord
@@ -60,11 +62,12 @@ class Facts:
     checkpoint: CheckpointInfo | None = None  # --weights, read safely
     transfer: Transfer | None = None  # what train.py would load from it
     run: RunInfo | None = None  # a finished training run
+    data: DataInfo | None = None  # --data: the dataset as train.py reads it
 
     def has(self, stage: Stage) -> bool:
         return {Stage.SPEC: self.spec, Stage.BUILD: self.built, Stage.TRACE: self.trace,
                 Stage.GRAD: self.grads, Stage.FIT: self.fit, Stage.CKPT: self.transfer,
-                Stage.RUN: self.run}[stage] is not None
+                Stage.RUN: self.run, Stage.DATA: self.data}[stage] is not None
 
     def where(self, layer: int | None = None) -> Location:
         """Location of a layer's YAML row (or of the file)."""
@@ -106,12 +109,20 @@ class Facts:
         return crashes(self)
 
     @cached_property
-    def assignment(self) -> SyntheticAssignment | None:
-        """YOLOv5's assignment of the synthetic batch at the first traced size (None when the
-        anchors are AutoAnchor placeholders or the model could not be traced)."""
-        from yolodiag.checks.anchors import synthetic_assignment
+    def assignment(self) -> TargetAssignment | None:
+        """YOLOv5's assignment of the synthetic batch (--data: the train labels) at the first
+        traced size (None when the anchors are AutoAnchor placeholders or the model could not
+        be traced)."""
+        from yolodiag.checks.anchors import target_assignment
 
-        return synthetic_assignment(self)
+        return target_assignment(self)
+
+    @cached_property
+    def anchor_fit(self) -> AnchorFit | None:
+        """With --data: the anchors' best possible recall on the train labels (YD405)."""
+        from yolodiag.checks.data import anchor_fit
+
+        return anchor_fit(self)
 
     @property
     def first_ok(self) -> SizeTrace | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from yolodiag.checks.engine import Facts
-from yolodiag.findings import Problem, Severity, Stage, check, describe
+from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
 from yolodiag.spec import REFUSALS, Symbol
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -251,7 +251,10 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
         The Detect (or Segment) row's class count is a number other than the model's `nc`
-        (write `nc` there). With --data (a later release): the data's `nc`/`names` differ.
+        (write `nc` there), or, with --data, other than the data's class count. With --data
+        also: data.yaml's `nc` differs from the length of its `names` (YOLOv5 v7.0 then
+        trains len(names) classes). A model YAML `nc` other than the data's is no problem:
+        train.py builds the model with the data's, and so does yolodiag.
     Why it zeroes P and R:
         train.py overrides the model's `nc` from the data, but a number written into the
         Detect row is not overridden: the head predicts the wrong number of classes and the
@@ -259,19 +262,29 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
     Example:
         [[7, 4], 1, Detect, [3, anchors]]
     Fix:
-        Write `[[...], 1, Detect, [nc, anchors]]`.
+        Write `[[...], 1, Detect, [nc, anchors]]`; give data.yaml as many `names` as classes.
     """
+    data = facts.data
+    if data is not None and data.names and data.nc is not None and data.nc != len(data.names):
+        yield Problem(
+            f"{data.path}: nc is {data.nc} but names has {len(data.names)} entries: YOLOv5 "
+            f"v7.0 ignores nc and trains {len(data.names)} classes",
+            "make nc equal to the number of names (or drop nc)",
+            Location(str(data.path), data.lines.get("nc"), section="nc"),
+            {"data_nc": data.nc, "names": len(data.names)})
     for row in facts.spec.layers:
         if row.module not in ("Detect", "Segment") or not row.args:
             continue
         classes = row.args[0]
-        if isinstance(classes, Symbol) or classes == facts.spec.nc:
+        trained = data.classes if data is not None else facts.spec.nc
+        if isinstance(classes, Symbol) or classes == trained:
             continue
+        whose = "the data's class count" if data is not None else "the model's nc"
         yield Problem(
-            f"{row.module} is built for {classes!r} classes but the model's nc is "
-            f"{facts.spec.nc}; train.py overrides nc, not this number",
+            f"{row.module} is built for {classes!r} classes but {whose} is {trained}; "
+            "train.py overrides nc, not this number",
             f"write `nc` as the first {row.module} argument", facts.where(row.index),
-            {"detect_nc": classes, "nc": facts.spec.nc})
+            {"detect_nc": classes, "nc": trained})
 
 
 @check("YD110", "user-module-rule", INFO, Stage.SPEC)

@@ -1,0 +1,310 @@
+"""`--data data.yaml`: the dataset as YOLOv5 v7.0's train.py reads it, and batches from it.
+
+Splits resolve as YOLOv5 resolves them: `path` plus each relative `train`/`val`/`test` entry,
+an entry being a folder (searched recursively for images), a .txt list of image paths
+(`./x` relative to the list's folder) or one image. A label file is where YOLOv5 looks for
+it: the image path with its last `/images/` replaced by `/labels/` and its suffix by `.txt`.
+Labels are judged by YOLOv5's rules: an image whose label file has rows of other than 5
+values (9+ values: a polygon, turned into its bounding box), negative values, or coordinates
+above 1 is dropped as corrupt; duplicate rows are removed; class ids are not checked there
+(train.py asserts `max class < nc` on the train split only). A `names` list of another length
+than `nc` makes YOLOv5 v7.0 use `len(names)` classes.
+
+Image sizes (for the best possible recall and letterboxing) and pixels (for real batches) are
+read with Pillow, an optional extra, imported only here and only then.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolodiag.findings import Unsupported
+
+IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff",
+                            ".webp", ".pfm"})
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LabelProblem:
+    """One label file YOLOv5 would reject (or, for a class id, crash on)."""
+
+    kind: str  # "columns" | "negative" | "pixels" | "class"
+    label: Path
+    line: int  # 1-based row of the first offending value
+    text: str  # that row as written
+
+
+@dataclass
+class Split:
+    """One split of the dataset and what YOLOv5 would make of its labels."""
+
+    name: str
+    written: tuple[str, ...]  # the entries as data.yaml gives them
+    absent: tuple[str, ...] = ()  # entries that do not exist
+    images: tuple[Path, ...] = ()
+    missing: tuple[Path, ...] = ()  # images without a label file (YOLOv5: background)
+    empty: tuple[Path, ...] = ()  # label files without rows
+    problems: tuple[LabelProblem, ...] = ()
+    labels: dict[Path, np.ndarray] = field(default_factory=dict)  # kept images: (n, 5) rows
+
+    @property
+    def dropped(self) -> int:
+        """Images YOLOv5 ignores as corrupt (label rows it cannot use)."""
+        return len({p.label for p in self.problems if p.kind != "class"})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "entries": list(self.written), "absent": list(self.absent),
+                "images": len(self.images), "labels_missing": len(self.missing),
+                "labels_empty": len(self.empty), "dropped": self.dropped,
+                "objects": int(sum(len(rows) for rows in self.labels.values()))}
+
+
+@dataclass
+class DataInfo:
+    """A data.yaml read as YOLOv5 v7.0 reads it."""
+
+    path: Path
+    root: Path  # what relative entries are resolved against
+    nc: int | None  # as written
+    names: tuple[str, ...]
+    splits: dict[str, Split]
+    lines: dict[str, int]  # top-level key -> line in data.yaml
+
+    @property
+    def classes(self) -> int:
+        """The class count YOLOv5 trains with: len(names) when names are given."""
+        return len(self.names) if self.names else (self.nc or 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "root": str(self.root), "nc": self.nc,
+                "names": list(self.names), "classes": self.classes,
+                "splits": {name: split.as_dict() for name, split in self.splits.items()}}
+
+
+def read_data(path: str | Path, nc: int | None = None) -> DataInfo:
+    """Read data.yaml and every split's labels. `nc`: the class count to judge class ids by
+    (default: the data's). Raises Unsupported for a file that is not a YOLOv5 data YAML."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        lines = {key.value: key.start_mark.line + 1 for key, _ in yaml.compose(text).value} \
+            if isinstance(data, dict) else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise Unsupported(f"{path}: cannot read the data YAML: {_first_line(e)}") from e
+    if not isinstance(data, dict) or "train" not in data or not (data.get("names")
+                                                               or data.get("nc")):
+        raise Unsupported(f"{path}: not a YOLOv5 data YAML (needs `train`, `val` and `names` "
+                          "or `nc`)")
+    names = data.get("names") or ()
+    names = tuple(str(v) for _, v in sorted(names.items())) if isinstance(names, dict) else \
+        tuple(str(v) for v in names)
+    written_nc = data.get("nc") if isinstance(data.get("nc"), int) else None
+    root = _root(path, data)
+    info = DataInfo(path, root, written_nc, names, {}, lines)
+    classes = nc or info.classes
+    for name in SPLITS:
+        entries = data.get(name)
+        if entries:
+            entries = (entries,) if isinstance(entries, str) else tuple(map(str, entries))
+            info.splits[name] = _read_split(name, entries, root, classes)
+    return info
+
+
+def label_path(image: Path) -> Path:
+    """Where YOLOv5 looks for an image's labels: last /images/ -> /labels/, suffix -> .txt."""
+    text = str(image)
+    images, labels = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if images in text:
+        head, _, tail = text.rpartition(images)
+        text = head + labels + tail
+    return Path(text.rsplit(".", 1)[0] + ".txt")
+
+
+def _root(path: Path, data: dict) -> Path:
+    """`path:` relative to the data YAML's folder, where that holds the train split; else to the
+    working directory (YOLOv5 resolves it against its own folder, where train.py runs)."""
+    written = Path(str(data.get("path") or ""))
+    if written.is_absolute():
+        return written
+    candidates = [(path.parent / written).resolve(), (Path.cwd() / written).resolve()]
+    train = data.get("train")
+    first = train if isinstance(train, str) else (train[0] if train else "")
+    for candidate in candidates:
+        if (candidate / str(first)).exists():
+            return candidate
+    return candidates[0]
+
+
+def _read_split(name: str, entries: tuple[str, ...], root: Path, nc: int) -> Split:
+    images: list[Path] = []
+    absent = []
+    for entry in entries:
+        target = Path(entry) if Path(entry).is_absolute() else root / entry
+        if target.is_dir():
+            images += [p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif target.is_file() and target.suffix.lower() == ".txt":
+            images += _listed_images(target)
+        elif target.is_file() and target.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(target)
+        else:
+            absent.append(entry)
+    split = Split(name, entries, tuple(absent), tuple(sorted(set(images))))
+    missing, empty, problems = [], [], []
+    for image in split.images:
+        label = label_path(image)
+        if not label.is_file():
+            missing.append(image)
+            split.labels[image] = np.zeros((0, 5), np.float32)
+            continue
+        rows, problem = _read_labels(label, nc)
+        if problem is not None:
+            problems.append(problem)
+            if problem.kind != "class":
+                continue
+        if len(rows) == 0:
+            empty.append(label)
+        split.labels[image] = rows
+    split.missing, split.empty, split.problems = tuple(missing), tuple(empty), tuple(problems)
+    return split
+
+
+def _listed_images(listing: Path) -> list[Path]:
+    found = []
+    for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("./"):
+            line = str(listing.parent / line[2:])
+        if Path(line).suffix.lower() in IMAGE_SUFFIXES:
+            found.append(Path(line))
+    return found
+
+
+def _read_labels(label: Path, nc: int) -> tuple[np.ndarray, LabelProblem | None]:
+    """YOLOv5's reading of one label file: rows (n, 5), and the first problem it has."""
+    written = [line for line in label.read_text(encoding="utf-8", errors="replace").splitlines()
+               if line.strip()]
+    rows = []
+    for number, line in enumerate(written, 1):
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError:
+            return np.zeros((0, 5), np.float32), LabelProblem("columns", label, number, line)
+        if len(values) > 6:  # a polygon: YOLOv5 keeps its bounding box
+            xs, ys = values[1::2], values[2::2]
+            values = [values[0], (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2,
+                      max(xs) - min(xs), max(ys) - min(ys)]
+        rows.append((number, line, values))
+    for kind, bad in (("columns", lambda v: len(v) != 5), ("negative", lambda v: min(v) < 0),
+                      ("pixels", lambda v: max(v[1:]) > 1)):
+        for number, line, values in rows:
+            if bad(values):
+                return np.zeros((0, 5), np.float32), LabelProblem(kind, label, number, line)
+    array = np.unique(np.array([v for _, _, v in rows], np.float32).reshape(-1, 5), axis=0)
+    for number, line, values in rows:
+        if values[0] >= nc or values[0] != int(values[0]):
+            return array, LabelProblem("class", label, number, line)
+    return array, None
+
+
+def image_size(image: Path) -> tuple[int, int]:
+    """(width, height) as YOLOv5 sees it (EXIF rotation applied), from the header only."""
+    from PIL import Image
+
+    with Image.open(image) as im:
+        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
+            return im.height, im.width
+        return im.width, im.height
+
+
+def box_sizes(split: Split, img: int) -> np.ndarray:
+    """Every label's (w, h) in pixels with its image resized so its long side is `img`, as
+    YOLOv5's AutoAnchor measures them (without its random 0.9-1.1 scale)."""
+    sizes = []
+    for image, rows in split.labels.items():
+        if len(rows):
+            w, h = image_size(image)
+            scale = img / max(w, h)
+            sizes.append(rows[:, 3:5] * np.array([w * scale, h * scale], np.float32))
+    return np.concatenate(sizes, 0) if sizes else np.zeros((0, 2), np.float32)
+
+
+def best_possible_recall(sizes: np.ndarray, anchors: np.ndarray,
+                         anchor_t: float) -> tuple[float, float]:
+    """YOLOv5's check_anchors metric: for each label and anchor, the worse of the two side
+    ratios (min(r, 1/r) per side, then the smaller); a label is recallable when its best anchor
+    is above 1/anchor_t. Returns (best possible recall, mean anchors above threshold)."""
+    if len(sizes) == 0:
+        return 1.0, 0.0
+    ratio = sizes[:, None] / anchors[None]
+    worst_side = np.minimum(ratio, 1 / ratio).min(2)
+    best = worst_side.max(1)
+    return float((best > 1 / anchor_t).mean()), float((worst_side > 1 / anchor_t).sum(1).mean())
+
+
+def letterboxed_targets(split: Split, images: list[Path], img: tuple[int, int]):
+    """Targets (n, 6) (image index, class, x, y, w, h normalised) for `images` letterboxed into
+    `img` (height, width) as YOLOv5 letterboxes without augmentation."""
+    import torch
+
+    rows = []
+    for index, image in enumerate(images):
+        labels = split.labels[image]
+        if not len(labels):
+            continue
+        w0, h0 = image_size(image)
+        ratio, pad_x, pad_y = _letterbox((w0, h0), img)
+        h, w = img
+        box = labels[:, 1:5] * np.array([w0, h0, w0, h0], np.float32) * ratio
+        box[:, 0] += pad_x
+        box[:, 1] += pad_y
+        box /= np.array([w, h, w, h], np.float32)
+        rows.append(np.concatenate([np.full((len(labels), 1), index, np.float32),
+                                    labels[:, :1], box], 1))
+    return torch.from_numpy(np.concatenate(rows, 0) if rows else np.zeros((0, 6), np.float32))
+
+
+def _letterbox(size: tuple[int, int], img: tuple[int, int]) -> tuple[float, float, float]:
+    """(ratio, left padding, top padding) fitting a (w, h) image into (height, width)."""
+    w0, h0 = size
+    h, w = img
+    ratio = min(h / h0, w / w0)
+    return ratio, (w - round(w0 * ratio)) / 2, (h - round(h0 * ratio)) / 2
+
+
+def data_batch(split: Split, img: tuple[int, int], batch: int, device: str = "cpu"):
+    """(images (b, 3, h, w) in [0, 1], targets (n, 6)): the split's first `batch` images in
+    YOLOv5's (sorted) order, letterboxed into `img` on grey 114, no augmentation."""
+    import torch
+    from PIL import Image
+
+    chosen = list(split.labels)[:batch]
+    if not chosen:
+        raise Unsupported(f"the {split.name} split has no usable image for a batch")
+    h, w = img
+    tensors = []
+    for image in chosen:
+        with Image.open(image) as im:
+            im = im.convert("RGB")
+            ratio, pad_x, pad_y = _letterbox(im.size, img)
+            size = (round(im.width * ratio), round(im.height * ratio))
+            resample = Image.BILINEAR if ratio > 1 else Image.BOX  # as cv2's LINEAR / AREA
+            canvas = Image.new("RGB", (w, h), (114, 114, 114))
+            canvas.paste(im.resize(size, resample), (round(pad_x - 0.1), round(pad_y - 0.1)))
+        tensors.append(torch.from_numpy(np.asarray(canvas, np.float32) / 255).permute(2, 0, 1))
+    targets = letterboxed_targets(split, chosen, img)
+    return torch.stack(tensors).to(device), targets.to(device)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
