@@ -243,3 +243,15 @@ def test_a_data_yaml_that_is_not_one_is_one_line_exit_2(tmp_path):
     result = runner.invoke(app, ["check", str(write_yaml(tmp_path, TINY)), "--data", str(bad)])
     assert result.exit_code == 2 and "not a YOLOv5 data YAML" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_text_report_says_what_the_data_holds_and_what_ran_on_it():
+    data = str(shared(*SHAPES, "shapes.yaml"))
+    text = runner.invoke(app, ["check", str(yolov5s()), "--data", data], terminal_width=200)
+    assert "data train: 16 images, 34 objects" in text.stdout
+    assert "best possible recall 1.0000, 3.88 anchors per label" in text.stdout
+    assert "assignment of the train labels, letterboxed (16 images, 34 objects" in text.stdout
+    text = runner.invoke(app, ["overfit", str(shared("yamls", "stock", "yolov5n.yaml")),
+                               "--data", data, "--steps", "1", "--img", "64"],
+                         terminal_width=200)
+    assert f"on 2 train images of {data}" in text.stdout

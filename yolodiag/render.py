@@ -60,6 +60,22 @@ def render_text(run: Run, console: Console) -> None:
                   f"{summary['info']} info{models}; exit code {run.exit_code}", highlight=False)
 
 
+def _render_data(data: dict, console: Console) -> None:
+    """--data: what each split holds as train.py reads it, and the anchors' fit."""
+    for name, split in data["splits"].items():
+        console.print(
+            f"data {name}: {split['images']} images, {split['objects']} objects; "
+            f"labels missing {split['labels_missing']}, empty {split['labels_empty']}, "
+            f"images dropped as corrupt {split['dropped']}"
+            + (f"; not found: {', '.join(split['absent'])}" if split["absent"] else ""),
+            highlight=False)
+    fit = data.get("anchor_fit")
+    if fit:
+        console.print(f"anchors on the {fit['labels']} train labels at {fit['img']}: best "
+                      f"possible recall {fit['bpr']:.4f}, {fit['aat']:.2f} anchors per label "
+                      f"above 1/anchor_t ({data['classes']} classes)", highlight=False)
+
+
 def render_report(report: Report, console: Console, table: bool = True) -> None:
     """One model: title, table (optional), headline figures, findings by severity."""
     model = report.model
@@ -84,10 +100,14 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
         from yolodiag.render_transfer import render_transfer
 
         render_transfer(report, console)
+    if report.sections.get("data"):
+        _render_data(report.sections["data"], console)
     assignment = report.sections.get("assignment")
     if assignment:
         h, w = assignment["img"]
-        console.print(f"YOLOv5's assignment of a synthetic batch ({assignment['images']} images, "
+        batch = "a synthetic batch" if assignment["source"] == "synthetic" else (
+            "the train labels, letterboxed")
+        console.print(f"YOLOv5's assignment of {batch} ({assignment['images']} images, "
                       f"{assignment['targets']} objects, {h}x{w}): positives per level "
                       f"{', '.join(map(str, assignment['positives_per_level']))}; "
                       f"{assignment['unmatched']} objects matched by no anchor",

@@ -27,10 +27,10 @@ def render_gradflow(report: Report, console: Console) -> None:
     h, w = section["img"]
     loss = section["loss"]
     console.print(
-        f"One forward and backward of YOLOv5's loss on {section['batch']} synthetic images "
-        f"{h}x{w} ({section['targets']} objects) on {section['device']}: loss "
-        f"{loss['total']:.4g} (box {loss['box']:.4g}, obj {loss['obj']:.4g}, cls "
-        f"{loss['cls']:.4g})", highlight=False)
+        f"One forward and backward of YOLOv5's loss on {section['batch']} "
+        f"{report.batch_source} {h}x{w} ({section['targets']} objects) on "
+        f"{section['device']}: loss {loss['total']:.4g} (box {loss['box']:.4g}, obj "
+        f"{loss['obj']:.4g}, cls {loss['cls']:.4g})", highlight=False)
     console.print(gradient_table(section, _flags(report)))
     console.print("Stages (layers of one output stride; norms over all their parameters):",
                   highlight=False)

@@ -113,6 +113,12 @@ class Report:
         return summarize(self.findings)
 
     @property
+    def batch_source(self) -> str:
+        """What gradflow and overfit ran on: the synthetic images, or --data's train images."""
+        data = self.sections.get("data")
+        return f"train images of {data['path']}" if data else "synthetic images"
+
+    @property
     def exit_code(self) -> int:
         return exit_code(self.findings, self.fail_on)
 
