@@ -52,6 +52,13 @@ class Split:
     empty: tuple[Path, ...] = ()  # label files without rows
     problems: tuple[LabelProblem, ...] = ()
     labels: dict[Path, np.ndarray] = field(default_factory=dict)  # kept images: (n, 5) rows
+    _sizes: dict[Path, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    def size(self, image: Path) -> tuple[int, int]:
+        """An image's (width, height), read once (the anchor fit and YD404 both need it)."""
+        if image not in self._sizes:
+            self._sizes[image] = image_size(image)
+        return self._sizes[image]
 
     @property
     def dropped(self) -> int:
@@ -233,7 +240,7 @@ def box_sizes(split: Split, img: int) -> np.ndarray:
     sizes = []
     for image, rows in split.labels.items():
         if len(rows):
-            w, h = image_size(image)
+            w, h = split.size(image)
             scale = img / max(w, h)
             sizes.append(rows[:, 3:5] * np.array([w * scale, h * scale], np.float32))
     return np.concatenate(sizes, 0) if sizes else np.zeros((0, 2), np.float32)
@@ -262,7 +269,7 @@ def letterboxed_targets(split: Split, images: list[Path], img: tuple[int, int]):
         labels = split.labels[image]
         if not len(labels):
             continue
-        w0, h0 = image_size(image)
+        w0, h0 = split.size(image)
         ratio, pad_x, pad_y = _letterbox((w0, h0), img)
         h, w = img
         box = labels[:, 1:5] * np.array([w0, h0, w0, h0], np.float32) * ratio
