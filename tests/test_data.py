@@ -255,3 +255,16 @@ def test_text_report_says_what_the_data_holds_and_what_ran_on_it():
                                "--data", data, "--steps", "1", "--img", "64"],
                          terminal_width=200)
     assert f"on 2 train images of {data}" in text.stdout
+
+
+def test_image_size_follows_exif_rotation_as_yolov5(tmp_path):
+    from PIL import Image
+
+    from yolodiag.data import image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: YOLOv5 swaps width and height
+    Image.new("RGB", (200, 100)).save(tmp_path / "r.jpg", exif=exif)
+    Image.new("RGB", (200, 100)).save(tmp_path / "p.png")
+    assert image_size(tmp_path / "r.jpg") == (100, 200)
+    assert image_size(tmp_path / "p.png") == (200, 100)

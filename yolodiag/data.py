@@ -229,7 +229,10 @@ def image_size(image: Path) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(image) as im:
-        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
+        # getexif() decodes a whole PNG to look for a trailing eXIf chunk (50x the header's
+        # cost); formats that carry EXIF in their header, or a PNG whose header has it, are asked.
+        if (im.format in ("JPEG", "MPO", "TIFF", "WEBP") or "exif" in im.info) and \
+                im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
             return im.height, im.width
         return im.width, im.height
 
