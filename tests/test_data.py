@@ -142,6 +142,7 @@ def test_label_rules_polygons_negative_and_columns(tmp_path):
     (labels / "001.txt").write_text("0 -0.1 0.5 0.2 0.2\n")
     (labels / "002.txt").write_text("0 0.5 0.5 0.2\n")
     (labels / "003.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n")  # duplicates
+    (labels / "004.txt").write_text("2 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n")  # order kept
     split = read_data(folder / "shapes.yaml").splits["train"]
     image = folder / "images" / "train"
     np.testing.assert_allclose(split.labels[image / "000.png"], [[1, 0.2, 0.25, 0.2, 0.3]],
@@ -149,6 +150,7 @@ def test_label_rules_polygons_negative_and_columns(tmp_path):
     assert {p.kind for p in split.problems} == {"negative", "columns"}
     assert image / "001.png" not in split.labels and image / "002.png" not in split.labels
     assert len(split.labels[image / "003.png"]) == 1
+    assert split.labels[image / "004.png"][:, 0].tolist() == [2, 0]  # as YOLOv5 reads it
 
 
 def test_label_path_is_yolov5s_rule():

@@ -217,7 +217,10 @@ def _read_labels(label: Path, nc: int) -> tuple[np.ndarray, LabelProblem | None]
         for number, line, values in rows:
             if bad(values):
                 return np.zeros((0, 5), np.float32), LabelProblem(kind, label, number, line)
-    array = np.unique(np.array([v for _, _, v in rows], np.float32).reshape(-1, 5), axis=0)
+    array = np.array([v for _, _, v in rows], np.float32).reshape(-1, 5)
+    _, first = np.unique(array, axis=0, return_index=True)
+    if len(first) < len(array):  # as YOLOv5: rows reordered only when duplicates are dropped
+        array = array[first]
     for number, line, values in rows:
         if values[0] >= nc or values[0] != int(values[0]):
             return array, LabelProblem("class", label, number, line)
