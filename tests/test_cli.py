@@ -22,7 +22,7 @@ def invoke(*args: str):
 
 def test_check_without_model_runs_the_bundled_example_and_says_so():
     result = invoke("check")
-    assert result.exit_code == 1, result.output  # its recipe has errors: see test_checks.py
+    assert result.exit_code == 0, result.output  # its recipe has warnings only: see test_checks.py
     assert "bundled example" in result.stdout
     assert "25 layers, 10,922,013 parameters, 115.8 GFLOPs at 640x640" in result.stdout
     assert "strides 4, 8, 16" in result.stdout

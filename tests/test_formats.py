@@ -83,7 +83,8 @@ def test_sarif_rules_carry_the_documentation():
     assert "\n" not in rule["shortDescription"]["text"]
     assert len(rule["fullDescription"]["text"]) > len(rule["shortDescription"]["text"])
     assert rule["help"]["text"]
-    assert rule["defaultConfiguration"]["level"] == "error"
+    assert rule["defaultConfiguration"]["level"] == "warning"
+    assert rules["YD303"]["defaultConfiguration"]["level"] == "error"
     assert rules["YD204"]["defaultConfiguration"]["level"] == "warning"
     assert rules["YD108"]["defaultConfiguration"]["level"] == "note"
 
@@ -296,12 +297,12 @@ def test_github_file_without_line_and_several_models():
 def test_bundled_model_end_to_end():
     from yolodiag import commands
 
-    run = Run("check", [commands.check()])
+    run = Run("check", [commands.check(fail_on=Severity.WARNING)])
     log = json.loads(to_sarif(run))
     assert_sarif_required(log)
     assert any(r["ruleId"] == "YD301" for r in log["runs"][0]["results"])
     github = to_github(run).splitlines()
-    assert any(line.startswith("::error file=") and "title=YD301" in line for line in github)
+    assert any(line.startswith("::warning file=") and "title=YD301" in line for line in github)
     root = ET.fromstring(to_junit(run).encode("utf-8"))
     assert case(root, "YD301").find("failure") is not None
     assert_counts_consistent(root)

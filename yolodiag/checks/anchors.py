@@ -92,6 +92,9 @@ def anchor_level_count(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         YOLOv5 builds one output per anchor row: extra inputs are never predicted from, a
         missing row crashes its build, and odd or ragged rows crash the anchor reshape.
+    Why it is an error:
+        YOLOv5's Detect reshapes the anchors into one row per input: a missing row or a
+        ragged one raises in the build; an extra input is never predicted from.
     Example:
         anchors:
           - [10,13, 16,30, 33,23]  # P3/8
@@ -294,6 +297,10 @@ def no_target_matched(facts: Facts) -> Iterator[Problem]:
         A target with no positive anchor contributes no box and no class loss, and its cells
         are trained as background: the model learns to see nothing there, so recall for such
         objects is exactly zero. A level with zero positives only ever learns "no object".
+    Why it is an error:
+        Measured by YOLOv5's own assignment (build_targets): a target with no positive
+        anchor adds nothing to the box or class loss and its cells are trained as
+        background, so its recall is exactly zero however long the model trains.
     Example:
         anchors:
           - [1.25,1.625, 2,3.75, 4.125,2.875]  # grid units, not pixels

@@ -186,6 +186,9 @@ describe(INTERNAL_ERROR, "internal-error", Severity.ERROR, Stage.SPEC, """
     Why it zeroes P and R:
         It does not by itself: it means one aspect of the model was not judged, so the model
         has not been fully checked. The exit code is 3 (internal error), whatever --fail-on.
+    Why it is an error:
+        A check that crashed leaves one aspect of the model unjudged: the report cannot vouch
+        for the model, so CI must not pass it silently.
     Example:
         Any YAML that exposes a bug in a check.
     Fix:

@@ -52,6 +52,10 @@ def cannot_overfit(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         A model that cannot fit 2 images cannot fit a dataset: validation's precision and
         recall stay at zero however long it trains.
+    Why it is an error:
+        Measured: the model was trained on the very batch it is scored on and still did not
+        reach the pass mark; a model that cannot memorise one batch does not learn a
+        dataset.
     Example:
         anchors:
           - [1.25,1.625, 2,3.75, 4.125,2.875]  # grid units, not pixels
@@ -106,6 +110,9 @@ def loss_not_decreasing(facts: Facts) -> Iterator[Problem]:
         boxes never fit, an objectness term that stays up means no cell learns "object here".
         The usual causes are a detached or frozen path (gradflow's YD601), a learning signal
         that never reaches the head's inputs, or targets assigned to the wrong cells.
+    Why it is an error:
+        Measured over the run: a loss term that does not fall is a term the model does not
+        learn, and the run did not reach the pass mark.
     Example:
         [[7, 4], 1, DetachedDetect, [nc, anchors]],   # 8: Detect whose forward detaches its outputs
     Fix:
@@ -146,6 +153,9 @@ def nonfinite_loss(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         The optimizer writes NaN into the weights; every later prediction is NaN, NMS keeps
         nothing, and precision, recall and mAP are zero while the log shows `nan`.
+    Why it is an error:
+        Measured: the loss or the gradient norm turned NaN or Inf; the optimiser then writes
+        NaN into the weights and every later prediction is NaN.
     Example:
         [-1, 1, Overflowing, [32]],   # 2: multiplies its output by 1e5, fine in float32
     Fix:
@@ -180,6 +190,9 @@ def train_eval_mismatch(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         val.py and detect.py run eval mode. A model whose eval mode predicts garbage shows
         zero precision and recall in every validation, however well its loss falls.
+    Why it is an error:
+        Measured: train mode fits the batch while eval mode, which val.py runs, reaches less
+        than half of it; validation scores the eval-mode predictions.
     Example:
         [-1, 1, FrozenStatsConv, [32, 3, 1]],   # 2: BatchNorm with momentum 0
     Fix:

@@ -23,23 +23,36 @@ def _head_inputs(facts: Facts) -> list[int]:
     return list(facts.spec.layers[facts.built.head_index].sources)
 
 
-@check("YD301", "detect-stride-nonstandard", E, Stage.TRACE)
+@check("YD301", "detect-stride-nonstandard", W, Stage.TRACE)
 def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
         Detect levels whose measured strides differ from the strides their anchor rows were
         designed for. YOLOv5's default rows are recognised exactly (P3/8, P4/16, P5/32, P6/64,
         P7/128, yolov3-tiny's P4/16 and P5/32, at 640, 1280 and 1920); a user's own row is
-        matched to the default row of the nearest size (within 1.5x) and reported as a
-        warning only; `anchors: N` rows are fitted to the data by AutoAnchor and not judged.
-        Names the layers where the downsampling went missing (a stride-1 stem, a stride
-        argument that is ignored) or, failing that, where the backbone downsamples.
+        matched to the default row of the nearest size (within 1.5x); `anchors: N` rows are
+        fitted to the data by AutoAnchor and not judged. Names the layers where the
+        downsampling went missing (a stride-1 stem, a stride argument that is ignored) or,
+        failing that, where the backbone downsamples, and what the strides cost.
     Why it zeroes P and R:
-        Each level predicts boxes in grid units of its stride. At stride 4 instead of 8 the
-        anchors in grid cells are twice too large, the objectness prior (about 8 objects per
-        640 image per level) is spread over four times as many cells and falls below
-        val.py's confidence threshold, and the compute quadruples: training shows falling
-        loss with zero precision and recall for a long time.
+        It does not by itself; it makes the model slower to train and far more expensive.
+        YOLOv5 matches anchors to targets in pixels (the width and height ratio of target
+        and anchor), so the same targets get the same anchors at any stride. What changes:
+        a level at stride 4 has four times the cells of one at 8 (160x160 at 640), its
+        objectness prior (YOLOv5's bias init, about 8 objects per 640 image per level) starts
+        four times lower, at 3.1e-4 instead of 1.2e-3, and the compute grows with the cells
+        (YD307). Validation at conf 0.001 sees few boxes from such a level until training
+        lifts its objectness.
+    Why it is a warning:
+        Measured on the seed recipe (strides 4/8/16) against the same recipe done right
+        (8/16/32) on ../shared/golden/data/shapes: YOLOv5's assignment gives both exactly the
+        same positives (0, 90 and 306 per level on the 16 train images at 640); both memorise
+        one batch (`yolodiag overfit`, batch 2: the seed passes at step 250, the fixed recipe
+        at 180; the seed on 4 real images at 180); and real train.py runs of both end near
+        zero after 3 epochs (mAP@0.5 0.0029 for the seed, 0.0056 for the fixed recipe from
+        scratch: 6 optimiser steps, all inside train.py's 100 warm-up iterations). The seed
+        costs 4.4x the GFLOPs (113 vs 26 at 640) and trains slower; it does not keep P and R
+        at zero.
     Example:
         [-1, 1, Conv, [16, 3, 1]]  # 0: a stride-1 stem
     Fix:
@@ -60,12 +73,28 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     expected = [d for d, _ in designs]
     whose = "YOLOv5's default rows" if default else "sized like YOLOv5's rows"
     culprits, hint = _missing_downsampling(facts, strides, expected)
+    priors = [objectness_prior(s) for s in strides]
+    designed_priors = [objectness_prior(d) for d in expected if d is not None]
     yield Problem(
         f"Detect level strides are {_list(strides)}, but its anchors are {whose} designed for "
-        f"{'/'.join('?' if d is None else str(d) for d in expected)}{culprits}",
+        f"{'/'.join('?' if d is None else str(d) for d in expected)}{culprits}. What it "
+        "costs (targets still get the same anchors: YOLOv5 matches them in pixels): "
+        f"objectness priors start at {_priors(priors)} instead of {_priors(designed_priors)}, "
+        "and the compute grows with the cells (YD307)",
         hint, facts.where(facts.built.head_index),
         {"strides": [plain_number(s) for s in strides], "designed_for": expected,
-         "default_anchors": default, "levels": wrong}, severity=E if default else W)
+         "default_anchors": default, "levels": wrong, "objectness_priors": priors})
+
+
+def objectness_prior(stride: float, img: int = 640, objects: int = 8) -> float:
+    """The objectness a fresh YOLOv5 Detect level predicts per cell: its bias init assumes
+    about `objects` objects per `img` image per level, spread over (img / stride)^2 cells."""
+    odds = objects / (img / stride) ** 2
+    return odds / (1 + odds)
+
+
+def _priors(values) -> str:
+    return "/".join(f"{v:.2g}" for v in values)
 
 
 def _missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:
@@ -100,6 +129,11 @@ def detect_stride_order(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         YOLOv5 pairs anchors with levels by the stride order and decodes boxes with the
         stride: duplicated or fractional strides put predictions at the wrong positions.
+    Why it is an error:
+        YOLOv5 decodes each level with its measured stride and pairs it with an anchor row
+        by stride order: two levels with one stride predict the same cells, and a fractional
+        stride (a map that does not divide 256) puts every decoded box of that level off its
+        cell.
     Example:
         [[4, 7], 1, Detect, [nc, anchors]]  # a /16 level before a /8 one
     Fix:
@@ -132,6 +166,9 @@ def concat_spatial_mismatch(facts: Facts) -> Iterator[Problem]:
         missing Upsample.
     Why it zeroes P and R:
         torch.cat refuses the maps: YOLOv5's build (or training at that size) crashes.
+    Why it is an error:
+        torch.cat raises at that image size: YOLOv5's build (at 256x256) or training and
+        validation at that size crash.
     Example:
         [[-1, 4], 1, Concat, [1]]  # a /8 map with a /16 map
     Fix:
@@ -167,6 +204,11 @@ def grid_shape_mismatch(facts: Facts) -> Iterator[Problem]:
         YOLOv5 decodes cell (i, j) as ((j + offset) * s, (i + offset) * s): with a grid a few
         cells short, every box is shifted, and the targets are built for cells that do not
         line up with the features.
+    Why it is an error:
+        Targets are placed by the map's own grid (x * nx) but decoded with the stride ((j +
+        offset) * s): with nx * s != W every decoded box is displaced, by up to the missing
+        cells times the stride at the far edge, so boxes away from the origin never reach
+        IoU 0.5.
     Example:
         [-1, 1, Conv, [64, 3, 1, 0]]  # no padding before a Detect input
     Fix:

@@ -36,6 +36,9 @@ def no_gradient(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         Those layers keep their random initial weights for the whole training: every feature
         computed after them is built on noise, so the head learns nothing it can localise.
+    Why it is an error:
+        Measured by one real backward: layers with no gradient keep their random weights in
+        every step, so what comes after them is trained on fixed noise.
     Example:
         [-1, 1, DetachingBlock, [32]],   # 2: forward starts with x = x.detach()
     Fix:
@@ -98,6 +101,9 @@ def nonfinite_gradient(facts: Facts) -> Iterator[Problem]:
         One NaN gradient makes the optimizer write NaN into the weights; from then on every
         prediction is NaN, NMS keeps nothing, and precision, recall and mAP are zero while
         the logged loss shows `nan`.
+    Why it is an error:
+        Measured by one real backward: the first optimiser step writes NaN into the weights,
+        and from then on every prediction is NaN.
     Example:
         [-1, 1, NanBlock, [32]],   # 2: forward divides by a zero norm
     Fix:
@@ -254,6 +260,10 @@ def residual_path_dead(facts: Facts) -> Iterator[Problem]:
         Without its shortcut a ResNet block is a plain stack: the `+ 1` term that keeps the
         gradient at the early layers at the head's scale is gone, and a model designed
         around residual blocks trains like a much deeper plain network, or not at all.
+    Why it is an error:
+        Measured by backpropagating through each path alone: the shortcut returns nothing,
+        so the block trains as a plain stack and the layers before it get the gradient of a
+        much deeper plain network.
     Example:
         [-1, 1, NoAddBlock, [32]],   # 2: a BasicBlock whose forward forgets out += shortcut
     Fix:

@@ -18,6 +18,9 @@ describe("YD100", REFUSALS["YD100"], E, Stage.SPEC, """
         The message names the line and column where the parser stopped.
     Why it zeroes P and R:
         YOLOv5 would not start training at all; yolodiag stops here too (exit code 2).
+    Why it is an error:
+        Input refused: YOLOv5's yaml.safe_load raises the same way, so nothing can train
+        (exit code 2).
     Example:
         backbone: [[-1, 1, Conv, [64, 6, 2, 2]]
     Fix:
@@ -30,6 +33,9 @@ describe("YD101", REFUSALS["YD101"], E, Stage.SPEC, """
         `backbone`, `head`, `depth_multiple`, `width_multiple` (parse_model reads all of them).
     Why it zeroes P and R:
         YOLOv5 crashes with a KeyError before training; yolodiag stops with exit code 2.
+    Why it is an error:
+        Input refused: parse_model raises KeyError before the first layer is built (exit
+        code 2).
     Example:
         depth_multiple: 1.0  # and no width_multiple line
     Fix:
@@ -42,6 +48,8 @@ describe("YD102", REFUSALS["YD102"], E, Stage.SPEC, """
         integer or list of integers, `number` not an integer >= 1, `args` not a list.
     Why it zeroes P and R:
         YOLOv5 fails to unpack the row; nothing trains. yolodiag stops with exit code 2.
+    Why it is an error:
+        Input refused: parse_model cannot unpack the row and raises (exit code 2).
     Example:
         [-1, Conv, [64, 3, 2]]
     Fix:
@@ -54,6 +62,8 @@ describe("YD103", REFUSALS["YD103"], E, Stage.SPEC, """
         defined in a --modules file. The hint suggests close names.
     Why it zeroes P and R:
         YOLOv5's eval raises NameError; nothing trains. yolodiag stops with exit code 2.
+    Why it is an error:
+        Input refused: parse_model's eval raises NameError on the name (exit code 2).
     Example:
         [-1, 1, Cnov, [64, 3, 2]]
     Fix:
@@ -66,6 +76,9 @@ describe("YD104", REFUSALS["YD104"], E, Stage.SPEC, """
     Why it zeroes P and R:
         YOLOv5 indexes a list that does not hold that layer yet and crashes (or, for negative
         indices, silently wraps around to a wrong layer). yolodiag stops with exit code 2.
+    Why it is an error:
+        Input refused: the build raises IndexError or wires a layer that does not exist yet
+        (exit code 2).
     Example:
         [[-1, 7], 1, Concat, [1]]  # at layer 6
     Fix:
@@ -80,6 +93,9 @@ describe("YD105", REFUSALS["YD105"], E, Stage.SPEC, """
     Why it zeroes P and R:
         Such a string runs arbitrary code in YOLOv5. yolodiag never evaluates it and stops
         with exit code 2.
+    Why it is an error:
+        Input refused: yolodiag never evaluates such a string, and YOLOv5 would run it as
+        code (exit code 2).
     Example:
         [-1, 1, Conv, [__import__('os').getcwd(), 3, 2]]
     Fix:
@@ -259,6 +275,12 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
         train.py overrides the model's `nc` from the data, but a number written into the
         Detect row is not overridden: the head predicts the wrong number of classes and the
         class targets land in the wrong outputs (or index past them).
+    Why it is an error:
+        Only where the Detect row holds fewer classes than are trained: YOLOv5's ComputeLoss
+        writes each target's class into a row of the head's width and raises IndexError at
+        the first batch holding a class id at or above it. A Detect row with more classes
+        trains (the extra outputs only ever learn 'absent') and so does a data.yaml whose nc
+        and names disagree (v7.0 trains len(names) classes): those are warnings.
     Example:
         [[7, 4], 1, Detect, [3, anchors]]
     Fix:
@@ -271,7 +293,7 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
             f"v7.0 ignores nc and trains {len(data.names)} classes",
             "make nc equal to the number of names (or drop nc)",
             Location(str(data.path), data.lines.get("nc"), section="nc"),
-            {"data_nc": data.nc, "names": len(data.names)})
+            {"data_nc": data.nc, "names": len(data.names)}, W)
     for row in facts.spec.layers:
         if row.module not in ("Detect", "Segment") or not row.args:
             continue
@@ -284,7 +306,8 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
             f"{row.module} is built for {classes!r} classes but {whose} is {trained}; "
             "train.py overrides nc, not this number",
             f"write `nc` as the first {row.module} argument", facts.where(row.index),
-            {"detect_nc": classes, "nc": trained})
+            {"detect_nc": classes, "nc": trained},
+            None if not isinstance(classes, int) or classes < trained else W)
 
 
 @check("YD110", "user-module-rule", INFO, Stage.SPEC)

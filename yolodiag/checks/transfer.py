@@ -42,6 +42,9 @@ def cfg_ignored(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         It does not zero them by itself: it trains a different model. Every conclusion drawn
         from the run about the edited architecture is wrong, and the edit's own bugs go unseen.
+    Why it is an error:
+        The run trains the checkpoint's own model: none of the edited YAML is trained, so
+        the run says nothing about it, and the edit that was meant to be tested never ran.
     Example:
         yolodiag weights model.yaml --weights yolov5s.pt --no-cfg
     Fix:
@@ -172,6 +175,9 @@ def nonfinite_weights(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         Every transferred NaN spreads through the forward: all predictions are NaN, NMS keeps
         nothing, P = R = mAP = 0.
+    Why it is an error:
+        A NaN in any transferred tensor makes every prediction NaN from the first forward:
+        NMS keeps nothing and P = R = mAP = 0 in every epoch.
     Example:
         yolodiag weights model.yaml --weights diverged.pt
     Fix:

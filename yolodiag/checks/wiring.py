@@ -32,6 +32,9 @@ def channel_mismatch(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         YOLOv5's build crashes in its stride probe ("expected input to have C' channels"), or
         later rows are built for widths they never get.
+    Why it is an error:
+        YOLOv5's own build fails: its stride probe raises the same RuntimeError (the golden
+        builds and the live oracle reproduce each case), so nothing trains.
     Example:
         [-2, 1, nn.BatchNorm2d, []]
     Fix:
@@ -88,6 +91,8 @@ def build_failed(facts: Facts) -> Iterator[Problem]:
         model. The message carries the layer and the exception.
     Why it zeroes P and R:
         Nothing trains: YOLOv5 stops with a traceback that names no cause in the YAML.
+    Why it is an error:
+        The build or the forward raises: train.py stops before the first step.
     Example:
         [-1, 1, Conv, [64, 3, 2, 1, 5]]
     Fix:
@@ -174,7 +179,7 @@ def tap_skips_block(facts: Facts) -> Iterator[Problem]:
                 facts.where(row.index), {"tapped": i, "refined_by": refiner})
 
 
-@check("YD205", "stride-arg-ignored", E, Stage.TRACE)
+@check("YD205", "stride-arg-ignored", W, Stage.TRACE)
 def stride_arg_ignored(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -182,9 +187,13 @@ def stride_arg_ignored(facts: Facts) -> Iterator[Problem]:
         the block accepts `stride` but never uses it (the seed's BasicBlock hard-codes
         `stride=1` in its convolutions).
     Why it zeroes P and R:
-        Every later map is s times larger than designed: the Detect strides silently become
-        4/8/16 instead of 8/16/32, YOLOv5's default anchors no longer fit, and the compute
-        grows by s^2.
+        It does not by itself. Every later map is s times larger than designed: the Detect
+        strides silently become 4/8/16 instead of 8/16/32 and the compute grows by s^2; a
+        Concat with a map that did downsample crashes (YD303, an error of its own).
+    Why it is a warning:
+        What the changed strides cost is measured under YD301 (`yolodiag explain YD301`): the
+        same positives, a model that still memorises a batch, four times the cells and a
+        lower objectness prior at the finest level, several times the compute.
     Example:
         [-1, 1, BasicBlock, [64, 2]]
     Fix:
@@ -230,6 +239,9 @@ def shortcut_mismatch(facts: Facts) -> Iterator[Problem]:
         or width. Caught whether torch refuses the add or broadcasts it silently.
     Why it zeroes P and R:
         The build crashes, or the broadcast adds a wrong tensor to every output of the block.
+    Why it is an error:
+        The add raises in YOLOv5's build (shapes that do not broadcast), or a broadcast adds
+        one wrong tensor to every output of the block, which no training undoes.
     Example:
         [-1, 1, GhostBottleneck, [64, 3, 1]]
     Fix:
