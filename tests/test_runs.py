@@ -193,10 +193,24 @@ def test_folder_without_opt_yaml_and_missing_folder_are_two_different_errors(tmp
     assert len(no_opt.stderr.strip().splitlines()) == len(missing.stderr.strip().splitlines()) == 1
 
 
-def test_missing_weights_option_is_a_usage_error(seed_run):
-    result = runner.invoke(app, ["run", str(seed_run), "--weights", "nothere.pt"])
+@pytest.mark.parametrize("option,name", [("--weights", "nothere.pt"), ("--cfg", "nothere.yaml")])
+def test_missing_weights_or_cfg_option_is_a_usage_error(seed_run, option, name):
+    result = runner.invoke(app, ["run", str(seed_run), option, name])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "yolodiag: --weights nothere.pt: no such file"
+    assert result.stderr.strip() == f"yolodiag: {option} {name}: no such file"
+
+
+def test_run_past_its_warmup_does_not_blame_the_warmup(tmp_path):
+    run = lay_out_checkout(tmp_path, "seed-scratch")
+    header, *rows = (run / "results.csv").read_text().splitlines()
+    last = rows[-1].split(",", 1)[1]
+    (run / "results.csv").write_text("\n".join([header, *(f"{i:>20},{last}"
+                                                          for i in range(150))]) + "\n")
+    report = commands.run(run)
+    (zero,) = [f for f in report.findings if f.code == "YD506"]
+    assert report.sections["run"]["schedule"]["iterations"] == 300
+    assert zero.data["cause_kinds"][0] == "scratch" and "warmup" not in zero.data["cause_kinds"]
+    assert "trained 150 epochs" in zero.data["causes"][0]
 
 
 def test_unreadable_opt_yaml_is_one_line_naming_its_line(tmp_path):

@@ -449,7 +449,9 @@ def run_command(
     weights: Path | None = typer.Option(None, "--weights", help="The checkpoint it started "
                                         "from (default: opt.yaml's weights, where found); "
                                         "must exist."),
-    nc: int | None = NC_OPTION,
+    nc: int | None = typer.Option(None, "--nc", min=1, help="The class count train.py built "
+                                  "the model with (default: the run's data YAML, its names "
+                                  "winning over its nc, as in YOLOv5 v7.0)."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of the run's "
                                      "curves (needs matplotlib)."),
     select: list[str] = SELECT_OPTION,

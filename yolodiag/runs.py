@@ -150,11 +150,14 @@ class RunInfo:
         if plan is None:
             if self.epochs >= MIN_WARMUP_ITERATIONS:
                 return None
+            batch = self.opt.get("batch_size")
+            unknown = (f"the data YAML was not read: {self.data_note}" if self.data is None
+                       else "its train split holds no images" if not self.train_images
+                       else f"--batch-size {batch}")
             return ("warmup", f"train.py's warm-up lasts at least {MIN_WARMUP_ITERATIONS} "
                               f"iterations; {self.epochs} epochs pass it only with "
                               f"{math.ceil(MIN_WARMUP_ITERATIONS / max(self.epochs, 1))} or more "
-                              f"batches per epoch (train images not counted: "
-                              f"{self.data_note or 'no train split'})")
+                              f"batches per epoch (batches per epoch unknown: {unknown})")
         done = (f"{plan.epochs_done} epochs x {plan.batches_per_epoch} batches "
                 f"({plan.train_images} train images, batch {plan.batch_size}) = "
                 f"{plan.iterations} iterations ({plan.optimizer_steps} optimiser steps)")
@@ -189,10 +192,11 @@ class RunInfo:
         if self.weights and self.cfg:
             if transfer is not None:
                 listed = format_runs(transfer.random_layers()) or "none"
+                shape = sum(k.status == "shape" for k in transfer.keys)
                 causes.append(("transfer", f"--weights {self.weights} with an edited --cfg "
                                f"{self.cfg}: train.py transferred {transfer.transferred}/"
                                f"{transfer.total} items by name and shape, layers {listed} "
-                               "stayed random (YD502/YD503)"))
+                               f"stayed random, {shape} tensors skipped for another shape"))
             else:
                 causes.append(("transfer", f"--weights {self.weights} with --cfg {self.cfg}: "
                                "train.py transfers by name and shape, so an edited backbone "
