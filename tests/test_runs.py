@@ -182,6 +182,20 @@ def test_run_that_stopped_before_its_first_epoch_is_yd507_exit_1(seed_run, tmp_p
     assert result.exit_code == 1
     assert "YD507" in result.stdout and "YD506" not in result.stdout
     assert "stopped before the first epoch finished" in result.stdout
+    assert "the cfg's forward runs at 160 here" in result.stdout  # the seed does not crash
+
+
+def test_incomplete_run_names_the_layer_its_cfg_crashes_in(seed_run, tmp_path):
+    run = tmp_path / "runs" / "train" / "crashed"
+    shutil.copytree(seed_run, run)
+    header = (run / "results.csv").read_text().splitlines()[0]
+    (run / "results.csv").write_text(header + "\n")
+    concat_mismatch = Path(__file__).parent / "examples" / "YD303" / "bad.yaml"
+    code, report = cli_json(str(run), "--cfg", str(concat_mismatch))
+    assert code == 1
+    (stopped,) = [f for f in report["findings"] if f["code"] == "YD507"]
+    assert stopped["data"]["cfg_crashes"] == [{"layer": 6, "code": "YD303"}]
+    assert "YD303" in {f["code"] for f in report["findings"]}
 
 
 def test_folder_without_opt_yaml_and_missing_folder_are_two_different_errors(tmp_path):

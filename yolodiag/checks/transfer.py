@@ -235,8 +235,9 @@ def run_incomplete(facts: Facts) -> Iterator[Problem]:
         A run folder train.py wrote (it has opt.yaml) whose results.csv is missing, empty or
         holds only its header: train.py appends one row to results.csv at the end of every
         epoch, after validation, so the run stopped before its first epoch finished (or is
-        still in it). The cfg's own errors at the run's image size, which can be what stopped
-        it (a forward that crashes), are named with it.
+        still in it). Where the cfg is found, its forward at the run's image size is named
+        with it: the layer it crashes in and the code that explains it (a crash stops train.py
+        in its first iteration), or that it runs, which leaves the data and the device.
     Why it zeroes P and R:
         No epoch finished, so nothing was validated: there are no P, R or mAP at all, and
         best.pt and last.pt were never written from a trained epoch.
@@ -253,12 +254,19 @@ def run_incomplete(facts: Facts) -> Iterator[Problem]:
         return
     state = {"missing": "no results.csv", "empty": "an empty results.csv",
              "header-only": "a results.csv with only its header"}[run.results]
-    errors = [f.code for f in run.cfg_findings if f.severity is Severity.ERROR]
-    named = (f"; the cfg's own errors at {run.imgsz}: {', '.join(dict.fromkeys(errors))}"
-             if errors else "")
+    crashes = facts.crashes if facts.trace is not None else []
+    if crashes:
+        named = f"; the cfg's forward crashes at {run.imgsz}: " + ", ".join(
+            f"layer {c.layer} ({c.cause or 'YD202'})" for c in crashes)
+    elif facts.trace is not None:
+        named = (f"; the cfg's forward runs at {run.imgsz} here, so look outside the model "
+                 "(the data, memory, the device)")
+    else:
+        named = ""
     yield Problem(
         f"{state}: train.py stopped before the first epoch finished (it writes a row after "
         f"every epoch's validation), or it is still in it{named}",
         "find the exception at the end of train.py's output and fix it, then train again",
         Location(str(run.results_path if run.results != "missing" else Path(run.path))),
-        {"results_state": run.results, "cfg_errors": errors})
+        {"results_state": run.results,
+         "cfg_crashes": [{"layer": c.layer, "code": c.cause or "YD202"} for c in crashes]})
