@@ -64,7 +64,9 @@ def render_run(report: Report, console: Console) -> None:
         ("cfg", "cfg_path"), ("weights", "weights_path"), ("data", "data_path")) if run.get(key))
     console.print(f"checkout train.py ran in: {run.get('root') or 'unknown'}; found "
                   f"{found or 'none of the files opt.yaml names'}", highlight=False)
-    console.print(f"classes: nc={run.get('nc')} from {run.get('nc_source')}"
+    nc = run.get("nc")
+    console.print("classes: " + (f"nc={nc} from {run.get('nc_source')}" if nc is not None
+                                 else "unknown (no --nc, no data YAML read, no cfg built)")
                   + (f" (data YAML not read: {run['data_note']})" if run.get("data_note")
                      else ""), highlight=False)
     plan = run.get("schedule")

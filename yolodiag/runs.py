@@ -93,6 +93,14 @@ class RunInfo:
         return Path(self.path) / "results.csv"
 
     @property
+    def looked_in(self) -> str:
+        """Where opt.yaml's relative paths were looked for, in words."""
+        if self.root is None:
+            return ("in the working directory or beside the run (no YOLOv5 checkout around "
+                    "the folder: it is not at opt.yaml's save_dir)")
+        return f"in the checkout {self.root}, the working directory or beside the run"
+
+    @property
     def frozen_layers(self) -> list[int]:
         """train.py's `--freeze`: [N] freezes layers 0..N-1, a longer list those indices."""
         freeze = self.opt.get("freeze") or [0]
@@ -134,9 +142,8 @@ class RunInfo:
             causes.append(("cfg", f"the cfg's own findings (`yolodiag check` at {self.imgsz} "
                                   f"with nc={self.nc}): {own}"))
         elif self.cfg_path is None and self.cfg:
-            causes.append(("cfg", f"--cfg {self.cfg} not found in the run's checkout "
-                                  f"({self.root or 'unknown'}), here or beside the run: pass "
-                                  "--cfg to check it"))
+            causes.append(("cfg", f"--cfg {self.cfg} not found {self.looked_in}: pass --cfg "
+                                  "to check it"))
         causes += self._transfer_causes(transfer)
         causes.append(("data", self._data_cause()))
         model = self.cfg or "MODEL.yaml"
@@ -151,7 +158,7 @@ class RunInfo:
             if self.epochs >= MIN_WARMUP_ITERATIONS:
                 return None
             batch = self.opt.get("batch_size")
-            unknown = (f"the data YAML was not read: {self.data_note}" if self.data is None
+            unknown = ("the data YAML was not read" if self.data is None
                        else "its train split holds no images" if not self.train_images
                        else f"--batch-size {batch}")
             return ("warmup", f"train.py's warm-up lasts at least {MIN_WARMUP_ITERATIONS} "
@@ -215,8 +222,10 @@ class RunInfo:
 
     def _data_cause(self) -> str:
         if self.data is None:
+            built = (f"the model was built with {self.nc_source}, {self.nc}"
+                     if self.nc is not None else "the class count train.py used is unknown")
             return (f"the data YAML {self.opt.get('data') or '(none in opt.yaml)'} was not "
-                    f"read ({self.data_note}): the model was built with {self.nc_source}")
+                    f"read ({self.data_note}): {built}")
         findings = self.findings_by_code(data=True)
         train = self.data.splits.get("train")
         objects = train.as_dict()["objects"] if train else 0
@@ -282,8 +291,7 @@ def locate_inputs(run: RunInfo, cfg: str | Path | None = None,
     written = str(run.opt.get("data") or "")
     run.data_path = locate(written, run.root, folder)
     if run.data_path is None:
-        run.data_note = (f"not found in the run's checkout ({run.root or 'unknown'}), here or "
-                         "beside the run" if written else "opt.yaml names none")
+        run.data_note = f"not found {run.looked_in}" if written else "opt.yaml names none"
     else:
         run.data, run.data_note = read_run_data(run.data_path, checkout_root=run.root, nc=nc)
     if nc is not None:
