@@ -447,8 +447,11 @@ def run_command(
     cfg: Path | None = typer.Option(None, "--cfg", help="The model YAML the run trained "
                                     "(default: opt.yaml's cfg, where it can be found)."),
     weights: Path | None = typer.Option(None, "--weights", help="The checkpoint it started "
-                                        "from (default: opt.yaml's weights, where found)."),
-    nc: int | None = NC_OPTION,
+                                        "from (default: opt.yaml's weights, where found); "
+                                        "must exist."),
+    nc: int | None = typer.Option(None, "--nc", min=1, help="The class count train.py built "
+                                  "the model with (default: the run's data YAML, its names "
+                                  "winning over its nc, as in YOLOv5 v7.0)."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of the run's "
                                      "curves (needs matplotlib)."),
     select: list[str] = SELECT_OPTION,
@@ -460,8 +463,13 @@ def run_command(
     modules: list[Path] = MODULES_OPTION,
     rule: list[str] = RULE_OPTION,
 ) -> None:
-    """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their likely
-    causes from its opt.yaml, cfg and weights."""
+    """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their causes
+    ranked by evidence (the iterations against train.py's warm-up first), a run that stopped
+    before its first epoch (YD507); the cfg checked at the run's size and class count.
+
+    The cfg, weights and data YAML opt.yaml names are looked for in the YOLOv5 checkout train.py
+    ran in (the run folder less its save_dir, runs/train/<name>), as given, and beside the run.
+    """
     from yolodiag.findings import Severity
 
     selection = parse_selection(select, ignore)

@@ -87,38 +87,33 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
 def run(folder: str | Path, *, cfg: str | Path | None = None,
         weights: str | Path | None = None, nc: int | None = None, selection=None,
         fail_on: Severity = Severity.ERROR, modules: dict | None = None) -> Report:
-    """A finished YOLOv5 run folder: its options, results and, where its cfg and initial
-    weights can be found (or are given), what train.py transferred (YD501-YD506)."""
+    """A finished YOLOv5 run folder: its options and results; the cfg, weights and data YAML
+    it names (found in the checkout train.py ran in, or given); the cfg checked as `check`
+    checks it at the run's image size and class count (its findings located in the cfg), what
+    train.py transferred, and why the metrics stayed at zero (YD501-YD507)."""
     from yolodiag.checks import Facts, Selection, run_checks
-    from yolodiag.runs import read_run
-    from yolodiag.spec import load_spec
+    from yolodiag.runs import locate_inputs, pillow_available, read_run
 
-    folder = Path(folder)
-    facts = Facts(str(folder), modules=modules or {})
-    stopped = None
-    try:
-        facts.run = read_run(folder)
-        cfg_path = _found(cfg or facts.run.cfg, folder)
-        weights_path = _found(weights or facts.run.weights, folder)
-        if cfg_path is not None and weights_path is not None:
-            facts.spec = load_spec(cfg_path, extra_modules=frozenset(facts.modules))
-            stopped = _transfer_facts(facts, weights_path, nc, cfg_given=True, resume=False)
-    except InputRefused as e:
-        facts.stopped, stopped = e.finding, e
-    findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["run"])
+    selection, modules = selection or Selection(), modules or {}
+    info = read_run(folder)
+    locate_inputs(info, cfg, weights, nc)
+    facts, stopped = Facts(info.path, modules=modules), None
+    if info.cfg_path is not None:
+        size = (info.imgsz, info.imgsz)
+        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc)
+        facts.data = info.data if pillow_available() else None
+        info.cfg_findings = run_checks(facts, selection, COMMAND_STAGES["check"])
+        facts.stopped = None  # a refused cfg's finding is among cfg_findings already
+        if info.nc is None and facts.built is not None:
+            info.nc = facts.built.nc
+    facts.run = info
+    if stopped is None and info.cfg_path is not None and info.weights_path is not None:
+        stopped = _transfer_facts(facts, info.weights_path, info.nc, cfg_given=True,
+                                  resume=False)
+    findings = info.cfg_findings + run_checks(facts, selection, COMMAND_STAGES["run"])
     return _report("run", facts, findings, fail_on,
-                   {"run": facts.run.as_dict() if facts.run else None,
-                    **_transfer_sections(facts)}, stopped)
-
-
-def _found(name: str | Path | None, folder: Path) -> Path | None:
-    """A path from the command line or a run's opt.yaml, as given or next to the run."""
-    if not name:
-        return None
-    for candidate in (Path(name), folder / name, folder / Path(name).name):
-        if candidate.is_file():
-            return candidate
-    return None
+                   {"run": info.as_dict(), **_data_section(facts),
+                    **_transfer_sections(facts)}, stopped, path=info.path)
 
 
 def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,
@@ -382,14 +377,15 @@ def _seeded_build(spec, seed: int, device: str, modules: dict, nc: int | None = 
 
 
 def _report(command: str, facts, findings, fail_on: Severity, sections: dict,
-            stopped_by: Exception | None = None, *, bundled: bool = False) -> Report:
+            stopped_by: Exception | None = None, *, bundled: bool = False,
+            path: str | None = None) -> Report:
     """The Report of one command: the model table where a trace exists, the refusal that
     stopped a stage and the exceptions of crashed checks (for --debug), the checks that ran."""
     section = (model_section(facts.built, facts.trace, bundled=bundled)
                if facts.trace is not None and facts.built is not None else None)
     errors = [e for e in (stopped_by, *facts.check_errors) if e is not None]
-    return Report(command, section, findings, fail_on, path=facts.path, bundled=bundled,
-                  sections=sections, errors=errors, checked=tuple(facts.checked))
+    return Report(command, section, findings, fail_on, path=path or facts.path,
+                  bundled=bundled, sections=sections, errors=errors, checked=tuple(facts.checked))
 
 
 def traced_sizes(sizes, strides) -> list[tuple[int, int]]:

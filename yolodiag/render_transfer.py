@@ -60,6 +60,26 @@ def render_run(report: Report, console: Console) -> None:
     run = report.sections["run"]
     console.print(f"{run['epochs']} epochs from --weights {run['weights'] or '(none)'} with "
                   f"--cfg {run['cfg'] or '(none)'}", highlight=False)
+    found = ", ".join(f"{what} {run[key]}" for what, key in (
+        ("cfg", "cfg_path"), ("weights", "weights_path"), ("data", "data_path")) if run.get(key))
+    console.print(f"checkout train.py ran in: {run.get('root') or 'unknown'}; found "
+                  f"{found or 'none of the files opt.yaml names'}", highlight=False)
+    nc = run.get("nc")
+    console.print("classes: " + (f"nc={nc} from {run.get('nc_source')}" if nc is not None
+                                 else "unknown (no --nc, no data YAML read, no cfg built)")
+                  + (f" (data YAML not read: {run['data_note']})" if run.get("data_note")
+                     else ""), highlight=False)
+    plan = run.get("schedule")
+    if plan:
+        inside = "ended inside it" if plan["ended_in_warmup"] else "passed it"
+        console.print(
+            f"iterations: {plan['train_images']} train images in batches of "
+            f"{plan['batch_size']} = {plan['batches_per_epoch']} per epoch; "
+            f"{plan['epochs_done']} epochs = {plan['iterations']} iterations "
+            f"({plan['optimizer_steps']} optimiser steps); train.py's warm-up lasts "
+            f"{plan['warmup_iterations']} iterations: the run {inside}", highlight=False)
+    if run.get("results_state", "ok") != "ok":
+        console.print(f"results.csv: {run['results_state']}", highlight=False)
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ("epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
                "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95")

@@ -1,4 +1,4 @@
-"""Checkpoint and run checks (YD501-YD506): what train.py's `--weights` really loads, and why a
+"""Checkpoint and run checks (YD501-YD507): what train.py's `--weights` really loads, and why a
 finished run shows zero precision and recall. They read Facts.transfer (checkpoint.transfer)
 and Facts.run (runs.read_run); YD504 is the reader's own refusal.
 """
@@ -6,9 +6,10 @@ and Facts.run (runs.read_run); YD504 is the reader's own refusal.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from yolodiag.checks.engine import Facts
-from yolodiag.findings import Problem, Severity, Stage, check, describe
+from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
 from yolodiag.shapes import format_runs
 
 ZERO_MAP = 0.01  # a run whose best mAP@0.5 stays below this has learnt nothing usable
@@ -194,26 +195,84 @@ def run_zero_metrics(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
         A finished YOLOv5 run (runs/train/exp) whose results.csv shows mAP@0.5 below 0.01 in
-        every epoch while its losses stay finite. The message names the likely causes found in
-        its opt.yaml and, where they can be found, its cfg and weights: `--weights` with an
-        edited `--cfg` (partial transfer into a random backbone: YD502/YD503), `--weights`
-        without `--cfg` (YD501), layers frozen with `--freeze` over random weights, training
-        from scratch for few epochs; and points to `yolodiag overfit` for the model itself.
+        every epoch while its losses stay finite. The message ranks the causes by the
+        evidence: first the iterations trained against train.py's warm-up (epochs x batches
+        per epoch, a batch being ceil(train images / --batch-size), against its
+        max(round(warmup_epochs x batches), 100) warm-up iterations, with the learning rate
+        results.csv logged), and random layers against the epochs a from-scratch model needs;
+        then the cfg's own check findings (at the run's --imgsz, with the run's class count:
+        --nc, else its data YAML's names), the transfer from its --weights (YD501-YD503,
+        --freeze), the data; last the experiment that settles the model, `yolodiag overfit`.
+        The files opt.yaml names are looked for in the YOLOv5 checkout train.py ran in.
     Why it zeroes P and R:
         It is the symptom itself: the run learnt nothing validation can see.
+    Why it is an error:
+        It is measured, not inferred: validation's own mAP@0.5 stayed below 0.01 in every
+        epoch of the run's results.csv.
     Example:
         yolodiag run runs/train/exp
     Fix:
-        Follow the causes named, then `yolodiag overfit` the cfg before training again.
+        Follow the causes in order: a run that ended inside the warm-up has not trained yet
+        (train longer); then fix the cfg's findings, then `yolodiag overfit` the cfg.
     """
     run = facts.run
     if run.best_map50 is None or run.best_map50 >= ZERO_MAP or not run.losses_finite:
         return
     causes = run.causes(facts.transfer)
+    plan = run.schedule
     yield Problem(
         f"{run.epochs} epochs: mAP@0.5 at most {run.best_map50:.4f}, precision at most "
         f"{run.best_precision:.4f}, recall at most {run.best_recall:.3f}, with finite losses; "
-        f"likely causes: {'; '.join(causes)}",
-        "fix the causes named, then check the model with `yolodiag overfit`",
-        facts.where(), {"epochs": run.epochs, "best_map50": run.best_map50,
-                        "causes": causes})
+        "likely causes, the most evidence first: "
+        + "; ".join(f"({i}) {text}" for i, (_, text) in enumerate(causes, 1)),
+        "fix the causes in that order (a run that ended in its warm-up needs more epochs), "
+        "then check the model with `yolodiag overfit`",
+        Location(str(run.results_path)),
+        {"epochs": run.epochs, "best_map50": run.best_map50,
+         "causes": [text for _, text in causes], "cause_kinds": [kind for kind, _ in causes],
+         "schedule": plan.as_dict() if plan else None, "nc": run.nc,
+         "nc_source": run.nc_source})
+
+
+@check("YD507", "run-incomplete", Severity.ERROR, Stage.RUN)
+def run_incomplete(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A run folder train.py wrote (it has opt.yaml) whose results.csv is missing, empty or
+        holds only its header: train.py appends one row to results.csv at the end of every
+        epoch, after validation, so the run stopped before its first epoch finished (or is
+        still in it). Where the cfg is found, its forward at the run's image size is named
+        with it: the layer it crashes in and the code that explains it (a crash stops train.py
+        in its first iteration), or that it runs, which leaves the data and the device.
+    Why it zeroes P and R:
+        No epoch finished, so nothing was validated: there are no P, R or mAP at all, and
+        best.pt and last.pt were never written from a trained epoch.
+    Why it is an error:
+        The run produced no trained epoch: its results.csv has no row of metrics.
+    Example:
+        yolodiag run runs/train/exp   # results.csv holds only its header
+    Fix:
+        Read the end of train.py's console output for the exception that stopped it, fix it
+        (`yolodiag check` the cfg at the run's --img with its --data), and run train.py again.
+    """
+    run = facts.run
+    if run.results == "ok":
+        return
+    state = {"missing": "no results.csv", "empty": "an empty results.csv",
+             "header-only": "a results.csv with only its header"}[run.results]
+    crashes = facts.crashes if facts.trace is not None else []
+    if crashes:
+        named = f"; the cfg's forward crashes at {run.imgsz}: " + ", ".join(
+            f"layer {c.layer} ({c.cause or 'YD202'})" for c in crashes)
+    elif facts.trace is not None:
+        named = (f"; the cfg's forward runs at {run.imgsz} here, so look outside the model "
+                 "(the data, memory, the device)")
+    else:
+        named = ""
+    yield Problem(
+        f"{state}: train.py stopped before the first epoch finished (it writes a row after "
+        f"every epoch's validation), or it is still in it{named}",
+        "find the exception at the end of train.py's output and fix it, then train again",
+        Location(str(run.results_path if run.results != "missing" else Path(run.path))),
+        {"results_state": run.results,
+         "cfg_crashes": [{"layer": c.layer, "code": c.cause or "YD202"} for c in crashes]})

@@ -1,0 +1,89 @@
+"""train.py v7.0's iteration plan for a run: batches per epoch, the warm-up's length, and how
+many iterations and optimiser steps a number of finished epochs amounts to. Facts about its
+loop (recorded from YOLOv5 v7.0's train.py), computed from the run's options; nothing runs.
+
+- The train loader yields ceil(images / batch) batches per epoch, the batch being
+  min(--batch-size, images); it does not drop the last partial batch.
+- Warm-up lasts max(round(warmup_epochs x batches per epoch), 100) iterations; during it the
+  weights' learning rate rises linearly from 0 to lr0 (the biases' falls from
+  warmup_bias_lr), and gradients accumulate over a number of batches that rises linearly from
+  1 to round(64 / batch) (64 being its nominal batch size).
+- An optimiser step is taken when at least that many batches have passed since the last one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+NOMINAL_BATCH = 64  # train.py's nbs: an optimiser step accumulates up to this many images
+MIN_WARMUP_ITERATIONS = 100  # warm-up lasts at least this many iterations, however short an epoch
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The iterations of one run: `epochs_done` finished epochs of `batches_per_epoch`."""
+
+    train_images: int
+    requested_batch: int  # --batch-size
+    warmup_epochs: float  # hyp warmup_epochs
+    epochs_done: int
+
+    @property
+    def batch_size(self) -> int:
+        """Images per batch, as the loader gives them: never more than the images."""
+        return min(self.requested_batch, self.train_images)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.train_images / self.batch_size)
+
+    @property
+    def warmup_iterations(self) -> int:
+        return max(round(self.warmup_epochs * self.batches_per_epoch), MIN_WARMUP_ITERATIONS)
+
+    @property
+    def iterations(self) -> int:
+        """Batches trained on (train.py's `ni` counts them from 0 across epochs)."""
+        return self.epochs_done * self.batches_per_epoch
+
+    @property
+    def ended_in_warmup(self) -> bool:
+        """The last iteration came before the warm-up reached lr0."""
+        return self.iterations < self.warmup_iterations
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimiser steps taken in `iterations` batches, with the warm-up's rising
+        accumulation (after it the accumulation stays at its final value)."""
+        warmup, full = self.warmup_iterations, NOMINAL_BATCH / self.batch_size
+        accumulate, last, steps = max(round(full), 1), -1, 0
+        for ni in range(min(self.iterations, warmup + 1)):
+            accumulate = max(1, round(float(np.interp(ni, [0, warmup], [1, full]))))
+            if ni - last >= accumulate:
+                steps, last = steps + 1, ni
+        first = max(warmup + 1, last + accumulate)  # the next step after the warm-up
+        if self.iterations > first:
+            steps += (self.iterations - 1 - first) // accumulate + 1
+        return steps
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"train_images": self.train_images, "batch_size": self.batch_size,
+                "batches_per_epoch": self.batches_per_epoch,
+                "warmup_epochs": self.warmup_epochs,
+                "warmup_iterations": self.warmup_iterations, "epochs_done": self.epochs_done,
+                "iterations": self.iterations, "optimizer_steps": self.optimizer_steps,
+                "ended_in_warmup": self.ended_in_warmup}
+
+
+def schedule(train_images: int | None, batch_size: Any, warmup_epochs: Any,
+             epochs_done: int) -> Schedule | None:
+    """The schedule, or None where a number it needs is unknown (no train images counted,
+    --batch-size -1 for AutoBatch)."""
+    if not train_images or not isinstance(batch_size, int) or batch_size < 1:
+        return None
+    warmup = warmup_epochs if isinstance(warmup_epochs, (int, float)) else 3.0
+    return Schedule(train_images, batch_size, float(warmup), epochs_done)
