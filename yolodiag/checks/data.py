@@ -238,7 +238,7 @@ def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
     written = (f"`path: {located.written}`" if located.written else
                "the split entries (no `path:`)")
     message = (f"YOLOv5 v7.0 resolves {written} against {root}, so it looks for {looked}, "
-               f"which do not exist: {stop}")
+               f"and finds nothing: {stop}")
     if located.windows:
         message += (f"; {', '.join(f'`{w}`' for w in located.windows)} "
                     f"{'is a Windows path' if len(located.windows) == 1 else 'are Windows paths'}"
