@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY, check_with_data, findings_of, shapes_dataset, shared, validate, \
-    write_yaml
+from conftest import (
+    TINY,
+    check_with_data,
+    findings_of,
+    shapes_dataset,
+    shared,
+    validate,
+    write_yaml,
+)
 from yolodiag.cli import app
 from yolodiag.data import best_possible_recall, data_batch, label_path, read_data
 

@@ -4,12 +4,12 @@ Splits resolve as YOLOv5 v7.0's check_dataset resolves them (datapaths.py: a rel
 is relative to the YOLOv5 root, not to the data YAML), an entry being a folder (searched
 recursively for images) or a file listing image paths (`./x` relative to the list's folder;
 an image given as an entry is read as such a list, and lists nothing). A label file is
-where YOLOv5 looks for it: the image path with its last `/images/` replaced by `/labels/` and its suffix by `.txt`.
-Labels are judged by YOLOv5's rules: an image whose label file has rows of other than 5
-values (9+ values: a polygon, turned into its bounding box), negative values, or coordinates
-above 1 is dropped as corrupt; duplicate rows are removed; class ids are not checked there
-(train.py asserts `max class < nc` on the train split only). A `names` list of another length
-than `nc` makes YOLOv5 v7.0 use `len(names)` classes.
+where YOLOv5 looks for it: the image path with its last `/images/` replaced by `/labels/`
+and its suffix by `.txt`. Labels are judged by YOLOv5's rules: an image whose label file has
+rows of other than 5 values (9+ values: a polygon, turned into its bounding box), negative
+values, or coordinates above 1 is dropped as corrupt; duplicate rows are removed; class ids
+are not checked there (train.py asserts `max class < nc` on the train split only). A `names`
+list of another length than `nc` makes YOLOv5 v7.0 use `len(names)` classes.
 
 Image sizes (for the best possible recall and letterboxing) and pixels (for real batches) are
 read with Pillow, an optional extra, imported only here and only then.

@@ -15,7 +15,6 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics otherwise probes the n
 import yolov5.utils.general as general  # noqa: E402
 
 
-
 class Logged(logging.Handler):
     """Keeps what check_dataset logs: its "missing paths [...]" line names where it looked."""
 
