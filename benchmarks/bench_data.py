@@ -37,7 +37,8 @@ def write_dataset(root: Path, images: int) -> Path:
                        f"{rng.uniform(0.05, 0.5):.4f}\n" for _ in range(4))
         (root / "labels" / "train" / f"{i:05d}.txt").write_text(rows)
     data = root / "data.yaml"
-    data.write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a, b, c]\n")
+    # absolute: v7.0 resolves a relative `path:` against the YOLOv5 root, not this folder
+    data.write_text(f"path: {root}\ntrain: images/train\nval: images/train\nnames: [a, b, c]\n")
     return data
 
 

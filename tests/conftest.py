@@ -34,6 +34,39 @@ def validate(report: dict) -> None:
                         cls=jsonschema.Draft202012Validator)
 
 
+def shapes_dataset(folder: Path) -> Path:
+    """A copy of the golden `shapes` dataset in `folder` (the original is never touched); its
+    data YAML gets an absolute `path:`, as the recorded train.py runs used it, since v7.0
+    resolves the golden `path: .` against the YOLOv5 root. Returns the data YAML."""
+    import shutil
+
+    shutil.copytree(shared("golden", "data", "shapes"), folder)
+    data = folder / "shapes.yaml"
+    data.write_text(data.read_text().replace("path: .  # relative to this file",
+                                             f"path: {folder}"))
+    return data
+
+
+def check_with_data(model: Path, data: Path, *options: str) -> tuple[int, dict]:
+    """`yolodiag check MODEL --data DATA -f json`: exit code and the validated report."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from yolodiag.cli import app
+
+    result = CliRunner().invoke(app, ["check", str(model), "--data", str(data), "-f", "json",
+                                      *options])
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads(result.stdout)
+    validate(report)
+    return result.exit_code, report
+
+
+def findings_of(report: dict, code: str) -> list[dict]:
+    return [f for f in report["findings"] if f["code"] == code]
+
+
 def write_yaml(tmp_path: Path, text: str, name: str = "model.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

@@ -3,7 +3,9 @@ the seed's findings, silence on the stock models, selection, fail-on, explain an
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -72,6 +74,18 @@ def checkpoint_example(path: Path, first: str) -> str:
     return first.replace("{here}", str(path.parent))
 
 
+@contextlib.contextmanager
+def working_directory(folder: Path):
+    """Run from the example's folder: it plays the YOLOv5 root (where train.py runs), which a
+    data YAML's relative `path:` is resolved against, as v7.0 resolves it."""
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
     """The codes `yolodiag check` (or gradflow, overfit) reports for an example. Gradient and
     fit examples use the broken blocks of tests/mutants.py, registered as `--modules` will
@@ -86,7 +100,8 @@ def run_example(path: Path, command: str = "check") -> tuple[int, list[str]]:
     else:  # --modules and --data files are named relative to their example
         options = [str(path.parent / o) if o.endswith((".py", ".yaml")) else o
                    for o in example_options(path)]
-        code, report = check_json(str(path), *options)
+        with working_directory(path.parent):
+            code, report = check_json(str(path), *options)
         return code, codes_of(report)
     return report.exit_code, [f.code for f in report.findings]
 

@@ -4,6 +4,7 @@ the anchors' best possible recall against an independent computation, and real b
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY, shared, validate, write_yaml
+from conftest import (
+    TINY,
+    check_with_data,
+    findings_of,
+    shapes_dataset,
+    shared,
+    validate,
+    write_yaml,
+)
 from yolodiag.cli import app
 from yolodiag.data import best_possible_recall, data_batch, label_path, read_data
 
@@ -23,33 +32,25 @@ YOLOV5S_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119],
                    [116, 90, 156, 198, 373, 326]]
 
 
-def check(model: Path, data: Path, *options: str) -> tuple[int, dict]:
-    result = runner.invoke(app, ["check", str(model), "--data", str(data), "-f", "json",
-                                 *options])
-    assert result.exit_code in (0, 1), result.output
-    report = json.loads(result.stdout)
-    validate(report)
-    return result.exit_code, report
-
-
-def found(report: dict, code: str) -> list[dict]:
-    return [f for f in report["findings"] if f["code"] == code]
-
-
 @pytest.fixture
 def shapes_copy(tmp_path) -> Path:
-    """A copy of the golden dataset to break (the original is never touched)."""
-    copy = tmp_path / "shapes"
-    shutil.copytree(shared(*SHAPES), copy)
-    return copy
+    """A copy of the golden dataset to break, its `path:` absolute."""
+    return shapes_dataset(tmp_path / "shapes").parent
+
+
+@pytest.fixture(scope="module")
+def shapes_yaml(tmp_path_factory) -> Path:
+    """The golden dataset unchanged, with an absolute `path:` (v7.0 reads the golden `path: .`
+    against the YOLOv5 root: test_data_paths.py)."""
+    return shapes_dataset(tmp_path_factory.mktemp("data") / "shapes")
 
 
 def yolov5s() -> Path:
     return shared("yamls", "stock", "yolov5s.yaml")
 
 
-def test_shapes_passes_clean_and_is_read_as_yolov5_reads_it():
-    code, report = check(yolov5s(), shared(*SHAPES, "shapes.yaml"))
+def test_shapes_passes_clean_and_is_read_as_yolov5_reads_it(shapes_yaml):
+    code, report = check_with_data(yolov5s(), shapes_yaml)
     assert code == 0 and report["findings"] == []
     data = report["data"]
     assert data["classes"] == 3 and report["model"]["nc"] == 3  # train.py's nc override
@@ -65,13 +66,25 @@ def test_pixel_coordinates_are_counted_and_dropped(shapes_copy):
         rows = np.loadtxt(label, ndmin=2)
         rows[:, 1:] *= 160  # the images are 160x160
         np.savetxt(label, rows, fmt="%g")
-    code, report = check(yolov5s(), shapes_copy / "shapes.yaml")
-    problems = found(report, "YD802")
-    assert code == 1 and len(problems) == 1
+    code, report = check_with_data(yolov5s(), shapes_copy / "shapes.yaml")
+    problems = findings_of(report, "YD802")
+    assert code == 0 and len(problems) == 1  # 13 images still train: a warning
     assert problems[0]["data"]["kind"] == "pixels" and problems[0]["data"]["files"] == 3
-    assert problems[0]["data"]["images"] == 16
+    assert problems[0]["data"]["images"] == 16 and problems[0]["severity"] == "warning"
     assert "YOLOv5 drops these images" in problems[0]["message"]
     assert report["data"]["splits"]["train"]["dropped"] == 3
+
+
+def test_every_train_label_file_dropped_is_an_error_train_py_stops_on(shapes_copy):
+    for label in (shapes_copy / "labels" / "train").glob("*.txt"):
+        rows = np.loadtxt(label, ndmin=2)
+        rows[:, 1:] *= 160
+        np.savetxt(label, rows, fmt="%g")
+    code, report = check_with_data(yolov5s(), shapes_copy / "shapes.yaml")
+    [problem] = findings_of(report, "YD802")
+    assert code == 1 and problem["severity"] == "error" and problem["data"]["files"] == 16
+    assert "no label file is left: train.py stops ('No labels found')" in problem["message"]
+    assert findings_of(report, "YD805") == []  # one defect: YD802 names it
 
 
 def test_class_ids_at_or_above_nc_are_counted_per_split(shapes_copy):
@@ -79,8 +92,8 @@ def test_class_ids_at_or_above_nc_are_counted_per_split(shapes_copy):
         for name in names:
             label = shapes_copy / "labels" / split / f"{name}.txt"
             label.write_text("5 0.5 0.5 0.2 0.2\n" + label.read_text())
-    _, report = check(yolov5s(), shapes_copy / "shapes.yaml")
-    by_split = {f["data"]["split"]: f for f in found(report, "YD802")}
+    _, report = check_with_data(yolov5s(), shapes_copy / "shapes.yaml")
+    by_split = {f["data"]["split"]: f for f in findings_of(report, "YD802")}
     assert by_split["train"]["data"]["files"] == 2 and by_split["val"]["data"]["files"] == 1
     assert "train.py stops" in by_split["train"]["message"]
     assert "no prediction can match" in by_split["val"]["message"]
@@ -89,8 +102,8 @@ def test_class_ids_at_or_above_nc_are_counted_per_split(shapes_copy):
 
 def test_missing_labels_folder(shapes_copy):
     shutil.rmtree(shapes_copy / "labels" / "val")
-    _, report = check(yolov5s(), shapes_copy / "shapes.yaml")
-    missing = found(report, "YD801")
+    _, report = check_with_data(yolov5s(), shapes_copy / "shapes.yaml")
+    missing = findings_of(report, "YD801")
     assert len(missing) == 1 and missing[0]["data"]["split"] == "val"
     assert (missing[0]["data"]["missing"], missing[0]["data"]["images"]) == (8, 8)
     assert "images/val/000.png -> labels/val/000.txt" in missing[0]["message"]
@@ -100,25 +113,25 @@ def test_missing_labels_folder(shapes_copy):
 def test_empty_label_files(shapes_copy):
     for label in sorted((shapes_copy / "labels" / "train").glob("*.txt"))[:10]:
         label.write_text("")
-    _, report = check(yolov5s(), shapes_copy / "shapes.yaml")
-    empty = found(report, "YD803")
+    _, report = check_with_data(yolov5s(), shapes_copy / "shapes.yaml")
+    empty = findings_of(report, "YD803")
     assert [(f["data"]["empty"], f["data"]["label_files"]) for f in empty] == [(10, 16)]
 
 
 def test_nc_mismatch_with_names(shapes_copy):
     data = shapes_copy / "shapes.yaml"
     data.write_text(data.read_text().replace("nc: 3", "nc: 4"))
-    code, report = check(yolov5s(), data)
-    mismatch = found(report, "YD109")
+    code, report = check_with_data(yolov5s(), data)
+    mismatch = findings_of(report, "YD109")
     assert code == 1 and len(mismatch) == 1
     assert mismatch[0]["data"] == {"data_nc": 4, "names": 3}
     assert report["model"]["nc"] == 3  # YOLOv5 v7.0 trains len(names) classes
 
 
-def test_detect_row_with_a_number_other_than_the_datas_classes(tmp_path):
+def test_detect_row_with_a_number_other_than_the_datas_classes(tmp_path, shapes_yaml):
     model = write_yaml(tmp_path, TINY.replace("Detect, [nc, anchors]", "Detect, [2, anchors]"))
-    _, report = check(model, shared(*SHAPES, "shapes.yaml"), "--img", "160")
-    assert found(report, "YD109")[0]["data"] == {"detect_nc": 2, "nc": 3}
+    _, report = check_with_data(model, shapes_yaml, "--img", "160")
+    assert findings_of(report, "YD109")[0]["data"] == {"detect_nc": 2, "nc": 3}
 
 
 def test_absent_split_and_txt_lists_resolve_as_yolov5_does(shapes_copy):
@@ -130,13 +143,12 @@ def test_absent_split_and_txt_lists_resolve_as_yolov5_does(shapes_copy):
     info = read_data(data)
     assert len(info.splits["train"].images) == 5
     assert info.splits["val"].absent == ("images/nowhere",)
-    _, report = check(yolov5s(), data)
-    assert "images/nowhere does not exist" in found(report, "YD801")[0]["message"]
+    _, report = check_with_data(yolov5s(), data)
+    assert "images/nowhere does not exist" in findings_of(report, "YD801")[0]["message"]
 
 
 def test_label_rules_polygons_negative_and_columns(tmp_path):
-    folder = tmp_path / "d"
-    shutil.copytree(shared(*SHAPES), folder)
+    folder = shapes_dataset(tmp_path / "d").parent
     labels = folder / "labels" / "train"
     (labels / "000.txt").write_text("1 0.1 0.1 0.3 0.1 0.3 0.4 0.1 0.4\n")  # a polygon
     (labels / "001.txt").write_text("0 -0.1 0.5 0.2 0.2\n")
@@ -175,8 +187,8 @@ def _independent_bpr(anchor_rows: list[list[int]], img: int = 640) -> tuple[floa
     return recalled / len(sizes), above / len(sizes)
 
 
-def test_best_possible_recall_equals_yolov5s_formula(tmp_path):
-    _, report = check(yolov5s(), shared(*SHAPES, "shapes.yaml"))
+def test_best_possible_recall_equals_yolov5s_formula(tmp_path, shapes_yaml):
+    _, report = check_with_data(yolov5s(), shapes_yaml)
     fit = report["data"]["anchor_fit"]
     bpr, aat = _independent_bpr(YOLOV5S_ANCHORS)
     assert (fit["bpr"], fit["labels"], fit["img"]) == (bpr, 34, 640) and bpr == 1.0
@@ -189,16 +201,17 @@ def test_best_possible_recall_equals_yolov5s_formula(tmp_path):
         text = text.replace(", ".join(f"{row[i]},{row[i + 1]}" for i in range(0, 6, 2)),
                             ", ".join(f"{new[i]},{new[i + 1]}" for i in range(0, 6, 2)))
     model = write_yaml(tmp_path, text)
-    _, report = check(model, shared(*SHAPES, "shapes.yaml"))
+    _, report = check_with_data(model, shapes_yaml)
     bpr, aat = _independent_bpr(small)
     fit = report["data"]["anchor_fit"]
     assert fit["bpr"] == pytest.approx(bpr, abs=1e-6) and fit["aat"] == pytest.approx(aat,
                                                                                         abs=1e-6)
-    assert bpr < 0.98 and found(report, "YD405")[0]["data"]["bpr"] == round(bpr, 6)
+    assert bpr < 0.98 and findings_of(report, "YD405")[0]["data"]["bpr"] == round(bpr, 6)
 
 
-def test_best_possible_recall_of_nothing_is_one():
-    assert best_possible_recall(np.zeros((0, 2)), np.ones((3, 2)), 4.0) == (1.0, 0.0)
+def test_best_possible_recall_of_no_label_is_undefined_not_one():
+    bpr, aat = best_possible_recall(np.zeros((0, 2)), np.ones((3, 2)), 4.0)
+    assert math.isnan(bpr) and math.isnan(aat)  # YOLOv5's mean over no labels
 
 
 def test_letterboxed_batch_keeps_boxes_on_their_objects(tmp_path):
@@ -212,7 +225,7 @@ def test_letterboxed_batch_keeps_boxes_on_their_objects(tmp_path):
     image.save(folder / "images" / "a.png")
     (folder / "labels" / "a.txt").write_text("0 0.6 0.5 0.2 0.5\n")
     (folder / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [box]\n")
-    split = read_data(folder / "data.yaml").splits["train"]
+    split = read_data(folder / "data.yaml", root=folder).splits["train"]
     images, targets = data_batch(split, (128, 128), 1)
     # 200x100 -> 128x64 placed 32 px down on grey: the box is (64..89.6, 48..80) in pixels.
     np.testing.assert_allclose(targets.numpy(), [[0, 0, 0.6, 0.5, 0.2, 0.25]], atol=1e-6)
@@ -221,8 +234,8 @@ def test_letterboxed_batch_keeps_boxes_on_their_objects(tmp_path):
     assert images[0, :, 64, 76].tolist() == pytest.approx([1.0] * 3)  # inside the box
 
 
-def test_overfit_and_gradflow_take_their_batch_from_the_train_split():
-    data = str(shared(*SHAPES, "shapes.yaml"))
+def test_overfit_and_gradflow_take_their_batch_from_the_train_split(shapes_yaml):
+    data = str(shapes_yaml)
     yolov5n = str(shared("yamls", "stock", "yolov5n.yaml"))
     result = runner.invoke(app, ["overfit", yolov5n, "--data", data, "--batch", "4", "--steps",
                                  "3", "--img", "128", "-f", "json"])
@@ -247,8 +260,8 @@ def test_a_data_yaml_that_is_not_one_is_one_line_exit_2(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_text_report_says_what_the_data_holds_and_what_ran_on_it():
-    data = str(shared(*SHAPES, "shapes.yaml"))
+def test_text_report_says_what_the_data_holds_and_what_ran_on_it(shapes_yaml):
+    data = str(shapes_yaml)
     text = runner.invoke(app, ["check", str(yolov5s()), "--data", data], terminal_width=200)
     assert "data train: 16 images, 34 objects" in text.stdout
     assert "best possible recall 1.0000, 3.88 anchors per label" in text.stdout

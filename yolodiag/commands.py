@@ -36,7 +36,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
     """
     from yolodiag.checks import Selection, run_checks
 
-    dataset = _read_data(data, nc)
+    dataset = _read_data(data, nc, repo)
     nc = nc or (dataset.classes if dataset else None)
     if repo is not None:
         if modules:
@@ -309,13 +309,13 @@ def _repo_traced(model: str | Path | None, sizes, repo: str | Path, python: str 
     return facts, None
 
 
-def _read_data(data: str | Path | None, nc: int | None = None):
-    """--data read as train.py reads it (None without it)."""
+def _read_data(data: str | Path | None, nc: int | None = None, repo: str | None = None):
+    """--data read as train.py reads it (None without it), `path:` relative to --repo's root."""
     if data is None:
         return None
-    from yolodiag.data import read_data
+    from yolodiag.data import read_data, yolov5_root
 
-    return read_data(data, nc)
+    return read_data(data, nc, root=yolov5_root(repo))
 
 
 def _data_nc(dataset) -> int | None:

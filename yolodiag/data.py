@@ -1,14 +1,15 @@
 """`--data data.yaml`: the dataset as YOLOv5 v7.0's train.py reads it, and batches from it.
 
-Splits resolve as YOLOv5 resolves them: `path` plus each relative `train`/`val`/`test` entry,
-an entry being a folder (searched recursively for images), a .txt list of image paths
-(`./x` relative to the list's folder) or one image. A label file is where YOLOv5 looks for
-it: the image path with its last `/images/` replaced by `/labels/` and its suffix by `.txt`.
-Labels are judged by YOLOv5's rules: an image whose label file has rows of other than 5
-values (9+ values: a polygon, turned into its bounding box), negative values, or coordinates
-above 1 is dropped as corrupt; duplicate rows are removed; class ids are not checked there
-(train.py asserts `max class < nc` on the train split only). A `names` list of another length
-than `nc` makes YOLOv5 v7.0 use `len(names)` classes.
+Splits resolve as YOLOv5 v7.0's check_dataset resolves them (datapaths.py: a relative `path`
+is relative to the YOLOv5 root, not to the data YAML), an entry being a folder (searched
+recursively for images) or a file listing image paths (`./x` relative to the list's folder;
+an image given as an entry is read as such a list, and lists nothing). A label file is
+where YOLOv5 looks for it: the image path with its last `/images/` replaced by `/labels/`
+and its suffix by `.txt`. Labels are judged by YOLOv5's rules: an image whose label file has
+rows of other than 5 values (9+ values: a polygon, turned into its bounding box), negative
+values, or coordinates above 1 is dropped as corrupt; duplicate rows are removed; class ids
+are not checked there (train.py asserts `max class < nc` on the train split only). A `names`
+list of another length than `nc` makes YOLOv5 v7.0 use `len(names)` classes.
 
 Image sizes (for the best possible recall and letterboxing) and pixels (for real batches) are
 read with Pillow, an optional extra, imported only here and only then.
@@ -23,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from yolodiag.datapaths import SPLITS, Entry, Located, locate, split_entries
 from yolodiag.findings import Unsupported
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff",
                             ".webp", ".pfm"})
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class DataInfo:
     names: tuple[str, ...]
     splits: dict[str, Split]
     lines: dict[str, int]  # top-level key -> line in data.yaml
+    located: Located  # v7.0's resolution of the paths, and the one read
 
     @property
     def classes(self) -> int:
@@ -91,12 +93,16 @@ class DataInfo:
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "root": str(self.root), "nc": self.nc,
                 "names": list(self.names), "classes": self.classes,
-                "splits": {name: split.as_dict() for name, split in self.splits.items()}}
+                "splits": {name: split.as_dict() for name, split in self.splits.items()},
+                "resolution": self.located.as_dict()}
 
 
-def read_data(path: str | Path, nc: int | None = None) -> DataInfo:
+def read_data(path: str | Path, nc: int | None = None, *,
+              root: str | Path | None = None) -> DataInfo:
     """Read data.yaml and every split's labels. `nc`: the class count to judge class ids by
-    (default: the data's). Raises Unsupported for a file that is not a YOLOv5 data YAML."""
+    (default: the data's). `root`: the YOLOv5 checkout a relative `path:` is resolved against,
+    as v7.0 resolves it (default: the working directory, where train.py is normally run).
+    Raises Unsupported for a file that is not a YOLOv5 data YAML."""
     import yaml
 
     path = Path(path)
@@ -115,15 +121,21 @@ def read_data(path: str | Path, nc: int | None = None) -> DataInfo:
     names = tuple(str(v) for _, v in sorted(names.items())) if isinstance(names, dict) else \
         tuple(str(v) for v in names)
     written_nc = data.get("nc") if isinstance(data.get("nc"), int) else None
-    root = _root(path, data)
-    info = DataInfo(path, root, written_nc, names, {}, lines)
+    located = locate(path, data, root)
+    info = DataInfo(path, located.base, written_nc, names, {}, lines, located)
     classes = nc or info.classes
     for name in SPLITS:
-        entries = data.get(name)
-        if entries:
-            entries = (entries,) if isinstance(entries, str) else tuple(map(str, entries))
-            info.splits[name] = _read_split(name, entries, root, classes)
+        if split_entries(data, name):
+            info.splits[name] = _read_split(name, located.entries[name], classes)
     return info
+
+
+def yolov5_root(repo: str | Path | None) -> Path | None:
+    """The YOLOv5 root of a `--repo` value: its folder when it holds models/yolo.py (a checkout
+    or the pip package's folder); None otherwise (`pip`, nothing: the working directory)."""
+    if repo is None or not (Path(repo).expanduser() / "models" / "yolo.py").is_file():
+        return None
+    return Path(repo).expanduser()
 
 
 def label_path(image: Path) -> Path:
@@ -136,35 +148,18 @@ def label_path(image: Path) -> Path:
     return Path(text.rsplit(".", 1)[0] + ".txt")
 
 
-def _root(path: Path, data: dict) -> Path:
-    """`path:` relative to the data YAML's folder, where that holds the train split; else to the
-    working directory (YOLOv5 resolves it against its own folder, where train.py runs)."""
-    written = Path(str(data.get("path") or ""))
-    if written.is_absolute():
-        return written
-    candidates = [(path.parent / written).resolve(), (Path.cwd() / written).resolve()]
-    train = data.get("train")
-    first = train if isinstance(train, str) else (train[0] if train else "")
-    for candidate in candidates:
-        if (candidate / str(first)).exists():
-            return candidate
-    return candidates[0]
-
-
-def _read_split(name: str, entries: tuple[str, ...], root: Path, nc: int) -> Split:
+def _read_split(name: str, entries: tuple[Entry, ...], nc: int) -> Split:
     images: list[Path] = []
     absent = []
     for entry in entries:
-        target = Path(entry) if Path(entry).is_absolute() else root / entry
-        if target.is_dir():
-            images += [p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-        elif target.is_file() and target.suffix.lower() == ".txt":
-            images += _listed_images(target)
-        elif target.is_file() and target.suffix.lower() in IMAGE_SUFFIXES:
-            images.append(target)
+        if entry.target.is_dir():
+            images += [p for p in entry.target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif entry.target.is_file():
+            images += _listed_images(entry.target)
         else:
-            absent.append(entry)
-    split = Split(name, entries, tuple(absent), tuple(sorted(set(images))))
+            absent.append(entry.written)
+    split = Split(name, tuple(e.written for e in entries), tuple(absent),
+                  tuple(sorted(set(images))))
     missing, empty, problems = [], [], []
     for image in split.images:
         label = label_path(image)
@@ -257,8 +252,8 @@ def best_possible_recall(sizes: np.ndarray, anchors: np.ndarray,
     """YOLOv5's check_anchors metric: for each label and anchor, the worse of the two side
     ratios (min(r, 1/r) per side, then the smaller); a label is recallable when its best anchor
     is above 1/anchor_t. Returns (best possible recall, mean anchors above threshold)."""
-    if len(sizes) == 0:
-        return 1.0, 0.0
+    if len(sizes) == 0:  # YOLOv5's mean over no labels: undefined, never a recall of 1
+        return float("nan"), float("nan")
     ratio = sizes[:, None] / anchors[None]
     worst_side = np.minimum(ratio, 1 / ratio).min(2)
     best = worst_side.max(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -61,7 +62,9 @@ def render_text(run: Run, console: Console) -> None:
 
 
 def _render_data(data: dict, console: Console) -> None:
-    """--data: what each split holds as train.py reads it, and the anchors' fit."""
+    """--data: where its splits were read, what each holds as train.py reads it, and the
+    anchors' fit."""
+    console.print(_data_resolution(data), highlight=False)
     for name, split in data["splits"].items():
         console.print(
             f"data {name}: {split['images']} images, {split['objects']} objects; "
@@ -74,6 +77,20 @@ def _render_data(data: dict, console: Console) -> None:
         console.print(f"anchors on the {fit['labels']} train labels at {fit['img']}: best "
                       f"possible recall {fit['bpr']:.4f}, {fit['aat']:.2f} anchors per label "
                       f"above 1/anchor_t ({data['classes']} classes)", highlight=False)
+
+
+def _data_resolution(data: dict) -> str:
+    """Where v7.0's check_dataset looks for the splits, and where they were read (YD804)."""
+    where = data["resolution"]
+    root = where["yolov5_root"] + ("" if where["root_given"] else ", the working directory")
+    written = f"`path: {where['path']}`" if where["path"] else "no `path:`"
+    line = (f"data: splits under {where['yolov5_path']}" if Path(where["path"]).is_absolute()
+            else f"data: {written} resolved as YOLOv5 v7.0 resolves it, against the YOLOv5 root "
+                 f"({root}): {where['yolov5_path']}")
+    if where["read_as"] == "data-yaml-folder":
+        line += (f"; not found there, so read relative to the data YAML's folder instead: "
+                 f"{data['root']} (YD804)")
+    return escape(line)
 
 
 def render_report(report: Report, console: Console, table: bool = True) -> None:

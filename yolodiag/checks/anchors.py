@@ -262,7 +262,7 @@ def target_assignment(facts: Facts) -> TargetAssignment | None:
         return None
     h, w = size.img
     train = facts.data.splits.get("train") if facts.data is not None else None
-    if train is not None and train.labels:
+    if train is not None and any(len(rows) for rows in train.labels.values()):  # else YD805
         from yolodiag.data import letterboxed_targets
 
         images = list(train.labels)[:DATA_IMAGES]

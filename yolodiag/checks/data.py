@@ -3,6 +3,7 @@ and the model's anchors against its labels."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,34 @@ BPR_BOUND = 0.98  # YOLOv5's AutoAnchor refits anchors below this best possible 
 
 def _where(facts: Facts, key: str) -> Location:
     return Location(str(facts.data.path), facts.data.lines.get(key), section=key)
+
+
+def stop_text(split: str, facts: Facts) -> str:
+    """What v7.0 does when an entry of this split does not exist (measured on crafted files)."""
+    if split == "val":
+        download = " (its `download:` is run instead)" if "download" in facts.data.lines else ""
+        return f"check_dataset stops with 'Dataset not found' before training{download}"
+    if split == "train":
+        return "train.py's loader stops before training ('Error loading data ... does not exist')"
+    return "train.py never reads it; val.py --task test stops on it"
+
+
+NOTHING_LEFT = {"train": "; no label file is left: train.py stops ('No labels found')",
+                "val": "; no label file is left: val.py reports P = R = mAP = 0"}
+
+
+def _kept(split) -> int:
+    """Label files YOLOv5 reads (found and not dropped as corrupt)."""
+    return len(split.images) - len(split.missing) - split.dropped
+
+
+def _objects(split) -> int:
+    return sum(len(rows) for rows in split.labels.values())
+
+
+def _split_severity(split: str) -> Severity:
+    """A fault of train or val keeps P and R at zero; one of test only its own evaluation."""
+    return E if split in ("train", "val") else W
 
 
 def _short(path: Path, facts: Facts) -> str:
@@ -36,6 +65,13 @@ def labels_missing(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         train.py trains an image without labels as pure background; with none found it stops.
         val.py only warns "No labels found" and reports P = R = mAP = 0.
+    Why it is an error:
+        Measured with v7.0's train.py on the shapes data: without labels/train it stops
+        before epoch 1 ("No labels found in .../labels/train.cache, can not start training");
+        a val entry that does not exist stops check_dataset ("Dataset not found"), a train
+        entry the loader ("Error loading data from ...: ... does not exist"). Without val
+        labels every epoch reports P = R = mAP = 0. Partly missing labels (objects trained as
+        background) and a missing `test` entry (train.py never reads it) are warnings.
     Example:
         yolodiag check --data dataset/data.yaml
         # the images have no labels/ folder beside images/: YOLOv5 finds no labels
@@ -45,13 +81,14 @@ def labels_missing(facts: Facts) -> Iterator[Problem]:
     """
     from yolodiag.data import label_path
 
+    windows_unresolved = facts.data.located.windows and not facts.data.located.as_meant
     for name, split in facts.data.splits.items():
-        if split.absent:
+        if split.absent and not windows_unresolved:  # YD804 names those paths
             yield Problem(
                 f"{name}: {', '.join(split.absent)} does not exist (under {facts.data.root}): "
-                "YOLOv5 stops with 'Dataset not found'",
+                f"{stop_text(name, facts)}",
                 "fix the path, or `path:` that it is relative to", _where(facts, name),
-                {"split": name, "absent": list(split.absent)})
+                {"split": name, "absent": list(split.absent)}, _split_severity(name))
         if not split.missing:
             continue
         examples = ", ".join(f"{_short(image, facts)} -> {_short(label_path(image), facts)}"
@@ -68,7 +105,8 @@ def labels_missing(facts: Facts) -> Iterator[Problem]:
             "put each image's labels at images/ -> labels/, same name with .txt",
             _where(facts, name),
             {"split": name, "images": total, "missing": len(split.missing),
-             "examples": [str(p) for p in split.missing[:EXAMPLES]]})
+             "examples": [str(p) for p in split.missing[:EXAMPLES]]},
+            _split_severity(name) if len(split.missing) == total else W)
 
 
 _KINDS = {
@@ -93,6 +131,12 @@ def label_format(facts: Facts) -> Iterator[Problem]:
         An image with such a file is dropped as corrupt: its objects are never seen. Class
         ids >= nc stop train.py (it checks the train split only); in the val split they are
         objects no prediction can match.
+    Why it is an error:
+        train.py asserts its largest train class id is below nc ("Label class 5 exceeds
+        nc=3") before epoch 1; when every image of a split is dropped as corrupt, train.py
+        finds no labels and stops (train), or val.py has none and reports P = R = mAP = 0
+        (val). Fewer dropped images, and class ids >= nc in val, cost those objects only:
+        a warning.
     Example:
         yolodiag check --data dataset/data.yaml
         # labels/train/0.txt gives pixels: `0 32 32 25.6 19.2`
@@ -113,13 +157,18 @@ def label_format(facts: Facts) -> Iterator[Problem]:
                 effect = ("train.py stops (its labels must stay below nc)" if name == "train"
                           else "no prediction can match these objects")
                 fix = f"use class ids 0..{classes - 1}, or give the data its real nc and names"
+                stops = name == "train"
             else:
                 what, effect, fix = _KINDS[kind]
+                stops = not _kept(split)
+                if stops:
+                    effect += NOTHING_LEFT[name] if name in NOTHING_LEFT else ""
             yield Problem(
                 f"{name}: {len(found)} of {len(split.images)} label files {what} ({examples}): "
                 f"{effect}", fix, _where(facts, name),
                 {"split": name, "kind": kind, "files": len(found), "images": len(split.images),
-                 "examples": [f"{p.label}:{p.line}" for p in found[:EXAMPLES]]})
+                 "examples": [f"{p.label}:{p.line}" for p in found[:EXAMPLES]]},
+                _split_severity(name) if stops else W)
 
 
 @check("YD803", "empty-labels", W, Stage.DATA)
@@ -137,14 +186,124 @@ def empty_labels(facts: Facts) -> Iterator[Problem]:
         Re-export the labels; check that the converter wrote the rows (class x y w h).
     """
     for name, split in facts.data.splits.items():
-        present = len(split.images) - len(split.missing) - split.dropped
-        if present and len(split.empty) * 2 > present:
+        present = _kept(split)
+        if present and len(split.empty) * 2 > present and _objects(split):  # none: YD805
             yield Problem(
                 f"{name}: {len(split.empty)} of {present} label files are empty (e.g. "
                 f"{', '.join(_short(p, facts) for p in split.empty[:EXAMPLES])})",
                 "re-export the labels: one `class x y w h` row per object",
                 _where(facts, name), {"split": name, "empty": len(split.empty),
                                       "label_files": present})
+
+
+@check("YD804", "data-path-unresolved", E, Stage.DATA)
+def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
+    r"""
+    What it detects:
+        Splits YOLOv5 v7.0 does not find where it looks for them. Its check_dataset resolves a
+        relative `path:` against the YOLOv5 root (the folder of train.py, or of the pip
+        package), not against the data YAML's folder nor the working directory: the common
+        `path: .  # relative to this file` is the YOLOv5 root. yolodiag takes the working
+        directory as that root (where train.py is normally run) unless told: `check --repo
+        DIR` passes DIR, `run` the run's checkout. Found when the data YAML's own folder holds
+        the splits v7.0 misses (yolodiag then reads them there, says so in the report, and
+        the other data checks go on with that reading), and for Windows paths (`C:\data`,
+        `images\train`): on Linux a backslash is part of a name and `C:` a relative folder.
+    Why it zeroes P and R:
+        Nothing trains: train.py stops before the first epoch.
+    Why it is an error:
+        Measured with v7.0's check_dataset on the shapes data YAML (`path: .`): "Dataset not
+        found" (missing paths ['<ROOT>/images/val']) before the model is built; with the val
+        split found and the train split not, train.py's loader stops ("Error loading data
+        from ...: ... does not exist"). A missing `test` split only is a warning: train.py
+        never reads it.
+    Example:
+        yolodiag check --data dataset/data.yaml
+        # `path: .` in dataset/data.yaml: v7.0 looks in the YOLOv5 root, not in dataset/
+    Fix:
+        Write an absolute `path:` (`path: /data/shapes`), or one relative to the YOLOv5 root
+        (`path: ../datasets/shapes`, as YOLOv5's own data YAMLs do), with forward slashes.
+    """
+    located = facts.data.located
+    missed = {name: located.not_found(name) for name in located.yolov5_entries}
+    missed = {name: entries for name, entries in missed.items() if entries}
+    if not missed or not (located.as_meant or located.windows):
+        return
+    looked = " and ".join(f"{name} in {', '.join(str(e.target) for e in entries)}"
+                          for name, entries in missed.items())
+    first = next(iter(missed))
+    stop = stop_text("val" if "val" in missed else first, facts)
+    root = (f"the YOLOv5 root {located.yolov5_root}" if located.root_given else
+            f"the YOLOv5 root (taken to be the working directory, {located.yolov5_root})")
+    written = (f"`path: {located.written}`" if located.written else
+               "the split entries (no `path:`)")
+    message = (f"YOLOv5 v7.0 resolves {written} against {root}, so it looks for {looked}, "
+               f"and finds nothing: {stop}")
+    if located.windows:
+        message += (f"; {', '.join(f'`{w}`' for w in located.windows)} "
+                    f"{'is a Windows path' if len(located.windows) == 1 else 'are Windows paths'}"
+                    ": on Linux a backslash is part of a name and `C:` a relative folder")
+    if located.as_meant:
+        message += (f"; the splits are relative to the data YAML's folder ({located.base}): "
+                    "the data checks read them there")
+        hint = (f"write `path: {located.base}` (absolute), or a path relative to the YOLOv5 "
+                f"root: `path: {os.path.relpath(located.base, located.yolov5_root)}`")
+    else:
+        hint = "write an absolute `path:` with forward slashes, or one relative to the YOLOv5 root"
+    severe = any(name in missed for name in ("train", "val"))
+    yield Problem(message, hint, _where(facts, "path" if located.written else first),
+                  {"yolov5_root": str(located.yolov5_root), "path": located.written,
+                   "not_found": {n: [str(e.target) for e in es] for n, es in missed.items()},
+                   "read_as": str(located.base) if located.as_meant else None,
+                   "windows": list(located.windows)}, E if severe else W)
+
+
+@check("YD805", "no-labels", E, Stage.DATA)
+def no_labels(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A split without a single label row: its entries hold no image, or its label files are
+        all empty. (Images without label files are YD801; files dropped as corrupt, YD802.)
+        Without train labels there is no best possible recall to compute (YOLOv5's formula
+        averages over no labels): yolodiag reports none, and YD404 assigns the synthetic
+        batch instead.
+    Why it zeroes P and R:
+        With no train labels nothing is learned; with no val labels nothing can be scored.
+    Why it is an error:
+        Measured with v7.0's train.py on the shapes data with every train label file emptied:
+        it stops before AutoAnchor and epoch 1 ("All labels empty in .../labels/train.cache,
+        can not start training"); a split folder without images stops its loader ("No
+        images found"). With every val label file emptied it trains, and every validation
+        reports P = R = mAP = 0 ("no labels found in val set, can not compute metrics without
+        labels"). An empty `test` split (train.py never reads it) is a warning.
+    Example:
+        yolodiag check --data dataset/data.yaml
+        # every label file is empty: no object to learn
+    Fix:
+        Write the labels (one `class x y w h` row per object), or point the split at the
+        folder that has them.
+    """
+    for name, split in facts.data.splits.items():
+        if split.absent:  # YD801/YD804 say what is not there
+            continue
+        if not split.images:
+            effect = {"train": "train.py's loader stops ('No images found')",
+                      "val": "train.py's val loader stops ('No images found')"}.get(
+                name, "val.py --task test stops ('No images found')")
+            message = f"{name}: {', '.join(split.written)} holds no image: {effect}"
+        elif _objects(split) == 0 and _kept(split):
+            effect = {"train": "train.py stops before training ('All labels empty ... can not "
+                               "start training'); there is no best possible recall",
+                      "val": "val.py finds no labels: P = R = mAP = 0 every epoch"}.get(
+                name, "val.py --task test reports P = R = mAP = 0")
+            message = (f"{name}: no label row in {len(split.images)} images ({_kept(split)} "
+                       f"label files, all empty): {effect}")
+        else:
+            continue
+        yield Problem(message, "write one `class x y w h` row per object in labels/",
+                      _where(facts, name),
+                      {"split": name, "images": len(split.images), "label_files": _kept(split)},
+                      _split_severity(name))
 
 
 @check("YD405", "low-best-possible-recall", W, Stage.DATA)
@@ -197,7 +356,8 @@ class AnchorFit:
 
 
 def anchor_fit(facts: Facts) -> AnchorFit | None:
-    """BPR and AAT at the first traced size (None without train labels or written anchors)."""
+    """BPR and AAT at the first traced size (None without train label rows or written
+    anchors)."""
     import numpy as np
 
     from yolodiag.data import best_possible_recall, box_sizes
@@ -209,6 +369,8 @@ def anchor_fit(facts: Facts) -> AnchorFit | None:
         return None
     img = max(facts.first_ok.img) if facts.first_ok else 640
     sizes = box_sizes(split, img)
+    if len(sizes) == 0:  # no labels: no recall to speak of (YD805 says why)
+        return None
     strides = np.array(built.stride, np.float32).reshape(-1, 1, 1)
     anchors = (built.anchors.cpu().numpy() * strides).reshape(-1, 2)
     bpr, aat = best_possible_recall(sizes, anchors, facts.anchor_t)
