@@ -123,15 +123,18 @@ def test_nc_mismatch_with_names(shapes_copy):
     data.write_text(data.read_text().replace("nc: 3", "nc: 4"))
     code, report = check_with_data(yolov5s(), data)
     mismatch = findings_of(report, "YD109")
-    assert code == 1 and len(mismatch) == 1
+    # a warning: YOLOv5 v7.0 trains len(names) classes, which is what the labels hold
+    assert code == 0 and len(mismatch) == 1 and mismatch[0]["severity"] == "warning"
     assert mismatch[0]["data"] == {"data_nc": 4, "names": 3}
-    assert report["model"]["nc"] == 3  # YOLOv5 v7.0 trains len(names) classes
+    assert report["model"]["nc"] == 3
 
 
 def test_detect_row_with_a_number_other_than_the_datas_classes(tmp_path, shapes_yaml):
     model = write_yaml(tmp_path, TINY.replace("Detect, [nc, anchors]", "Detect, [2, anchors]"))
-    _, report = check_with_data(model, shapes_yaml, "--img", "160")
-    assert findings_of(report, "YD109")[0]["data"] == {"detect_nc": 2, "nc": 3}
+    code, report = check_with_data(model, shapes_yaml, "--img", "160")
+    fewer = findings_of(report, "YD109")[0]
+    assert fewer["data"] == {"detect_nc": 2, "nc": 3}
+    assert fewer["severity"] == "error" and code == 1  # class 2 indexes past a 2-class head
 
 
 def test_absent_split_and_txt_lists_resolve_as_yolov5_does(shapes_copy):
@@ -283,3 +286,11 @@ def test_image_size_follows_exif_rotation_as_yolov5(tmp_path):
     Image.new("RGB", (200, 100)).save(tmp_path / "p.png")
     assert image_size(tmp_path / "r.jpg") == (100, 200)
     assert image_size(tmp_path / "p.png") == (200, 100)
+
+
+def test_detect_row_with_more_classes_than_the_data_is_a_warning(tmp_path, shapes_yaml):
+    model = write_yaml(tmp_path, TINY.replace("Detect, [nc, anchors]", "Detect, [5, anchors]"))
+    code, report = check_with_data(model, shapes_yaml, "--img", "160")
+    more = findings_of(report, "YD109")[0]
+    assert more["data"] == {"detect_nc": 5, "nc": 3}
+    assert more["severity"] == "warning" and code == 0  # extra outputs only learn "absent"

@@ -309,11 +309,11 @@ def read_run_data(data_yaml: Path, checkout_root: Path | None,
                   nc: int | None) -> tuple[DataInfo | None, str]:
     """The run's data YAML read as train.py read it, or None and why not. The one place `run`
     reads data: `checkout_root` is where train.py ran, which v7.0 resolves a relative `path:`
-    against (to be passed to read_data as its root once read_data takes one)."""
+    against."""
     from yolodiag.data import read_data
 
     try:
-        return read_data(data_yaml, nc), ""
+        return read_data(data_yaml, nc, root=checkout_root), ""
     except Unsupported as e:
         return None, str(e)
 
