@@ -134,6 +134,9 @@ def test_a_block_their_yolo_py_does_not_register_fails_as_their_yolov5_would(tmp
     assert "Plain(64) cannot be built" in report["findings"][0]["message"]
     assert f"in none of the channel-aware branches of {YOLO_PY}'s parse_model" in \
         report["findings"][0]["message"]
+    # Registering it in their yolo.py is all it takes: yolodiag reads that, no --rule needed.
+    assert "register Plain in parse_model's channel-aware set" in report["findings"][0]["hint"]
+    assert "--rule" not in report["findings"][0]["hint"]
     # With both widths written the raw call builds, for widths parse_model does not count.
     _, report = check_json(str(tiny_with(tmp_path, "[-1, 1, Plain, [32, 64]]")), "--modules",
                            str(COMMON))
@@ -193,7 +196,7 @@ def test_bundled_seed_says_basicblock_is_not_yolov5_and_what_was_assumed():
     (info,) = by_code(report, "YD110")
     assert info["severity"] == "info" and info["data"]["layers"] == [1, 3, 5, 7, 9]
     assert info["message"].startswith("BasicBlock is not a YOLOv5 v7.0 module: yolodiag builds "
-                                      "it as the seed's block")
+                                      "it as the seed's block (yolodiag/reference/seed.py)")
     assert "registered in parse_model's channel-aware set" in info["message"]
     assert "(c1, c2, *args)" in info["message"]
     assert "--modules" in info["hint"] and "--rule BasicBlock=passthrough" in info["hint"]

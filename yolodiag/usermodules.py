@@ -113,10 +113,15 @@ def registration_file(entry: ModuleEntry) -> str:
     return where.rpartition(":")[0] if entry.decided == RuleSource.UNMAPPED else where
 
 
-def register_fix(module: str) -> str:
-    return (f"register {module} in parse_model's channel-aware set (c1 = ch[f] inserted, c2 = "
-            f"args[0] width-scaled) and write `[c2, ...]`, or use a channel-aware module such "
-            f"as Conv")
+def register_fix(module: str, entry: ModuleEntry | None = None) -> str:
+    """How to make a block channel-aware; with its entry, also how to tell yolodiag (nothing
+    to tell when its rule is read from the checkout's yolo.py, or it is a stock class)."""
+    fix = (f"register {module} in parse_model's channel-aware set (c1 = ch[f] inserted, c2 = "
+           f"args[0] width-scaled) and write `[c2, ...]`, or use a channel-aware module such "
+           f"as Conv")
+    declared = entry is not None and entry.decided in (RuleSource.OPTION, RuleSource.FILE)
+    user = entry is not None and entry.cls is not None and entry.decided != RuleSource.YOLO_PY
+    return fix + (f" (then declare it: --rule {module}=channels)" if declared or user else "")
 
 
 def common_namespace() -> dict[str, Any]:

@@ -68,21 +68,19 @@ def not_channel_aware(facts: Facts) -> Iterator[Problem]:
         data = {"module": module, "layers": layers, "args": list(rows[0].args),
                 "input_channels": rows[0].inputs[0],
                 "parse_model_output_channels": rows[0].inputs[0]}
-        fix = register_fix(module)
         if assumed:
             yield Problem(
                 f"{module} ({entry.factory}) has no declared rule and no yolo.py of yours was "
                 f"read: yolodiag builds it as channel-aware from its signature, but stock "
                 f"YOLOv5 does not know it; unless your yolo.py registers it, parse_model passes "
                 f"it the YAML's arguments: {built}",
-                f"{fix}; then declare it: YOLODIAG_RULES = {{{module!r}: 'channels'}} or "
+                f"{register_fix(module)}; then declare it: YOLODIAG_RULES = {{{module!r}: 'channels'}} or "
                 f"--rule {module}=channels", facts.where(layers[0]),
                 {**data, "assumed_rule": entry.rule}, severity=W)
             continue
-        if entry.cls is not None:
-            fix += f" (then declare it: --rule {module}=channels)"
         yield Problem(f"parse_model passes {module} the YAML's arguments unchanged "
-                      f"({why_raw(entry)}): {built}", fix, facts.where(layers[0]), data)
+                      f"({why_raw(entry)}): {built}", register_fix(module, entry),
+                      facts.where(layers[0]), data)
 
 
 def _raw_build(planned) -> str:
@@ -153,7 +151,7 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
         if seed:
             yield Problem(
                 f"{module} is not a YOLOv5 v7.0 module: yolodiag builds it as the seed's block "
-                f"({entry.factory}), registered in parse_model's channel-aware set as the seed "
+                f"({entry.factory.partition(':')[0].replace('.', '/')}.py), registered in parse_model's channel-aware set as the seed "
                 f"did, so it gets (c1, c2, *args) (layers {', '.join(map(str, layers))})",
                 f"if your {module} or your parse_model differs, say so: --modules with the "
                 f"file holding your {module} (your checkout's models/common.py: the yolo.py "

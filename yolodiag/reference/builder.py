@@ -310,9 +310,7 @@ def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...], e: Exc
             entry.load()) is not None:
         reason += (f" (parse_model passes {row.module} the YAML's arguments unchanged: "
                    f"{why_raw(entry)})")
-        hint = register_fix(row.module) + (f" (then declare it: --rule {row.module}=channels)"
-                                           if entry.cls is not None or entry.decided != "table"
-                                           else "")
+        hint = register_fix(row.module, entry)
     return InputRefused(Finding(
         "YD202", "build-failed", Severity.ERROR, f"{call} cannot be built: {reason}", hint,
         Location(spec.path, row.line, row.index, row.section), {"exception": type(e).__name__}))
