@@ -35,8 +35,10 @@ def not_channel_aware(facts: Facts) -> Iterator[Problem]:
     Why it is an error:
         Under a passthrough rule the widths disagree by construction: the block's first layer
         receives other channels than it was built for, or the next layer reading it does, so
-        YOLOv5's own build (its stride probe forward) raises and nothing trains. The warning
-        case is not measured: the model checked is the channel-aware one, which builds.
+        YOLOv5's own build (its stride probe forward) raises and nothing trains. Measured on
+        the example below: YOLOv5 v7.0's `Model()` stops with a RuntimeError (layer 7 built
+        for 128 input channels receives 192). The warning case is not measured: the model
+        checked is the channel-aware one, which builds.
     Example:
         [-1, 1, nn.Conv2d, [64, 128, 3, 2, 1]]
     Fix:
