@@ -45,11 +45,17 @@ def find_checkout(file: str | Path) -> Path | None:
 def read_registration(root: str | Path) -> Registration:
     """The rules of `<root>/models/yolo.py`'s parse_model (none when it defines no parse_model).
     Raises Unsupported naming the file and line when yolo.py is not valid Python."""
-    return _read(str((Path(root) / "models" / "yolo.py").resolve()))
+    source = (Path(root) / "models" / "yolo.py").resolve()
+    try:
+        modified = source.stat().st_mtime_ns
+    except OSError as e:
+        raise Unsupported(f"{source}: cannot read it for parse_model's registrations: {e}") from e
+    return _read(str(source), modified)
 
 
 @lru_cache(maxsize=8)
-def _read(source: str) -> Registration:
+def _read(source: str, modified: int) -> Registration:
+    """Cached per file and modification time (several --modules files of one checkout)."""
     try:
         tree = ast.parse(Path(source).read_text(encoding="utf-8"), source)
     except (OSError, UnicodeDecodeError) as e:
