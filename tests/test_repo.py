@@ -277,12 +277,36 @@ def test_check_with_a_checkout_reports_its_own_block_and_the_same_model(tmp_path
     assert theirs["findings"] == ours["findings"]
 
 
+def test_check_with_a_checkout_says_which_yolo_py_and_interpreter_built_it(tmp_path):
+    import sys
+
+    import torch
+    from typer.testing import CliRunner
+
+    from conftest import validate
+    from yolodiag.cli import app
+
+    model = str(write_yaml(tmp_path, TINY))
+    code, report, _ = _check(model, "--repo", str(FAKE), "--img", "128")
+    assert code == 0
+    validate(report)
+    assert report["repo"] == {"yolo_py": str(FAKE.resolve() / "models" / "yolo.py"),
+                              "python": sys.executable,
+                              "python_version": ".".join(map(str, sys.version_info[:3])),
+                              "torch": torch.__version__}
+    text = CliRunner().invoke(app, ["check", model, "--repo", str(FAKE), "--img", "128"],
+                              terminal_width=300).output
+    assert (f"built by your YOLOv5: {FAKE.resolve() / 'models' / 'yolo.py'}, in "
+            f"{sys.executable} (Python ") in text
+
+
 def test_check_with_a_checkout_whose_build_fails_names_the_layer(tmp_path):
     spp = TINY.replace("[-1, 1, Conv, [64, 3, 2]],    # 3 /8", "[-1, 1, SPPF, [64, 5]],  # 3")
     code, report, _ = _check(str(write_yaml(tmp_path, spp)), "--repo", str(BROKEN))
     refused = [f for f in report["findings"] if f["code"] == "YD202"]
     assert code in (1, 2) and refused, report
     assert refused[0]["location"]["layer"] == 3 and "NameError" in refused[0]["message"]
+    assert report["repo"]["yolo_py"] == str(BROKEN.resolve() / "models" / "yolo.py")
 
 
 def test_check_with_repo_refuses_unsafe_yaml_before_running_their_code(tmp_path):

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from yolodiag.findings import COMMAND_STAGES, InputRefused, Severity, Unsupported
-from yolodiag.report import Report, model_section
+from yolodiag.report import Report, model_section, provenance_sections
 
 BUNDLED_MODEL = Path(__file__).parent / "reference" / "models" / "yolov5s-resnet18.yaml"
 # 640 (training), 320, and the 384x640 (height x width) letterbox YOLOv5's rectangular
@@ -42,7 +42,11 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
         if modules:
             raise Unsupported("--repo builds with your YOLOv5's own modules: --modules and "
                               "--rule do not apply to it")
-        facts, stopped_by = _repo_traced(model, sizes, repo, repo_python, nc)
+        from yolodiag.repo import repo_traced
+
+        # Rounded to 32, not to the largest stride: that is known once their code has run.
+        facts, stopped_by = repo_traced(_model_path(model), tuple(sizes), traced_sizes(
+            sizes or DEFAULT_SIZES, None), repo, repo_python, nc)
     else:
         facts, stopped_by = _traced(model, sizes, modules, nc)
     facts.data = dataset
@@ -263,52 +267,6 @@ def _traced(model: str | Path | None, sizes, modules: dict | None = None,
     return facts, None
 
 
-def _repo_traced(model: str | Path | None, sizes, repo: str | Path, python: str | None,
-                 nc: int | None = None):
-    """As _traced, with the model built and traced by the user's YOLOv5 code: the spec is read
-    (and refused) by us first, so that no string their parse_model would eval reaches it."""
-    from yolodiag.checks import Facts
-    from yolodiag.findings import Finding, Location
-    from yolodiag.reference.table import MODULES
-    from yolodiag.repo import as_built, build_with_repo
-    from yolodiag.spec import load_spec, module_names
-
-    path = _model_path(model)
-    facts = Facts(str(path), requested_sizes=tuple(sizes))
-    try:
-        names = module_names(path)
-        facts.spec = load_spec(path, extra_modules=names)
-    except InputRefused as e:
-        facts.stopped = e.finding
-        return facts, e
-    # Rounded to 32, not to the largest stride: that is known once their code has run.
-    result = build_with_repo(repo, path, traced_sizes(sizes or DEFAULT_SIZES, None),
-                             sorted(names), nc=nc, python=python)
-    failure = result.failure
-    if failure is not None and failure.during == "import":
-        raise Unsupported(f"--repo {repo}: importing {result.source} raised "
-                          f"{failure.exception}: {failure.message} (run it with an interpreter "
-                          "that has its requirements: --repo-python)")
-    if failure is not None:
-        location = (facts.where(failure.layer) if failure.layer is not None
-                    and failure.layer < len(facts.spec.layers) else Location(str(path)))
-        where = (f" in layer {failure.layer} {facts.spec.layers[failure.layer].module}"
-                 if location.layer is not None else "")
-        refusal = InputRefused(Finding(
-            "YD202", "build-failed", Severity.ERROR,
-            f"your YOLOv5 ({result.source}) fails to {failure.during} the model{where}: "
-            f"{failure.exception}: {failure.message}",
-            "check this row against your module's constructor and parse_model's branch for it",
-            location, {"exception": failure.exception, "repo": result.source}))
-        facts.stopped = refusal.finding
-        if names - set(MODULES):  # rows only their code knows: no plan of ours for them
-            facts.spec = None
-        return facts, refusal
-    facts.built, facts.modules = as_built(result, facts.spec)
-    facts.trace = result.trace
-    return facts, None
-
-
 def _read_data(data: str | Path | None, nc: int | None = None, repo: str | None = None):
     """--data read as train.py reads it (None without it), `path:` relative to --repo's root."""
     if data is None:
@@ -384,6 +342,7 @@ def _report(command: str, facts, findings, fail_on: Severity, sections: dict,
     section = (model_section(facts.built, facts.trace, bundled=bundled)
                if facts.trace is not None and facts.built is not None else None)
     errors = [e for e in (stopped_by, *facts.check_errors) if e is not None]
+    sections = {**sections, **provenance_sections(facts)}  # whose code decided the model
     return Report(command, section, findings, fail_on, path=path or facts.path,
                   bundled=bundled, sections=sections, errors=errors, checked=tuple(facts.checked))
 

@@ -193,7 +193,7 @@ REGISTRY: dict[str, CheckInfo] = {}
 def _register(info: CheckInfo) -> None:
     if info.code in REGISTRY:
         raise ValueError(f"{info.code} is registered twice")
-    missing = [title for title in required_sections(Severity.WARNING)  # TODO(merge): severity
+    missing = [title for title in required_sections(info.severity)
                if f"{title}:" not in info.doc]
     if missing:
         raise ValueError(f"{info.code}: documentation lacks {', '.join(missing)}")

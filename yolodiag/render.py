@@ -93,6 +93,20 @@ def _data_resolution(data: dict) -> str:
     return escape(line)
 
 
+def _provenance_lines(sections: dict) -> list[str]:
+    """--repo: which yolo.py and interpreter built the model; --modules: the yolo.py files
+    whose parse_model registrations gave the blocks' rules."""
+    repo, modules = sections.get("repo"), sections.get("modules")
+    if repo:
+        return [f"built by your YOLOv5: {repo['yolo_py']}, in {repo['python']} (Python "
+                f"{repo['python_version']}, torch {repo['torch'] or 'not imported'})"]
+    if modules and modules["registrations"]:
+        read = [f"{b['name']} {b['rule']}" for b in modules["blocks"] if b["registered_by"]]
+        return [f"--modules: rules read from {', '.join(modules['registrations'])} (its "
+                f"parse_model, statically): {', '.join(read) or 'no block of this model'}"]
+    return []
+
+
 def render_report(report: Report, console: Console, table: bool = True) -> None:
     """One model: title, table (optional), headline figures, findings by severity."""
     model = report.model
@@ -119,6 +133,8 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
         render_transfer(report, console)
     if report.sections.get("data"):
         _render_data(report.sections["data"], console)
+    for line in _provenance_lines(report.sections):
+        console.print(line, highlight=False)
     assignment = report.sections.get("assignment")
     if assignment:
         h, w = assignment["img"]

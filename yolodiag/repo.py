@@ -4,8 +4,9 @@ Their code runs in a subprocess (an explicit opt-in: it executes what is in thei
 interpreter they name, and hands back plain data in a JSON file: per layer the class built, the
 constructor arguments their `parse_model` passed, copies and parameters; strides, anchors,
 state-dict shapes, a shape trace by yolodiag's own tracer, and the constructor signatures of the
-YAML's module names. The worker is this file run as a script: it needs torch, numpy and pyyaml
-in that interpreter, not an installed yolodiag (our package is loaded from this folder by path).
+YAML's module names, and which interpreter ran it. The worker is repo_worker.py run as a script:
+it needs torch, numpy and pyyaml in that interpreter, not an installed yolodiag (our package is
+loaded from this folder by path).
 
 Nothing of their code is read or copied: constructor arguments are recorded by wrapping the
 classes' `__init__` at run time, failures are located from the traceback's frames.
@@ -13,28 +14,24 @@ classes' `__init__` at run time, failures are located from the traceback's frame
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import importlib
-import importlib.util
 import inspect
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from yolodiag.repo_worker import REQUIRED, jsonable_default
 
 if TYPE_CHECKING:
     from yolodiag.reference.builder import BuiltModel
     from yolodiag.reference.table import ModuleEntry
     from yolodiag.trace import Trace
 
-REQUIRED = "<required>"  # a constructor parameter without a default, in `signatures`
-_ARGS = "_yolodiag_args"  # where the worker leaves each instance's constructor arguments
+__all__ = ["REQUIRED", "RepoBuild", "RepoFailure", "RepoLayer", "as_built", "build_with_repo"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,14 @@ class RepoBuild:
     # (REQUIRED when none); a name that does not resolve in their code is absent.
     signatures: dict[str, list[tuple[str, object]]]
     failure: RepoFailure | None
+    # The interpreter that ran their code: {"python": path, "version": ..., "torch": ...}.
+    interpreter: dict[str, str | None] = field(default_factory=dict)
+
+    def provenance(self) -> dict[str, str | None]:
+        """Which yolo.py built the model, in which interpreter (the report's `repo` section)."""
+        return {"yolo_py": self.source, "python": self.interpreter.get("python"),
+                "python_version": self.interpreter.get("version"),
+                "torch": self.interpreter.get("torch")}
 
 
 def build_with_repo(repo: str | Path, yaml_path: str | Path, sizes: list[tuple[int, int]],
@@ -93,8 +98,9 @@ def build_with_repo(repo: str | Path, yaml_path: str | Path, sizes: list[tuple[i
             "package": str(Path(__file__).resolve().parent),
             "yaml": str(Path(yaml_path).resolve()), "sizes": [list(s) for s in sizes],
             "names": list(names), "nc": nc}), encoding="utf-8")
-        command = [python or sys.executable, "-W", "ignore", str(Path(__file__).resolve()),
-                   "--worker", str(request), str(result)]
+        worker = Path(__file__).resolve().parent / "repo_worker.py"
+        command = [python or sys.executable, "-W", "ignore", str(worker), "--worker",
+                   str(request), str(result)]
         try:
             # Their code prints tables: keep it off our output, read only the result file.
             done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL,
@@ -108,6 +114,49 @@ def build_with_repo(repo: str | Path, yaml_path: str | Path, sizes: list[tuple[i
             raise Unsupported(f"--repo: building with {source} ended (exit {done.returncode}) "
                               f"without a result{_last_line(done.stderr)}")
         return _from_json(json.loads(result.read_text(encoding="utf-8")))
+
+
+def repo_traced(path: Path, requested: tuple, sizes: list[tuple[int, int]], repo: str | Path,
+                python: str | None, nc: int | None = None):
+    """(Facts, refusal or None) as commands._traced gives them, with the model built and traced
+    by the user's YOLOv5 code at `sizes`: the spec is read (and refused) by us first, so that no
+    string their parse_model would eval reaches it. `requested`: the --img sizes as given."""
+    from yolodiag.checks import Facts
+    from yolodiag.findings import Finding, InputRefused, Location, Severity, Unsupported
+    from yolodiag.reference.table import MODULES
+    from yolodiag.spec import load_spec, module_names
+
+    facts = Facts(str(path), requested_sizes=requested)
+    try:
+        names = module_names(path)
+        facts.spec = load_spec(path, extra_modules=names)
+    except InputRefused as e:
+        facts.stopped = e.finding
+        return facts, e
+    result = build_with_repo(repo, path, sizes, sorted(names), nc=nc, python=python)
+    failure, facts.repo = result.failure, result.provenance()
+    if failure is not None and failure.during == "import":
+        raise Unsupported(f"--repo {repo}: importing {result.source} in {facts.repo['python']} "
+                          f"raised {failure.exception}: {failure.message} (run it with an "
+                          "interpreter that has its requirements: --repo-python)")
+    if failure is not None:
+        location = (facts.where(failure.layer) if failure.layer is not None
+                    and failure.layer < len(facts.spec.layers) else Location(str(path)))
+        where = (f" in layer {failure.layer} {facts.spec.layers[failure.layer].module}"
+                 if location.layer is not None else "")
+        refusal = InputRefused(Finding(
+            "YD202", "build-failed", Severity.ERROR,
+            f"your YOLOv5 ({result.source}) fails to {failure.during} the model{where}: "
+            f"{failure.exception}: {failure.message}",
+            "check this row against your module's constructor and parse_model's branch for it",
+            location, {"exception": failure.exception, "repo": result.source}))
+        facts.stopped = refusal.finding
+        if names - set(MODULES):  # rows only their code knows: no plan of ours for them
+            facts.spec = None
+        return facts, refusal
+    facts.built, facts.modules = as_built(result, facts.spec)
+    facts.trace = result.trace
+    return facts, None
 
 
 def _locate(repo: str | Path) -> tuple[str | None, str, str]:
@@ -150,7 +199,8 @@ def _from_json(data: dict) -> RepoBuild:
         trace=_trace_from(data["trace"]) if data["trace"] is not None else None,
         signatures={name: [tuple(p) for p in params]
                     for name, params in data["signatures"].items()},
-        failure=RepoFailure(**failure) if failure is not None else None)
+        failure=RepoFailure(**failure) if failure is not None else None,
+        interpreter=data.get("interpreter") or {})
 
 
 def _tuples(value: Any) -> Any:
@@ -192,13 +242,19 @@ def as_built(repo_build: RepoBuild, spec) -> tuple[BuiltModel, dict[str, ModuleE
         signature = repo_build.signatures.get(row.module)
         if row.module in entries:
             rule = entries[row.module].rule
-        elif stock is not None and (signature is None or _same(signature, _stock_signature(stock))):
+        elif stock is not None and stock.decided == "table" and (
+                signature is None or _same(signature, _stock_signature(stock))):
             rule = stock.rule
-        else:
+        else:  # their own class, or one not in YOLOv5 v7.0 (the seed's BasicBlock): as built
             rule = "detect" if layer.index == head else _read_rule(layer, row, spec)
+            differs = (f"its constructor takes ({_parameters(signature or [])}), the "
+                       f"table's ({_parameters(_stock_signature(stock))})"
+                       if stock is not None and signature is not None
+                       and not _same(signature, _stock_signature(stock)) else None)
             entries[row.module] = ModuleEntry(
                 row.module, f"{repo_build.source}:{row.module}", rule,
-                cls=_signature_stub(row.module, signature or []), decided="repo")
+                cls=_signature_stub(row.module, signature or []), decided="repo",
+                differs=differs)
         traced = first.layer(layer.index) if first else None
         records.append(LayerRecord(
             index=layer.index, from_=row.from_, number=scaled_number(row.number,
@@ -227,8 +283,13 @@ def _read_rule(layer: RepoLayer, row, spec) -> str:
 def _stock_signature(entry) -> list[tuple[str, object]]:
     from yolodiag.usermodules import constructor_parameters
 
-    return [(p.name, REQUIRED if p.default is p.empty else _default(p.default))
+    return [(p.name, REQUIRED if p.default is p.empty else jsonable_default(p.default))
             for p in constructor_parameters(entry.load())]
+
+
+def _parameters(signature: list) -> str:
+    return ", ".join(name if default == REQUIRED else f"{name}={default!r}"
+                     for name, default in signature)
 
 
 def _same(theirs: list, ours: list) -> bool:
@@ -257,208 +318,3 @@ def _flipped(spec, anchors, stride) -> bool:
     theirs = (anchors * torch.tensor(stride).view(-1, 1, 1)).view(written.shape)
     return (not torch.allclose(theirs, written) and
             torch.allclose(theirs, written.flip(0)))
-
-
-# ---- the worker: runs in their interpreter, imports torch only after their code imported ----
-
-
-def _worker(request_file: str, result_file: str) -> None:
-    request = json.loads(Path(request_file).read_text(encoding="utf-8"))
-    result: dict[str, Any] = {"source": request["source"], "layers": [], "stride": None,
-                              "anchors": None, "state": {}, "trace": None, "signatures": {},
-                              "failure": None}
-    _load_yolodiag(request["package"])
-    if request["path"] is not None:
-        sys.path.insert(0, request["path"])
-    try:
-        yolo = importlib.import_module(request["module"])
-    except (Exception, SystemExit) as e:
-        result["failure"] = _failure(e, "import", None)
-        return _write(result_file, result)
-    result["source"] = getattr(yolo, "__file__", None) or request["source"]
-
-    from torch import nn
-
-    result["signatures"] = _signatures(request["names"], yolo, nn)
-    _record_constructor_args({c for space in (vars(yolo), vars(nn)) for c in space.values()
-                              if isinstance(c, type) and issubclass(c, nn.Module)
-                              and _init_definer(c) is not nn.Module})
-    try:
-        cls = getattr(yolo, "DetectionModel", None) or yolo.Model
-        extra = {"nc": request["nc"]} if request["nc"] is not None else {}
-        model = cls(request["yaml"], ch=3, **extra)
-    except (Exception, SystemExit) as e:
-        result["failure"] = _failure(e, "build", _failing_layer(e, nn))
-        return _write(result_file, result)
-
-    result["layers"] = [_layer(position, m, nn) for position, m in enumerate(model.model)]
-    result["stride"] = _listed(getattr(model, "stride", None))
-    result["anchors"] = _listed(getattr(model.model[-1], "anchors", None))
-    result["state"] = {k: list(v.shape) for k, v in model.state_dict().items()}
-    try:
-        result["trace"] = _trace(model, request["sizes"])
-    except Exception as e:
-        result["failure"] = _failure(e, "trace", _failing_layer(e, nn))
-    _write(result_file, result)
-
-
-def _listed(value: Any) -> Any:
-    """A tensor as nested lists; None (or anything not a tensor) as None."""
-    return value.tolist() if callable(getattr(value, "tolist", None)) else None
-
-
-def _load_yolodiag(package: str) -> None:
-    """Import our package from its folder by path: putting its parent on sys.path could put our
-    own site-packages (another torch) ahead of theirs when yolodiag is pip-installed."""
-    spec = importlib.util.spec_from_file_location(
-        "yolodiag", Path(package) / "__init__.py", submodule_search_locations=[package])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["yolodiag"] = module
-    spec.loader.exec_module(module)
-
-
-def _record_constructor_args(classes: set[type]) -> None:
-    """Wrap the `__init__` each class runs so every instance keeps the arguments it was built
-    with: what their parse_model passed, without reading their code. That `__init__` may live
-    in a base outside the namespaces searched (nn.MaxPool2d's is _MaxPoolNd's)."""
-    for definer in {_init_definer(cls) for cls in classes}:
-        definer.__init__ = _recording(definer, definer.__dict__["__init__"])
-
-
-def _init_definer(cls: type) -> type:
-    return next(c for c in cls.__mro__ if "__init__" in c.__dict__)
-
-
-def _recording(cls: type, init):
-    @functools.wraps(init)  # inspect.signature still sees the original
-    def __init__(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        # Only the most-derived constructor holds the caller's arguments: a subclass's
-        # super().__init__(...) passes its own, which must not overwrite them.
-        if _init_definer(type(self)) is cls:
-            object.__setattr__(self, _ARGS, (args, kwargs))
-    return __init__
-
-
-def _layer(position: int, m, nn) -> dict:
-    stacked = type(m) is nn.Sequential  # parse_model's copies (n > 1)
-    first = m[0] if stacked else m
-    recorded = getattr(first, _ARGS, None)
-    return {"index": getattr(m, "i", position), "from": getattr(m, "f", -1),
-            "type": type(first).__name__,
-            "args": _plain(list(recorded[0]), nn) if recorded is not None else None,
-            "copies": len(m) if stacked else 1,
-            "params": sum(p.numel() for p in m.parameters())}
-
-
-def _plain(value: Any, nn) -> Any:
-    """JSON-able: lists for sequences, an nn.Module as the text that builds it."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, nn) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, nn.Module) and getattr(value, _ARGS, None) is not None:
-        args, kwargs = getattr(value, _ARGS)
-        name = type(value).__name__
-        prefix = "nn." if getattr(nn, name, None) is type(value) else ""
-        parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-        return f"{prefix}{name}({', '.join(parts)})"
-    return repr(value)
-
-
-def _trace(model, sizes: list[list[int]]) -> dict:
-    """yolodiag's tracer on their model: real CPU tensors (their code may not run on meta), each
-    layer's errors re-raised as the LayerFailed by which our tracer names the failing layer."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from yolodiag.reference.builder import LayerFailed
-    from yolodiag.trace import trace
-
-    for index, layer in enumerate(model.model):
-        layer.forward = _naming(index, layer.forward, LayerFailed)
-    head = model.model[-1]
-    is_head = hasattr(head, "nl") and hasattr(head, "anchors")
-    built = SimpleNamespace(model=model, spec=SimpleNamespace(ch=3), device=torch.device("cpu"),
-                            head_index=len(model.model) - 1 if is_head else None)
-    return dataclasses.asdict(trace(built, [tuple(s) for s in sizes]))
-
-
-def _naming(index: int, forward, LayerFailed):
-    def named(*args, **kwargs):
-        try:
-            return forward(*args, **kwargs)
-        except LayerFailed:
-            raise
-        except Exception as e:
-            raise LayerFailed(index, e) from e
-    return named
-
-
-def _failing_layer(error: BaseException, nn) -> int | None:
-    """The row their code was on: parse_model's loop index `i`, else the innermost running
-    layer (YOLOv5 sets `i` on each layer module)."""
-    frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
-    for frame in frames:
-        if frame.f_code.co_name == "parse_model" and _is_index(frame.f_locals.get("i")):
-            return frame.f_locals["i"]
-    for frame in reversed(frames):
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, nn.Module):
-            index = owner.__dict__.get("i")
-            if _is_index(index):
-                return index
-    return None
-
-
-def _is_index(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _failure(error: BaseException, during: str, layer: int | None) -> dict:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return {"layer": layer, "exception": type(error).__name__,
-            "message": lines[0] if lines else "", "during": during}
-
-
-def _signatures(names: list[str], yolo, nn) -> dict[str, list[list]]:
-    """Positional constructor parameters per name, resolved by attribute lookup, never eval."""
-    found = {}
-    for name in names:
-        prefix = next((p for p in ("torch.nn.", "nn.") if name.startswith(p)), None)
-        obj = getattr(nn if prefix else yolo, name[len(prefix):] if prefix else name, None)
-        try:
-            parameters = inspect.signature(obj).parameters.values() if callable(obj) else None
-        except (TypeError, ValueError):
-            parameters = None
-        if parameters is not None:
-            found[name] = [[p.name, REQUIRED if p.default is p.empty else _default(p.default)]
-                           for p in parameters
-                           if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return found
-
-
-def _default(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
-
-
-def _write(result_file: str, result: dict) -> None:
-    partial = Path(result_file + ".part")  # a crash mid-write leaves no half a result
-    partial.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(partial, result_file)
-
-
-if __name__ == "__main__":
-    # Run as a script, sys.path starts with this folder, whose trace.py would shadow the
-    # standard library's `trace` for their code.
-    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-        del sys.path[0]
-    if sys.argv[1:2] == ["--worker"] and len(sys.argv) == 4:
-        _worker(sys.argv[2], sys.argv[3])
-    else:
-        sys.exit("usage: repo.py --worker REQUEST.json RESULT.json (run by yolodiag --repo)")

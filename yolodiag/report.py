@@ -215,3 +215,23 @@ def _listify(value: Any) -> Any:
 
 def _number(x: float) -> int | float:
     return int(x) if float(x).is_integer() else x
+
+
+def provenance_sections(facts) -> dict[str, Any]:
+    """Whose code decided the model: `repo` (--repo: the yolo.py and the interpreter that
+    built it) and `modules` (--modules: per block the YAML uses, its class, its rule and how
+    that was decided, and the checkouts' yolo.py files whose parse_model was read)."""
+    if facts.repo is not None:
+        return {"repo": facts.repo}
+    if not facts.modules:
+        return {}
+    from yolodiag.usermodules import registration_file
+
+    used = {row.module for row in facts.spec.layers} if facts.spec else set(facts.modules)
+    entries = [entry for name, entry in facts.modules.items() if name in used]
+    return {"modules": {
+        "registrations": sorted({registration_file(e) for e in facts.modules.values()
+                                 if e.registered_by}),
+        "blocks": [{"name": e.name, "class": e.factory, "rule": e.rule, "decided": e.decided,
+                    "registered_by": registration_file(e) if e.registered_by else None,
+                    "differs": e.differs} for e in entries]}}

@@ -9,15 +9,22 @@ same name (as a redefinition in common.py does).
 
 How parse_model completes a block's row is its channel rule. It is decided, in this order:
 `--rule Name=rule` on the command line; `YOLODIAG_RULES = {"Name": rule}` in the file (a rule
-name, or a function of `RuleInput` mirroring a dedicated parse_model branch); else inferred
-from the constructor: first parameters named as input and output widths (c1, c2; in_channels,
-out_channels...) are read as channel-aware, anything else gets YOLOv5's fallback (passthrough).
-How each rule was decided is kept on the entry, for the checks to report (YD106, YD110).
+name, or a function of `RuleInput` mirroring a dedicated parse_model branch); for a file inside
+a YOLOv5 checkout, that checkout's models/yolo.py, read statically (registration.py): a class
+in none of its parse_model branches gets its fallback; else inferred from the constructor:
+first parameters named as input and output widths (c1, c2; in_channels, out_channels...) are
+read as channel-aware, anything else gets YOLOv5's fallback (passthrough). How each rule was
+decided is kept on the entry, for the checks to report (YD106, YD110).
+
+A class named like an entry of the module table (a stock class of the user's common.py, the
+seed's BasicBlock) that behaves like it (stockmatch.py) is that entry: the table's class is
+built. One that differs replaces it, with what differs kept on the entry (YD111).
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -26,6 +33,7 @@ from typing import Any
 
 from yolodiag.findings import Unsupported
 from yolodiag.reference.table import MODULES, ModuleEntry, canonical_name
+from yolodiag.registration import Registration, find_checkout, read_registration
 
 # The rules a user may declare (rules.RULES also holds the stock-only ones: batchnorm...).
 DECLARABLE = ("channels", "channels+repeats", "passthrough", "out=args0", "input", "concat-sum",
@@ -47,6 +55,8 @@ class RuleSource:
     STOCK_NAME = "stock name"  # redefines a stock class: parse_model's sets name it
     SIGNATURE = "signature"  # inferred: the constructor takes (c1, c2, ...)
     FALLBACK = "fallback"  # inferred: nothing says it is channel-aware, YOLOv5's fallback
+    YOLO_PY = "yolo.py"  # read from the checkout's parse_model (in no branch: its fallback)
+    UNMAPPED = "yolo.py branch"  # inferred: the checkout's parse_model has a branch of its own
 
 
 def constructor_parameters(cls: type) -> list[inspect.Parameter]:
@@ -71,6 +81,47 @@ def inferred_rule(cls: type) -> tuple[str, str]:
         return "passthrough", RuleSource.FALLBACK
     repeats = len(parameters) > 2 and parameters[2] in REPEAT_PARAMS
     return ("channels+repeats" if repeats else "channels"), RuleSource.SIGNATURE
+
+
+def raw_widths(cls: type, args: tuple) -> tuple[Any, Any] | str:
+    """(input width, output width) a channel-aware constructor receives from the YAML's raw
+    arguments, defaults applied; why it cannot bind them, as text, when it cannot."""
+    names = channel_parameters(cls)
+    try:
+        bound = inspect.signature(cls).bind(*args)
+    except TypeError as e:
+        return str(e)
+    bound.apply_defaults()
+    return bound.arguments.get(names[0]), bound.arguments.get(names[1])
+
+
+def why_raw(entry: ModuleEntry) -> str:
+    """Why parse_model passes a block the YAML's arguments unchanged, from how its rule was
+    decided."""
+    return {
+        RuleSource.OPTION: "declared passthrough with --rule",
+        RuleSource.FILE: "declared passthrough in YOLODIAG_RULES",
+        RuleSource.YOLO_PY: f"in none of the channel-aware branches of {entry.registered_by}'s "
+                            "parse_model",
+        "repo": "as your parse_model did",
+    }.get(entry.decided, "stock YOLOv5's parse_model does not register it as channel-aware")
+
+
+def registration_file(entry: ModuleEntry) -> str:
+    """The yolo.py an entry's rule was read from (an unmapped branch's carries its line)."""
+    where = entry.registered_by or ""
+    return where.rpartition(":")[0] if entry.decided == RuleSource.UNMAPPED else where
+
+
+def register_fix(module: str, entry: ModuleEntry | None = None) -> str:
+    """How to make a block channel-aware; with its entry, also how to tell yolodiag (nothing
+    to tell when its rule is read from the checkout's yolo.py, or it is a stock class)."""
+    fix = (f"register {module} in parse_model's channel-aware set (c1 = ch[f] inserted, c2 = "
+           f"args[0] width-scaled) and write `[c2, ...]`, or use a channel-aware module such "
+           f"as Conv")
+    declared = entry is not None and entry.decided in (RuleSource.OPTION, RuleSource.FILE)
+    user = entry is not None and entry.cls is not None and entry.decided != RuleSource.YOLO_PY
+    return fix + (f" (then declare it: --rule {module}=channels)" if declared or user else "")
 
 
 def common_namespace() -> dict[str, Any]:
@@ -130,14 +181,16 @@ def load_modules(files: Iterable[str | Path], rules: Iterable[str] = ()) -> dict
     or a rule is unknown.
     """
     namespace = common_namespace()
-    defined: dict[str, tuple[type, Path]] = {}
+    defined: dict[str, tuple[type, Path, Registration | None]] = {}
     declared: dict[str, Any] = {}
     for file in files:
         path = Path(file)
+        root = find_checkout(path)
+        registration = read_registration(root) if root is not None else None
         namespace["__name__"] = f"yolodiag.user.{path.stem}"
         namespace.pop("YOLODIAG_RULES", None)
-        _execute(path, namespace)
-        defined.update({name: (value, path) for name, value in namespace.items()
+        _execute(path, namespace, root)
+        defined.update({name: (value, path, registration) for name, value in namespace.items()
                         if _is_block(value) and value.__module__ == namespace["__name__"]})
         file_rules = namespace.get("YOLODIAG_RULES", {})
         if not isinstance(file_rules, dict):
@@ -146,18 +199,16 @@ def load_modules(files: Iterable[str | Path], rules: Iterable[str] = ()) -> dict
     options = dict(_parse_rule_option(text) for text in rules)
 
     entries: dict[str, ModuleEntry] = {}
-    for name, (cls, path) in defined.items():
-        stock = MODULES.get(name)
-        # parse_model's sets hold names resolved at call time, so a class redefined under a
-        # stock name keeps that name's rule in YOLOv5 (yolodiag's own additions do not).
-        rule, decided = ((stock.rule, RuleSource.STOCK_NAME) if stock and stock.decided == "table"
-                         else inferred_rule(cls))
-        entries[name] = ModuleEntry(name, str(path), rule, cls=cls, decided=decided)
+    for name, (cls, path, registration) in defined.items():
+        entry = _entry(name, cls, path, registration)
+        if entry is not None:
+            entries[name] = entry
     for name, (rule, path) in declared.items():
-        if name not in entries:
+        if name not in defined:
             raise Unsupported(f"{path}: YOLODIAG_RULES names {name!r}, which no --modules file "
-                              f"defines (classes: {', '.join(sorted(entries)) or 'none'})")
-        entries[name] = _with_rule(entries[name], rule, RuleSource.FILE, str(path))
+                              f"defines (classes: {', '.join(sorted(defined)) or 'none'})")
+        entries[name] = _with_rule(entries.get(name) or MODULES[name], rule, RuleSource.FILE,
+                                   str(path))
     for name, rule in options.items():
         name = canonical_name(name)
         entry = entries.get(name) or MODULES.get(name)
@@ -168,12 +219,58 @@ def load_modules(files: Iterable[str | Path], rules: Iterable[str] = ()) -> dict
     return entries
 
 
-def _execute(path: Path, namespace: dict[str, Any]) -> None:
-    """Run the user's file (they asked for it with --modules); errors as one line."""
+def _entry(name: str, cls: type, path: Path,
+           registration: Registration | None) -> ModuleEntry | None:
+    """The module-table entry of one class of a --modules file; None when it is the table's own
+    class under the table's rule (a stock class of the user's common.py)."""
+    from yolodiag.stockmatch import differences
+
+    registered = _registered(name, cls, registration)
+    table = MODULES.get(name)
+    differs = (differences(cls, table.load(), name, table.rule)
+               if table is not None and table.decided in ("table", "seed") else None)
+    if table is not None and differs is None and table.decided in ("table", "seed"):
+        if registered is None:
+            return None
+        rule, decided, where = registered
+        if rule == table.rule and table.decided == "table":  # the stock class, as registered
+            return replace(table, registered_by=where)
+        return replace(table, rule=rule, decided=decided, registered_by=where)
+    if registered is not None:
+        rule, decided, where = registered
+    elif table is not None and table.decided == "table":
+        # parse_model's sets hold names resolved at call time, so a class redefined under a
+        # stock name keeps that name's rule in YOLOv5 (yolodiag's own additions do not).
+        (rule, decided), where = (table.rule, RuleSource.STOCK_NAME), None
+    else:
+        (rule, decided), where = inferred_rule(cls), None
+    return ModuleEntry(name, str(path), rule, cls=cls, decided=decided, registered_by=where,
+                       differs=differs)
+
+
+def _registered(name: str, cls: type,
+                registration: Registration | None) -> tuple[str, str, str] | None:
+    """(rule, RuleSource, where) from the checkout's parse_model, when there is one."""
+    if registration is None:
+        return None
+    if name in registration.rules:
+        return registration.rules[name], RuleSource.YOLO_PY, registration.source
+    if name in registration.unmapped:
+        return (inferred_rule(cls)[0], RuleSource.UNMAPPED,
+                f"{registration.source}:{registration.unmapped[name]}")
+    return "passthrough", RuleSource.YOLO_PY, registration.source  # in no branch: the fallback
+
+
+def _execute(path: Path, namespace: dict[str, Any], root: Path | None = None) -> None:
+    """Run the user's file (they asked for it with --modules); errors as one line. A file of a
+    checkout runs with the checkout's root first on sys.path, as its own code does (its
+    `from utils.general import ...` lines are the checkout's, not another package's)."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise Unsupported(f"{path}: cannot read the --modules file: {e}") from e
+    if root is not None:
+        sys.path.insert(0, str(root))
     try:
         code = compile(source, str(path), "exec")
         exec(code, namespace)  # noqa: S102 - the user's own Python, explicitly opted in
@@ -183,8 +280,26 @@ def _execute(path: Path, namespace: dict[str, Any]) -> None:
         line = next((frame.lineno for frame in reversed(traceback.extract_tb(e.__traceback__))
                      if frame.filename == str(path)), None)
         where = f"{path}:{line}" if line else str(path)
+        if isinstance(e, ImportError):
+            raise Unsupported(_import_failed(where, source, line, e, root)) from e
         raise Unsupported(f"{where}: running the --modules file raised "
                           f"{type(e).__name__}: {e}") from e
+    finally:
+        if root is not None and str(root) in sys.path:
+            sys.path.remove(str(root))
+
+
+def _import_failed(where: str, source: str, line: int | None, error: ImportError,
+                   root: Path | None) -> str:
+    """One line: which import failed, and the two ways that work."""
+    statement = source.splitlines()[line - 1].strip() if line else ""
+    statement = statement if len(statement) <= 60 else statement[:57] + "..."
+    statement = f" (`{statement}`)" if statement else ""
+    checkout = str(root) if root is not None else "<your YOLOv5 checkout>"
+    return (f"{where}: cannot run the --modules file here: its import{statement} fails with "
+            f"{type(error).__name__}: {error}; use `--repo {checkout}` (builds with your own "
+            f"YOLOv5 in its interpreter, --repo-python) or pass a file holding just your "
+            f"classes")
 
 
 def _is_block(value: Any) -> bool:

@@ -63,6 +63,7 @@ class Facts:
     transfer: Transfer | None = None  # what train.py would load from it
     run: RunInfo | None = None  # a finished training run
     data: DataInfo | None = None  # --data: the dataset as train.py reads it
+    repo: dict | None = None  # --repo: the yolo.py and the interpreter that built the model
 
     def has(self, stage: Stage) -> bool:
         return {Stage.SPEC: self.spec, Stage.BUILD: self.built, Stage.TRACE: self.trace,

@@ -1,6 +1,6 @@
 """YD1xx: the YAML and its spec. The spec reader refuses unreadable input itself (YD100-YD105,
 documented here); the checks below read the ModelSpec and parse_model's channel plan, no torch
-forward."""
+forward. The blocks' channel rules and classes (YD106, YD110, YD111) are in checks/blocks.py."""
 
 from __future__ import annotations
 
@@ -101,72 +101,6 @@ describe("YD105", REFUSALS["YD105"], E, Stage.SPEC, """
     Fix:
         Write plain values: numbers, `nc`, `anchors`, `None`, 'nearest', `nn.SiLU()`.
     """)
-
-@check("YD106", "not-channel-aware", E, Stage.SPEC)
-def not_channel_aware(facts: Facts) -> Iterator[Problem]:
-    """
-    What it detects:
-        A module whose constructor takes `(c1, c2, ...)` (input and output widths) but that
-        YOLOv5's parse_model does not treat as channel-aware: it gets the YAML's arguments
-        unchanged (no input width inserted, no width_multiple) and parse_model records its
-        output width as its input width. Reported when that disagrees with what the arguments
-        build: the first argument is not the real input width, or the second changes it.
-        An error when the block's rule says passthrough (a torch class, a stock class, or your
-        block declared `passthrough`: "not registered"); a warning for a --modules block with
-        no declared rule, which yolodiag builds as channel-aware from its signature although
-        stock YOLOv5 would not, unless your yolo.py registers it.
-    Why it zeroes P and R:
-        The block is built for the wrong input (a crash), or later rows are built for a width
-        it does not produce; with `width_multiple` the YAML's numbers are not even scaled.
-    Example:
-        [-1, 1, nn.Conv2d, [64, 128, 3, 2, 1]]
-    Fix:
-        Use a channel-aware module (Conv), or register the block in parse_model's channel-aware
-        set (the list of modules that get `c1, c2 = ch[f], args[0]`) and write only
-        `[c2, ...]` in the YAML; with --modules, declare it: `YOLODIAG_RULES = {"Name":
-        "channels"}` or `--rule Name=channels`.
-    """
-    from yolodiag.usermodules import RuleSource, channel_parameters
-
-    for planned in facts.plan:
-        entry = planned.entry
-        assumed = entry.decided == RuleSource.SIGNATURE
-        if planned.done is None or not (entry.rule == "passthrough" or assumed):
-            continue
-        names = channel_parameters(entry.load())
-        if names is None:
-            continue
-        c_in = planned.inputs[0]
-        args = planned.args
-        built_for = args[0] if args else None
-        produces = args[1] if len(args) > 1 else None
-        if built_for == c_in and produces in (None, c_in):
-            continue
-        module = planned.row.module
-        stock = (f"parse_model passes {module} its arguments {list(args)} unchanged: it is built "
-                 f"for {built_for} input channels ({names[0]}) and {produces} output channels "
-                 f"({names[1]}), but it receives {c_in}, and later rows are built as if it gave "
-                 f"{c_in} (YOLOv5 treats {module} as width-preserving)")
-        fix = (f"register {module} in parse_model's channel-aware set (c1 = ch[f] inserted, c2 "
-               f"= args[0] width-scaled) and write `[c2, ...]`, or use a channel-aware module "
-               f"such as Conv")
-        if assumed:
-            yield Problem(
-                f"{module} ({entry.factory}) has no declared rule; yolodiag builds it as "
-                f"channel-aware from its signature ({names[0]}, {names[1]}), but stock YOLOv5 "
-                f"does not know it: unless your yolo.py registers it, {stock}",
-                f"{fix}; then declare it: YOLODIAG_RULES = {{{module!r}: 'channels'}} or "
-                f"--rule {module}=channels", facts.where(planned.row.index),
-                {"module": module, "args": list(args), "input_channels": c_in,
-                 "parse_model_output_channels": c_in, "assumed_rule": entry.rule},
-                severity=W)
-            continue
-        if entry.cls is not None:
-            fix += f" (then declare it: --rule {module}=channels)"
-        yield Problem(stock, fix, facts.where(planned.row.index),
-                      {"module": module, "args": list(args), "input_channels": c_in,
-                       "parse_model_output_channels": c_in})
-
 
 def stride_argument(cls: type, args: tuple) -> int | None:
     """The value a constructor receives for its `s`/`stride` parameter (default if not given);
@@ -308,98 +242,3 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
             f"write `nc` as the first {row.module} argument", facts.where(row.index),
             {"detect_nc": classes, "nc": trained},
             None if not isinstance(classes, int) or classes < trained else W)
-
-
-@check("YD110", "user-module-rule", INFO, Stage.SPEC)
-def user_module_rule(facts: Facts) -> Iterator[Problem]:
-    """
-    What it detects:
-        A block from --modules that the YAML uses with no declared channel rule (neither
-        YOLODIAG_RULES in its file nor --rule): yolodiag inferred one and says which, and
-        what stock YOLOv5's parse_model would do with it instead. Inferred: channel-aware
-        when the constructor's first two parameters name input and output widths (c1, c2;
-        in_channels, out_channels; inp, oup; ch_in, ch_out...), also taking the repeat count
-        when the third is `n`; otherwise YOLOv5's fallback (raw arguments, output width =
-        input width). (A class redefining a stock name keeps that name's rule, as in YOLOv5:
-        YD111 reports it.) When the inferred channel-aware rule differs from what stock
-        YOLOv5 would build, YD106 (a warning) says so instead.
-    Why it zeroes P and R:
-        It does not by itself: the analysis holds for the rule stated. If your yolo.py
-        handles the block differently, the model YOLOv5 builds differs from the one checked.
-    Example:
-        yolodiag check --modules blocks.py
-        [-1, 1, SEBlock, [64]]
-    Fix:
-        Declare the rule your parse_model applies (blocks.py: `SEBlock(channels,
-        reduction=16)`): `YOLODIAG_RULES = {"SEBlock": "input"}` in the file, or `--rule
-        SEBlock=input`. Rules: channels, channels+repeats, passthrough, out=args0, input,
-        concat-sum, concat-max, detect, or a function of RuleInput.
-    """
-    from yolodiag.usermodules import RuleSource, channel_parameters
-
-    warned = {p.row.module for p in facts.plan if p.entry.decided == RuleSource.SIGNATURE
-              and p.done is not None and not _width_kept(p)}
-    seen: set[str] = set()
-    for planned in facts.plan:
-        entry, module = planned.entry, planned.row.module
-        if entry.cls is None or entry.decided not in (RuleSource.SIGNATURE, RuleSource.FALLBACK):
-            continue
-        if module in seen or module in warned:
-            continue
-        seen.add(module)
-        names = channel_parameters(entry.cls)
-        if entry.decided == RuleSource.SIGNATURE:
-            because = f"its constructor starts ({names[0]}, {names[1]})"
-            stock = ("passthrough (raw arguments, output width = input width), which builds "
-                     "this row the same way")
-        else:
-            because = "its constructor does not start with input and output widths"
-            stock = "the same (stock YOLOv5 passes unknown modules their raw arguments)"
-        yield Problem(
-            f"{module} from {entry.factory} has no declared rule: yolodiag assumes "
-            f"{entry.rule} because {because}; stock YOLOv5's parse_model would apply {stock}",
-            f"if your parse_model registers {module} differently, declare it: "
-            f"YOLODIAG_RULES = {{{module!r}: '<rule>'}} or --rule {module}=<rule>",
-            facts.where(planned.row.index),
-            {"module": module, "assumed_rule": entry.rule, "decided": entry.decided})
-
-
-def _width_kept(planned) -> bool:
-    """The row builds the same under YOLOv5's fallback: raw args already name the real widths."""
-    args, c_in = planned.args, planned.inputs[0]
-    return bool(args) and args[0] == c_in and (len(args) < 2 or args[1] == c_in)
-
-
-@check("YD111", "stock-module-replaced", INFO, Stage.SPEC)
-def stock_module_replaced(facts: Facts) -> Iterator[Problem]:
-    """
-    What it detects:
-        A --modules file defines a class under a stock YOLOv5 name (Concat, C3, GhostConv...)
-        that the YAML uses: the user's class replaces the stock one, as a redefinition in
-        common.py does, and every row naming it builds the user's class.
-    Why it zeroes P and R:
-        It does not by itself. It explains a model that differs from stock: another
-        constructor (Concat as a weighted BiFPN node), other parameters, checkpoints of the
-        stock model that no longer transfer into those layers.
-    Example:
-        yolodiag check --modules concat.py
-        [[-1, 3], 1, Concat, [1]]
-    Fix:
-        Nothing if intended. Otherwise rename the class, or declare its rule if your
-        parse_model treats it differently from the stock name (YOLODIAG_RULES, --rule).
-    """
-    from yolodiag.reference.table import MODULES
-
-    seen: set[str] = set()
-    for planned in facts.plan:
-        entry, module = planned.entry, planned.row.module
-        stock = MODULES.get(module)
-        if entry.cls is None or stock is None or module in seen:
-            continue
-        seen.add(module)
-        rows = [p.row.index for p in facts.plan if p.row.module == module]
-        yield Problem(
-            f"{module} is your class from {entry.factory}, not the stock {module}: it builds "
-            f"layers {', '.join(map(str, rows))} with rule {entry.rule} (stock: {stock.rule})",
-            f"rename your class if the stock {module} was meant", facts.where(planned.row.index),
-            {"module": module, "layers": rows, "rule": entry.rule, "stock_rule": stock.rule})

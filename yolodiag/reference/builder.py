@@ -155,7 +155,7 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
                 cls = planned.entry.load()
                 copies = _construct(cls, done.args, done.copies, device)
             except Exception as e:  # whatever a constructor raises on these arguments
-                raise _build_failed(spec, row, planned.args, e) from e
+                raise _build_failed(spec, row, planned.args, e, planned.entry) from e
             layer = nn.Sequential(*copies) if len(copies) > 1 else copies[0]
             layers.append(layer)
             records.append(LayerRecord(
@@ -297,11 +297,20 @@ def forward_failure(spec: ModelSpec, layer: int, error: str, during: str) -> Inp
         Location(spec.path, row.line, layer, row.section)))
 
 
-def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...],
-                  e: Exception) -> InputRefused:
+def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...], e: Exception,
+                  entry: ModuleEntry) -> InputRefused:
+    from yolodiag.usermodules import channel_parameters, register_fix, why_raw
+
     call = f"{row.module}({', '.join(map(repr, _jsonable(args)))})"
     reason = str(e) if isinstance(e, RuleError) else f"{type(e).__name__}: {e}"
+    hint = "check this row's arguments against the module's constructor"
+    # A channel-aware constructor handed the YAML's raw arguments: the cause is its rule
+    # (YD106's), said here, in the one finding of this row.
+    if entry.rule == "passthrough" and not isinstance(e, RuleError) and channel_parameters(
+            entry.load()) is not None:
+        reason += (f" (parse_model passes {row.module} the YAML's arguments unchanged: "
+                   f"{why_raw(entry)})")
+        hint = register_fix(row.module, entry)
     return InputRefused(Finding(
-        "YD202", "build-failed", Severity.ERROR, f"{call} cannot be built: {reason}",
-        "check this row's arguments against the module's constructor",
+        "YD202", "build-failed", Severity.ERROR, f"{call} cannot be built: {reason}", hint,
         Location(spec.path, row.line, row.index, row.section), {"exception": type(e).__name__}))

@@ -31,6 +31,10 @@ class ModuleEntry:
     cls: type | None = field(default=None, compare=False)
     decided: str = "table"  # "table": YOLOv5 v7.0's own; "seed": added by the seed document
     custom: Callable | None = field(default=None, compare=False)
+    # The yolo.py whose parse_model gave the rule (with the branch's line when unmapped).
+    registered_by: str | None = field(default=None, compare=False)
+    # A user's class named like a table entry: what differs from that entry's class, in words.
+    differs: str | None = field(default=None, compare=False)
 
     def load(self) -> Any:
         if self.cls is not None:
