@@ -58,11 +58,16 @@ def unreadable(path: Path) -> InputRefused | None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as e:
+            corrupt = archive.testzip()  # every member against its CRC-32 (torch does not)
+    except (zipfile.BadZipFile, OSError, EOFError):
         return _unreadable(path, f"a truncated zip archive: {size:,} bytes that begin as "
-                           f"torch.save's zip but end before its central directory, which "
-                           f"torch.save writes last ({e}): an interrupted save or download",
+                           "torch.save's zip but end before its central directory, which "
+                           "torch.save writes last: an interrupted save or download",
                            {"found": "truncated zip", "bytes": size})
+    if corrupt is not None:
+        return _unreadable(path, f"a damaged zip archive: its member {corrupt} fails its CRC-32 "
+                           "check (bytes changed after the save: a bad copy or disk)",
+                           {"found": "damaged archive", "member": corrupt, "bytes": size})
     if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in members):
         return _unreadable(path, f"a zip archive without a pickled checkpoint in it (no "
                            f"data.pkl among its {len(members)} members)",
@@ -112,7 +117,7 @@ def _as_text(head: bytes) -> str | None:
 def _unreadable(path: Path, found: str, data: dict) -> InputRefused:
     return refusal("YD508", f"{path} is not a readable checkpoint: {found}",
                    "take the file again from where it came (the run's weights/ folder, the "
-                   "release page) and check its size against the original", path, data)
+                   "release page) and compare its size with the original's", path, data)
 
 
 def foreign(path: Path, names: list[str]) -> InputRefused | None:
