@@ -191,3 +191,15 @@ def test_same_width_checkpoint_gives_no_width_mismatch():
                               shared(*NANO), nc=3)
     assert "YD510" not in [f.code for f in report.findings]
     assert report.sections["transfer"]["log"] == "Transferred 155/241 items"
+
+
+def test_torch_files_that_are_no_yolov5_checkpoint_are_foreign_not_unsafe(tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"epoch": 3, "weights": [1.0, 2.0]}, other)
+    finding = refused(other).finding
+    assert finding.code == "YD509" and "keys epoch, weights" in finding.message
+    state = tmp_path / "state.pt"
+    torch.save(build(parse_spec(TINY, "tiny.yaml")).model.state_dict(), state)
+    report = commands.weights(write_yaml(tmp_path, TINY), state, cfg_given=False)
+    assert report.refused.code == "YD509" and "a plain state dict" in report.refused.message
+    assert report.exit_code == 2

@@ -4,10 +4,11 @@ A YOLOv5 `.pt` pickles whole Python objects: `torch.load(weights_only=False)` wo
 run whatever the pickle names. Here the pickle's globals are listed first (without executing
 anything) and checked against an explicit allow-list; anything else is refused (YD504) before a
 single object is built, and a file that is no torch checkpoint at all (YD508) or another
-framework's (YD509) is named for what it is (checkpoint_format). Allowed classes of YOLOv5's model modules and of `torch.nn` never get
-imported: they become inert records of their pickled state, from which the state dict, the
-embedded YAML, strides and names are read. Tensors rebuild through torch's own weights-only
-loader; numpy values through numpy's reconstructors. YOLOv5 need not be installed.
+framework's (YD509) is named for what it is (checkpoint_format). Allowed classes of YOLOv5's
+model modules and of `torch.nn` never get imported: they become inert records of their
+pickled state, from which the state dict, the embedded YAML, strides and names are read.
+Tensors rebuild through torch's own weights-only loader; numpy values through numpy's
+reconstructors. YOLOv5 need not be installed.
 
 `transfer` reproduces train.py v7.0's `--weights` logic: which model it builds (the `--cfg`
 YAML, or the checkpoint's own embedded YAML without one), which keys it excludes (anchors when
