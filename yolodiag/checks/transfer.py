@@ -44,14 +44,18 @@ describe("YD508", "checkpoint-unreadable", Severity.ERROR, Stage.CKPT, """
         0 bytes, text (a Git LFS pointer, an HTML page from a failed download), a bare
         pickle (torch.save before torch 1.6), other bytes that are not a zip archive, a zip
         archive cut short (torch.save writes its central directory last, so an interrupted
-        save or download loses it), a zip without a pickled checkpoint, or an archive whose
-        records torch cannot read. Only the first bytes and the zip directory are looked at.
+        save or download loses it), a zip without a pickled checkpoint, or a member whose
+        bytes fail its CRC-32 (torch does not check it). Only bytes are read: nothing is
+        unpickled.
     Why it zeroes P and R:
-        It does not train at all: train.py's torch.load fails on the file before the first
-        epoch (a truncated zip: "failed finding central directory").
+        There is no run to zero: train.py's torch.load fails on the file before the first
+        epoch (measured as train.py calls torch.load, torch 2.14: a truncated zip "failed finding
+        central directory", an empty file "Ran out of input", a Git LFS pointer "invalid
+        load key, 'v'"). A member with changed bytes loads without a word, its tensor wrong.
     Why it is an error:
-        Nothing can be transferred from the file: train.py stops with an exception when it
-        loads it, and yolodiag has no weights to compare, so the command exits 2.
+        Nothing trustworthy can be transferred: train.py stops with an exception on an
+        empty, text or truncated file and loads a damaged member's changed bytes unnoticed,
+        and yolodiag has no weights to compare, so the command exits 2.
     Example:
         yolodiag weights model.yaml --weights last.pt   # a copy cut off mid-save
     Fix:
@@ -70,13 +74,17 @@ describe("YD509", "foreign-checkpoint", Severity.ERROR, Stage.CKPT, """
         torch file holding neither train.py's checkpoint dict nor a state dict, and a plain
         state dict where the model would be built from its (absent) embedded YAML.
     Why it zeroes P and R:
-        Another architecture's tensors are not YOLOv5's: what matched by name and shape would
-        be coincidence, and whether YOLOv5's train.py can unpickle the file at all depends on
-        the other framework being installed.
+        Another architecture's tensors are not YOLOv5's. Measured with YOLOv5 v7.0's
+        train.py loading (torch.load, then the name-and-shape intersection): the YOLOv7-tiny
+        checkpoint fails to unpickle ("Can't get attribute 'MP' on models.common"); the
+        yolo11n one fails without the ultralytics package and, with it installed, transfers
+        71/349 items into yolov5n.yaml (27 BatchNorm counters, 44 tensors of layers 0-5, 7,
+        9 and 13 whose key names and shapes happen to agree), 59/349 into yolov5s.yaml.
     Why it is an error:
-        yolodiag cannot say what YOLOv5's train.py would do with it: the transfer it models
-        is from YOLOv5 checkpoints, so there is nothing true to report and the command
-        exits 2.
+        The file cannot give what `--weights` is for: train.py either stops on it or loads
+        another architecture's tensors wherever names coincide, and yolodiag's reader and
+        transfer model YOLOv5 checkpoints only, so there is nothing true to report about
+        this one and the command exits 2.
     Example:
         yolodiag weights yolov5s.yaml --weights yolo11n.pt
     Fix:

@@ -63,14 +63,14 @@ def width_mismatch_finding(facts: Facts) -> Iterator[Problem]:
         any width, when the class counts agree). One finding for the one cause, in place of
         YD502 and a YD503 per layer.
     Why it zeroes P and R:
-        It does not by itself: nothing useful transferred, so this is training from scratch,
-        and a model trained from scratch learns. Measured: train.py on yolov5n-resnet18.yaml
+        It does not by itself: nothing useful transferred, so the run is one from scratch,
+        no worse off than with `--weights ''`. Measured: train.py on yolov5n-resnet18.yaml
         with yolov5s.pt (Transferred 25/241, all 25 of them counters) ended its 3 epochs at
         mAP@0.5 0.0043 and recall 0.29, in the range of the from-scratch runs of the s
         recipes (0.0029 to 0.0056, recall 0.26 to 0.39). What it costs is the pretrained
-        start: a from-scratch schedule (YOLOv5 trains COCO from scratch for 300 epochs)
-        where a fine-tune expected a few dozen, and a short run that stays near zero as any
-        from-scratch run does.
+        start: a from-scratch schedule (the released YOLOv5 checkpoints were trained from
+        scratch for 300 epochs on COCO) where a fine-tune expected a few dozen, and a short
+        run that stays near zero as any from-scratch run does.
     Example:
         yolodiag weights yolov5s.yaml --weights yolov5n.pt
         width_multiple: 0.50   # the checkpoint was trained at 0.25
