@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolodiag.checkpoint_format import damaged, foreign, refusal, unreadable
+from yolodiag.checkpoint_format import damaged, foreign, refusal, ultralytics_global, unreadable
 from yolodiag.findings import Unsupported
 
 # Modules whose classes YOLOv5 checkpoints pickle: the git checkout's and the pip package's.
@@ -105,9 +105,8 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     except Exception as e:  # a zip directory intact, its pickle record not
         raise damaged(path, e) from e
     outside = [n for n in names if not _allowed(n)]
-    # another framework's checkpoint is named as such only when it names nothing that runs
-    if not any(n.split(".")[0] != "ultralytics" for n in outside) and (
-            refused := foreign(path, names)):
+    # another framework's checkpoint is named as such only when it names nothing else
+    if all(map(ultralytics_global, outside)) and (refused := foreign(path, names)):
         raise refused
     if outside:
         raise refusal(

@@ -123,7 +123,7 @@ def _unreadable(path: Path, found: str, data: dict) -> InputRefused:
 def foreign(path: Path, names: list[str]) -> InputRefused | None:
     """YD509 when the pickle's globals are another framework's: Ultralytics (its own package
     namespace) or YOLOv7 (`models.yolo.Model` with YOLOv7-only blocks)."""
-    ultralytics = [n for n in names if n.split(".")[0] == "ultralytics"]
+    ultralytics = [n for n in names if ultralytics_global(n)]
     if ultralytics:
         top = next((n for n in ultralytics if n.startswith("ultralytics.nn.tasks.")),
                    ultralytics[0])
@@ -140,6 +140,11 @@ def foreign(path: Path, names: list[str]) -> InputRefused | None:
                         "use it with YOLOv7's own train.py, or give a YOLOv5 v7.0 checkpoint "
                         "(yolov5s.pt, a train.py weights/last.pt)")
     return None
+
+
+def ultralytics_global(name: str) -> bool:
+    """A global of the ultralytics package (its classes, its namespaces for settings)."""
+    return name.split(".")[0] == "ultralytics"
 
 
 def _foreign(path: Path, what: str, top: str, framework: str, hint: str) -> InputRefused:
