@@ -25,19 +25,22 @@ class _Calls:
         return self.function, self.args
 
 
-def crafted(path: Path, marker: Path, how: str = "os.system") -> Path:
-    """A checkpoint whose pickle calls os.system (or builtins.eval) to create `marker`."""
+def crafted(path: Path, marker: Path, how: str = "os.system", **beside) -> Path:
+    """A checkpoint whose pickle calls os.system (or builtins.eval) to create `marker`;
+    `beside`: more entries of the checkpoint dict."""
     if how == "os.system":
         payload = _Calls(os.system, f"touch {marker}")
     else:
         payload = _Calls(eval, f"open({str(marker)!r}, 'w').close()")
-    torch.save({"model": payload, "epoch": -1}, path)
+    torch.save({"model": payload, "epoch": -1, **beside}, path)
     return path
 
 
-def yolov5_layout(model: nn.Module, yaml: dict, path: Path, **extra) -> Path:
+def yolov5_layout(model: nn.Module, yaml: dict, path: Path, *,
+                  top_class: str = "DetectionModel", **extra) -> Path:
     """Save `model` as train.py saves `ckpt['model']`: the module tree pickled under YOLOv5's
-    module names (models.yolo.DetectionModel, models.common.<Block>, torch.nn classes)."""
+    module names (models.yolo.DetectionModel, models.common.<Block>, torch.nn classes).
+    `top_class`: "Model" for the name YOLOv5 up to v6.2 pickles."""
     fakes: dict[str, type] = {}
 
     def stand_in(module: nn.Module, top: bool) -> object:
@@ -45,7 +48,7 @@ def yolov5_layout(model: nn.Module, yaml: dict, path: Path, **extra) -> Path:
         if cls.__module__.startswith("torch.nn") and not top:
             record = cls.__new__(cls)  # torch's own class, its children replaced below
         else:
-            where, name = (("models.yolo", "DetectionModel") if top else
+            where, name = (("models.yolo", top_class) if top else
                            ("models.yolo" if cls.__name__ in ("Detect", "Segment")
                             else "models.common", cls.__name__))
             key = f"{where}.{name}"

@@ -105,7 +105,8 @@ def test_seed_recipe_leaves_the_backbone_random_and_misplaces_the_stem_batchnorm
     assert found["YD503"].data["layer"] == 0
     assert "conv.weight 32x3x1x1 vs checkpoint 32x3x6x6" in found["YD503"].message
     assert report.sections["transfer"]["log"] == "Transferred 149/241 items"
-    assert report.exit_code == 1
+    # warnings both (neither by itself keeps P and R at zero): exit 0 at --fail-on error
+    assert report.exit_code == 0
 
 
 def test_no_cfg_builds_the_checkpoint_yaml_and_shows_the_diff():

@@ -47,7 +47,8 @@ def example_options(path: Path) -> list[str]:
 def checkpoint_example(path: Path, first: str) -> str:
     """An example's first line with its placeholders filled: {shared} (the golden files),
     {here} (the example's folder), {crafted} (a checkpoint calling os.system), {own} (a
-    YOLOv5-layout checkpoint of the example's own model), {nan} (the same with a NaN)."""
+    YOLOv5-layout checkpoint of the example's own model), {nan} (the same with a NaN),
+    {truncated} (the first half of its bytes)."""
     import tempfile
 
     import yaml as pyyaml
@@ -62,15 +63,17 @@ def checkpoint_example(path: Path, first: str) -> str:
     if "{crafted}" in first:
         first = first.replace("{crafted}", str(crafted(folder / "crafted.pt",
                                                        folder / "ran")))
-    for key in ("{own}", "{nan}"):
+    for key in ("{own}", "{nan}", "{truncated}"):
         if key in first:
             built = build(load_spec(path), device="cpu")
             if key == "{nan}":
                 with torch.no_grad():
                     next(built.model.parameters())[0] = float("nan")
             text = path.read_text().split("\n", 2)[2]
-            first = first.replace(key, str(yolov5_layout(built.model, pyyaml.safe_load(text),
-                                                         folder / "own.pt")))
+            own = yolov5_layout(built.model, pyyaml.safe_load(text), folder / "own.pt")
+            if key == "{truncated}":  # an interrupted save: the first half of the bytes
+                own.write_bytes(own.read_bytes()[: own.stat().st_size // 2])
+            first = first.replace(key, str(own))
     return first.replace("{here}", str(path.parent))
 
 

@@ -3,10 +3,12 @@
 A YOLOv5 `.pt` pickles whole Python objects: `torch.load(weights_only=False)` would import and
 run whatever the pickle names. Here the pickle's globals are listed first (without executing
 anything) and checked against an explicit allow-list; anything else is refused (YD504) before a
-single object is built. Allowed classes of YOLOv5's model modules and of `torch.nn` never get
-imported: they become inert records of their pickled state, from which the state dict, the
-embedded YAML, strides and names are read. Tensors rebuild through torch's own weights-only
-loader; numpy values through numpy's reconstructors. YOLOv5 need not be installed.
+single object is built, and a file that is no torch checkpoint at all (YD508) or another
+framework's (YD509) is named for what it is (checkpoint_format). Allowed classes of YOLOv5's
+model modules and of `torch.nn` never get imported: they become inert records of their
+pickled state, from which the state dict, the embedded YAML, strides and names are read.
+Tensors rebuild through torch's own weights-only loader; numpy values through numpy's
+reconstructors. YOLOv5 need not be installed.
 
 `transfer` reproduces train.py v7.0's `--weights` logic: which model it builds (the `--cfg`
 YAML, or the checkpoint's own embedded YAML without one), which keys it excludes (anchors when
@@ -16,12 +18,14 @@ a cfg is given and it does not resume) and the name-and-shape intersection it lo
 from __future__ import annotations
 
 import importlib
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolodiag.findings import Finding, InputRefused, Location, Severity, Unsupported
+from yolodiag.checkpoint_format import damaged, foreign, refusal, ultralytics_global, unreadable
+from yolodiag.findings import Unsupported
 
 # Modules whose classes YOLOv5 checkpoints pickle: the git checkout's and the pip package's.
 # Their classes are never imported here: each becomes an inert record (any class name, since a
@@ -81,8 +85,9 @@ class CheckpointInfo:
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
     """Read a YOLOv5 `.pt` (either layout, with or without optimizer and EMA, with numpy values)
-    or a plain state dict. Raises InputRefused: YD504 naming the globals outside the allow-list
-    (nothing is built), or YD100-style unreadable-file errors."""
+    or a plain state dict. Raises InputRefused: YD508 for a file that is no readable torch
+    checkpoint (empty, text, truncated), YD509 for another framework's checkpoint, YD504
+    naming the globals outside the allow-list (nothing is built)."""
     import torch
 
     path = Path(path)
@@ -92,25 +97,31 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
                for name in ("get_unsafe_globals_in_checkpoint", "safe_globals")):
         raise Unsupported(f"{path}: reading a checkpoint without running it needs torch 2.6 or "
                           f"newer (this is {torch.__version__})")
+    refused = unreadable(path)
+    if refused is not None:
+        raise refused
     try:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except Exception as e:  # not a zip checkpoint (legacy pickle) or not torch's at all
-        raise InputRefused(_finding(
-            "YD504", f"{path} is not a checkpoint torch.save wrote in its zip format ({e})",
-            "re-save it with a current torch: torch.save(torch.load(f), f)", path)) from e
-    refused = [n for n in names if not _allowed(n)]
-    if refused:
-        raise InputRefused(_finding(
+    except Exception as e:  # a zip directory intact, its pickle record not
+        raise damaged(path, e) from e
+    outside = [n for n in names if not _allowed(n)]
+    # another framework's checkpoint is named as such only when it names nothing else
+    if all(map(ultralytics_global, outside)) and (refused := foreign(path, names)):
+        raise refused
+    if outside:
+        raise refusal(
             "YD504", f"{path} names globals outside yolodiag's allow-list: "
-            f"{', '.join(refused)}; nothing was loaded or run",
+            f"{', '.join(outside)}; nothing was loaded or run",
             "do not load this file with torch.load(weights_only=False): it would run them",
-            path, {"globals": refused}))
+            path, {"globals": outside})
     with torch.serialization.safe_globals(_stand_ins(names)):
         try:
             content = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise InputRefused(_finding("YD504", f"{path} cannot be read safely: {e}",
-                                        "check that this is a YOLOv5 checkpoint", path)) from e
+        except pickle.UnpicklingError as e:  # the weights-only unpickler refused something
+            raise refusal("YD504", f"{path} cannot be read safely: {e}",
+                          "check that this is a YOLOv5 checkpoint", path) from e
+        except Exception as e:  # a record of the archive (a tensor's storage) is damaged
+            raise damaged(path, e) from e
     return _info(path, content, tuple(names))
 
 
@@ -166,8 +177,12 @@ def _info(path: Path, content: Any, names: tuple[str, ...]) -> CheckpointInfo:
         return CheckpointInfo(str(path), "state dict", {k: v.float() if v.is_floating_point()
                                                         else v for k, v in content.items()},
                               None, globals=names)
-    raise InputRefused(_finding("YD504", f"{path} holds neither a YOLOv5 checkpoint (a dict "
-                                "with 'model') nor a state dict", "pass a YOLOv5 .pt", path))
+    keys = sorted(map(str, content))[:8] if isinstance(content, dict) else []
+    raise refusal("YD509", f"{path} is not a YOLOv5 v7.0 checkpoint: it holds "
+                  f"{type(content).__name__}" + (f" with keys {', '.join(keys)}" if keys else "")
+                  + ", neither train.py's dict with a pickled 'model' nor a state dict",
+                  "pass a YOLOv5 .pt (yolov5s.pt, a train.py weights/last.pt)", path,
+                  {"framework": None, "model_class": None})
 
 
 def _state_dict(record: Record, prefix: str = "") -> dict[str, Any]:
@@ -194,13 +209,6 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _finding(code: str, message: str, hint: str, path: Path, data: dict | None = None
-             ) -> Finding:
-    """The reader's refusals: YD504, the only code it produces."""
-    return Finding(code, "unsafe-checkpoint", Severity.ERROR, message, hint, Location(str(path)),
-                   data or {})
-
-
 # -- train.py's transfer -----------------------------------------------------------------------
 
 
@@ -211,6 +219,12 @@ class KeyTransfer:
     status: str  # "transferred", "shape" (differs), "missing" (not in the checkpoint), "excluded"
     model_shape: tuple[int, ...]
     checkpoint_shape: tuple[int, ...] | None = None
+
+    @property
+    def counter(self) -> bool:
+        """BatchNorm's num_batches_tracked: a 0-d step counter, so any BatchNorm's matches by
+        shape. train.py counts it in `Transferred X/Y`; it carries nothing learnt."""
+        return self.key.endswith(".num_batches_tracked")
 
 
 @dataclass
@@ -233,11 +247,12 @@ class Transfer:
         return len(self.keys)
 
     def random_layers(self) -> list[int]:
-        """Layers that got no tensor, the head left out (its output convolutions change with
-        the class count in any fine-tuning)."""
+        """Layers that got no learnt tensor (a BatchNorm step counter is none), the head left
+        out (its output convolutions change with the class count in any fine-tuning)."""
         head = len(self.spec.layers) - 1
         return [i for i, keys in sorted(self.layers().items())
-                if i != head and not any(k.status == "transferred" for k in keys)]
+                if i != head and not any(k.status == "transferred" and not k.counter
+                                         for k in keys)]
 
     def layers(self) -> dict[int, list[KeyTransfer]]:
         by_layer: dict[int, list[KeyTransfer]] = {}
@@ -301,9 +316,10 @@ def embedded_spec(checkpoint: CheckpointInfo, modules: dict | None = None):
     from yolodiag.spec import parse_spec
 
     if checkpoint.yaml is None:
-        raise InputRefused(_finding("YD504", f"{checkpoint.path} has no embedded model YAML "
-                                    "(a plain state dict)", "give the model YAML with --cfg",
-                                    Path(checkpoint.path)))
+        raise refusal("YD509", f"{checkpoint.path} is a plain state dict, not a YOLOv5 v7.0 "
+                      "checkpoint: it has no embedded model YAML to build without --cfg",
+                      "give the model YAML with --cfg", checkpoint.path,
+                      {"framework": None, "model_class": None})
     text = yaml.safe_dump(checkpoint.yaml, sort_keys=False)
     return parse_spec(text, f"{checkpoint.path}:yaml", extra_modules=frozenset(modules or ()))
 

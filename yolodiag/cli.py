@@ -421,10 +421,11 @@ def weights_command(
     rule: list[str] = RULE_OPTION,
 ) -> None:
     """What train.py v7.0 does with --weights: which model it builds, which tensors it
-    transfers into which layers, and which stay random (YD501-YD505).
+    transfers into which layers, and which stay random (YD501-YD505, YD510).
 
     The checkpoint is read without running anything in it: globals outside an allow-list are
-    refused (YD504). YOLOv5 need not be installed.
+    refused (YD504), a corrupt or truncated file (YD508) and another framework's checkpoint
+    (YD509) are named for what they are. YOLOv5 need not be installed.
     """
     from yolodiag.findings import Severity
 

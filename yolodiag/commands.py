@@ -70,7 +70,7 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
             fail_on: Severity = Severity.ERROR, modules: dict | None = None) -> Report:
     """What train.py v7.0 does with `--weights`: the checkpoint read safely, the model it
     builds (the YAML with --cfg, the checkpoint's own without or with --resume), and the
-    tensors it transfers, per layer (YD501-YD505)."""
+    tensors it transfers, per layer (YD501-YD505, YD510)."""
     from yolodiag.checks import Facts, Selection, run_checks
     from yolodiag.spec import load_spec
 
@@ -122,7 +122,7 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
 
 def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,
                     resume: bool) -> InputRefused | None:
-    """Facts.checkpoint and Facts.transfer; the refusal (YD504, a failed build) if any."""
+    """Facts.checkpoint and Facts.transfer; the refusal (YD504/YD508/YD509, a build) if any."""
     from yolodiag.checkpoint import read_checkpoint, transfer
 
     try:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from yolodiag import __version__
+from yolodiag.checkpoint_format import CHECKPOINT_REFUSALS
 from yolodiag.findings import INTERNAL_ERROR, Finding, Severity
 from yolodiag.spec import REFUSALS
 
 # Codes that refuse the input (exit code 2): the YAML reader's and the checkpoint reader's.
-REFUSED = frozenset(REFUSALS) | {"YD504"}
+REFUSED = frozenset(REFUSALS) | frozenset(CHECKPOINT_REFUSALS)
 
 if TYPE_CHECKING:  # torch-free at import: the CLI renders without loading torch
     from yolodiag.reference.builder import BuiltModel

@@ -10,6 +10,7 @@ from yolodiag.checks import (  # noqa: F401  (registration)
     gradients,
     schema,
     transfer,
+    width,
     wiring,
 )
 from yolodiag.checks.engine import Facts, Selection, run_checks

@@ -1,6 +1,8 @@
 """Checkpoint and run checks (YD501-YD507): what train.py's `--weights` really loads, and why a
 finished run shows zero precision and recall. They read Facts.transfer (checkpoint.transfer)
-and Facts.run (runs.read_run); YD504 is the reader's own refusal.
+and Facts.run (runs.read_run); YD504, YD508 and YD509 are the reader's own refusals
+(checkpoint_format). A width mismatch (YD510, checks/width.py) replaces the per-layer
+YD502/YD503 it causes.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from yolodiag.checks.engine import Facts
+from yolodiag.checks.width import width_mismatch
 from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
 from yolodiag.shapes import format_runs
 
@@ -21,15 +24,73 @@ describe("YD504", "unsafe-checkpoint", Severity.ERROR, Stage.CKPT, """
         read as inert records, never imported), torch.nn module classes (inert records too),
         tensors through torch's weights-only loader, and numpy's array, scalar and dtype
         reconstructors. The globals are listed before anything is built; the file is refused
-        with their names and nothing in it runs. Also a file that is not a zip checkpoint.
+        with their names and nothing in it runs.
     Why it zeroes P and R:
         It does not: it protects the machine. `torch.load(weights_only=False)`, which train.py
         uses, would import and call `os.system` or `builtins.eval` if the pickle names them.
+    Why it is an error:
+        Loading the file runs the code it names: the measured consequence is a command run on
+        your machine (the tests' crafted pickle creates a file when torch.load opens it), so
+        nothing of it is read and the command exits 2.
     Example:
         yolodiag weights model.yaml --weights crafted.pt   # its pickle calls os.system
     Fix:
         Do not load the file. Take weights from a source you trust, or re-save a trusted
         state dict with torch.save(model.state_dict(), f).
+    """)
+
+describe("YD508", "checkpoint-unreadable", Severity.ERROR, Stage.CKPT, """
+    What it detects:
+        A `--weights` file that is no readable torch checkpoint, said by what it is instead:
+        0 bytes, text (a Git LFS pointer, an HTML page from a failed download), a bare
+        pickle (torch.save before torch 1.6), other bytes that are not a zip archive, a zip
+        archive cut short (torch.save writes its central directory last, so an interrupted
+        save or download loses it), a zip without a pickled checkpoint, or a member whose
+        bytes fail its CRC-32 (torch does not check it). Only bytes are read: nothing is
+        unpickled.
+    Why it zeroes P and R:
+        There is no run to zero: train.py's torch.load fails on the file before the first
+        epoch (measured as train.py calls torch.load, torch 2.14: a truncated zip "failed finding
+        central directory", an empty file "Ran out of input", a Git LFS pointer "invalid
+        load key, 'v'"). A member with changed bytes loads without a word, its tensor wrong.
+    Why it is an error:
+        Nothing trustworthy can be transferred: train.py stops with an exception on an
+        empty, text or truncated file and loads a damaged member's changed bytes unnoticed,
+        and yolodiag has no weights to compare, so the command exits 2.
+    Example:
+        yolodiag weights model.yaml --weights last.pt   # a copy cut off mid-save
+    Fix:
+        Take the file again from where it came (the run's weights/ folder, the release
+        page, `git lfs pull` for a pointer) and compare its size with the original's.
+    """)
+
+describe("YD509", "foreign-checkpoint", Severity.ERROR, Stage.CKPT, """
+    What it detects:
+        A checkpoint of another framework, named from the globals its pickle references
+        (nothing is loaded): an Ultralytics YOLOv8/YOLO11 checkpoint pickles classes of the
+        `ultralytics` package (ultralytics.nn.tasks.DetectionModel); a YOLOv7 one pickles
+        `models.yolo.Model` with classes YOLOv5 v7.0 has none of (IDetect, IAuxDetect, MP, SP,
+        SPPCSPC, RepConv, ImplicitA ...). YOLOv5 v7.0 itself pickles DetectionModel; a YOLOv5
+        v6 checkpoint (`models.yolo.Model` with YOLOv5 blocks only) is read as YOLOv5. Also a
+        torch file holding neither train.py's checkpoint dict nor a state dict, and a plain
+        state dict where the model would be built from its (absent) embedded YAML.
+    Why it zeroes P and R:
+        Another architecture's tensors are not YOLOv5's. Measured with YOLOv5 v7.0's
+        train.py loading (torch.load, then the name-and-shape intersection): the YOLOv7-tiny
+        checkpoint fails to unpickle ("Can't get attribute 'MP' on models.common"); the
+        yolo11n one fails without the ultralytics package and, with it installed, transfers
+        71/349 items into yolov5n.yaml (27 BatchNorm counters, 44 tensors of layers 0-5, 7,
+        9 and 13 whose key names and shapes happen to agree), 59/349 into yolov5s.yaml.
+    Why it is an error:
+        The file cannot give what `--weights` is for: train.py either stops on it or loads
+        another architecture's tensors wherever names coincide, and yolodiag's reader and
+        transfer model YOLOv5 checkpoints only, so there is nothing true to report about
+        this one and the command exits 2.
+    Example:
+        yolodiag weights yolov5s.yaml --weights yolo11n.pt
+    Fix:
+        Use a YOLOv5 v7.0 checkpoint (yolov5s.pt, a train.py weights/last.pt) with YOLOv5, or
+        the file with the framework that wrote it.
     """)
 
 
@@ -99,7 +160,7 @@ def partial_transfer(facts: Facts) -> Iterator[Problem]:
     """
     transfer = facts.transfer
     random = transfer.random_layers()
-    if not random:
+    if not random or width_mismatch(facts):  # YD510 says why, once
         return
     shape = sum(k.status == "shape" for k in transfer.keys)
     yield Problem(
@@ -112,18 +173,27 @@ def partial_transfer(facts: Facts) -> Iterator[Problem]:
                                  "random_layers": random})
 
 
-@check("YD503", "misplaced-transfer", Severity.ERROR, Stage.CKPT)
+@check("YD503", "misplaced-transfer", Severity.WARNING, Stage.CKPT)
 def misplaced_transfer(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
         Tensors that transfer into a layer only in part (e.g. the BatchNorm statistics of the
         checkpoint's 6x6 stride-2 stem land on a random 1x1 convolution, because the BatchNorm
         shapes happen to match), or into a layer whose checkpoint counterpart is a different
-        module (indices shifted after inserting rows). The Detect output convolutions, which
-        change with the class count, are not counted.
+        module (indices shifted after inserting rows). BatchNorm's num_batches_tracked (a 0-d
+        counter that matches any BatchNorm) is not a transferred tensor here, and the Detect
+        output convolutions, which change with the class count, are not counted. A width
+        mismatch (YD510) is reported once instead.
     Why it zeroes P and R:
-        Normalisation statistics and weights computed for other inputs scale the layer's output
-        arbitrarily; everything after it starts from features no pretrained layer expects.
+        It does not by itself. The layer starts from statistics and weights computed for other
+        inputs: in train mode BatchNorm normalises with the batch's own statistics, and the
+        running statistics val.py uses are replaced at momentum 0.03 per step (1% left after
+        150 steps, 83% after the 6 steps of a 3-epoch run of 2 batches), as a random layer's
+        default ones (mean 0, variance 1) are. Measured: train.py's seed recipe from yolov5s.pt
+        (layer 0's BatchNorm misplaced, 149/241) ended its 3 epochs at mAP@0.5 0.0018 and
+        recall 0.26, the same recipe from scratch at 0.0029 and 0.26. What it costs: a
+        misleading start for that layer, and early validations of a short run computed with
+        statistics of another layer.
     Example:
         [-1, 1, Conv, [64, 1]],   # 0: BatchNorm transfers from yolov5s's 6x6 stem, the conv not
     Fix:
@@ -131,9 +201,12 @@ def misplaced_transfer(facts: Facts) -> Iterator[Problem]:
         train those layers from scratch.
     """
     transfer = facts.transfer
+    if width_mismatch(facts):
+        return
     head = len(transfer.spec.layers) - 1
     theirs = facts.checkpoint_rows
-    for index, keys in sorted(transfer.layers().items()):
+    for index, all_keys in sorted(transfer.layers().items()):
+        keys = [k for k in all_keys if not k.counter]
         if index == head:
             continue
         moved = [k for k in keys if k.status == "transferred"]
