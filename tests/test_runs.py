@@ -146,6 +146,8 @@ def test_recorded_runs_give_their_logged_transfer_and_warmup_first(tmp_path, nam
     assert ("transfer" in kinds) == (logged is not None)
     # the fixed recipe has no errors or warnings of its own; the seed's and nano's have YD301
     assert ("cfg" in kinds) == ("fixed" not in name)
+    # a yolov5s checkpoint under the nano recipe: one cause, the width, as YD510 says
+    assert ("nothing useful transferred (YD510)" in zero.message) == (name == "nano-from-s")
 
 
 def test_nc_option_wins_over_the_data(seed_run):

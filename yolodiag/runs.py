@@ -131,10 +131,11 @@ class RunInfo:
                     code + (f" x{n}" if n > 1 else "") for code, n in counts.items()))
         return "; ".join(groups)
 
-    def causes(self, transfer=None) -> list[tuple[str, str]]:
+    def causes(self, transfer=None, width=None) -> list[tuple[str, str]]:
         """(kind, text) of each likely reason for zero metrics, the most evidence first: the
         iterations against the warm-up, random layers against the epochs they need, the cfg's
-        own findings, the transfer, the data; last, the experiment that settles the model."""
+        own findings, the transfer, the data; last, the experiment that settles the model.
+        `width`: the checkpoint's width against the cfg's (checks.width), when they differ."""
         causes = [cause for cause in (self._warmup_cause(), self._scratch_cause(transfer))
                   if cause]
         own = self.findings_by_code(data=False)
@@ -144,7 +145,7 @@ class RunInfo:
         elif self.cfg_path is None and self.cfg:
             causes.append(("cfg", f"--cfg {self.cfg} not found {self.looked_in}: pass --cfg "
                                   "to check it"))
-        causes += self._transfer_causes(transfer)
+        causes += self._transfer_causes(transfer, width)
         causes.append(("data", self._data_cause()))
         model = self.cfg or "MODEL.yaml"
         data = f" --data {self.data_path}" if self.data else ""
@@ -194,10 +195,16 @@ class RunInfo:
         return ("scratch", f"{random} and trained {self.epochs} epochs; YOLOv5 trains its "
                            f"released models from scratch for {SCRATCH_EPOCHS} epochs (on COCO)")
 
-    def _transfer_causes(self, transfer) -> list[tuple[str, str]]:
+    def _transfer_causes(self, transfer, width=None) -> list[tuple[str, str]]:
         causes = []
         if self.weights and self.cfg:
-            if transfer is not None:
+            if transfer is not None and width is not None:
+                causes.append(("transfer", f"--weights {self.weights} was trained at "
+                               f"width_multiple {width.checkpoint_width:g}, the --cfg builds "
+                               f"{width.cfg_width:g}: train.py transferred {transfer.transferred}/"
+                               f"{transfer.total} items, {width.counters} of them BatchNorm "
+                               "counters, so nothing useful transferred (YD510)"))
+            elif transfer is not None:
                 listed = format_runs(transfer.random_layers()) or "none"
                 shape = sum(k.status == "shape" for k in transfer.keys)
                 causes.append(("transfer", f"--weights {self.weights} with an edited --cfg "

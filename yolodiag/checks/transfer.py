@@ -291,7 +291,7 @@ def run_zero_metrics(facts: Facts) -> Iterator[Problem]:
     run = facts.run
     if run.best_map50 is None or run.best_map50 >= ZERO_MAP or not run.losses_finite:
         return
-    causes = run.causes(facts.transfer)
+    causes = run.causes(facts.transfer, width_mismatch(facts) if facts.transfer else None)
     plan = run.schedule
     yield Problem(
         f"{run.epochs} epochs: mAP@0.5 at most {run.best_map50:.4f}, precision at most "
