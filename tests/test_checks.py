@@ -19,8 +19,15 @@ from mutants import MUTANTS
 from yolodiag import commands
 from yolodiag.checks import REGISTRY, Facts, Selection, run_checks
 from yolodiag.cli import app
-from yolodiag.findings import (DOC_SECTIONS, INTERNAL_ERROR, Problem, Severity, Stage, check,
-                               required_sections)
+from yolodiag.findings import (
+    DOC_SECTIONS,
+    INTERNAL_ERROR,
+    Problem,
+    Severity,
+    Stage,
+    check,
+    required_sections,
+)
 
 EXAMPLES = Path(__file__).parent / "examples"
 EXAMPLE_CODES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and
@@ -332,7 +339,8 @@ def test_explain_prints_the_registered_documentation():
     assert result.exit_code == 0
     for title in (*required_sections(Severity.WARNING), "Why it is a warning"):
         assert f"{title}:" in result.stdout
-    assert "YD301 detect-stride-nonstandard (default severity warning, stage trace)" in result.stdout
+    head = "YD301 detect-stride-nonstandard (default severity warning, stage trace)"
+    assert head in result.stdout
     assert runner.invoke(app, ["explain", "YD999"]).exit_code == 2
 
 

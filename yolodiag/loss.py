@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from yolodiag.reference.builder import BuiltModel
-from yolodiag.reference.heads import Detect
+from yolodiag.reference.heads import Detect, class_prior_logit, objectness_prior_logit
 
 # hyp.scratch-low.yaml of YOLOv5 v7.0, loss entries only, before train.py's scaling.
 HYP: dict[str, float] = {
@@ -313,8 +313,8 @@ def prior_maps(source: BuiltModel, grid_shapes: Sequence[tuple[int, int]], batch
     maps = []
     for (ny, nx), stride in zip(grid_shapes, source.stride):
         p = torch.zeros(batch, na, ny, nx, 5 + nc)
-        p[..., 4] = math.log(8 / (640 / stride) ** 2)
-        p[..., 5:] = math.log(0.6 / (nc - 0.99999))
+        p[..., 4] = objectness_prior_logit(stride)
+        p[..., 5:] = class_prior_logit(nc)
         maps.append(p)
     return maps
 

@@ -76,8 +76,9 @@ def not_channel_aware(facts: Facts) -> Iterator[Problem]:
                 f"read: yolodiag builds it as channel-aware from its signature, but stock "
                 f"YOLOv5 does not know it; unless your yolo.py registers it, parse_model passes "
                 f"it the YAML's arguments: {built}",
-                f"{register_fix(module)}; then declare it: YOLODIAG_RULES = {{{module!r}: 'channels'}} or "
-                f"--rule {module}=channels", facts.where(layers[0]),
+                f"{register_fix(module)}; then declare it: "
+                f"YOLODIAG_RULES = {{{module!r}: 'channels'}} or --rule {module}=channels",
+                facts.where(layers[0]),
                 {**data, "assumed_rule": entry.rule}, severity=W)
             continue
         yield Problem(f"parse_model passes {module} the YAML's arguments unchanged "
@@ -153,8 +154,9 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
         if seed:
             yield Problem(
                 f"{module} is not a YOLOv5 v7.0 module: yolodiag builds it as the seed's block "
-                f"({entry.factory.partition(':')[0].replace('.', '/')}.py), registered in parse_model's channel-aware set as the seed "
-                f"did, so it gets (c1, c2, *args) (layers {', '.join(map(str, layers))})",
+                f"({entry.factory.partition(':')[0].replace('.', '/')}.py), registered in "
+                "parse_model's channel-aware set as the seed did, so it gets (c1, c2, *args) "
+                f"(layers {', '.join(map(str, layers))})",
                 f"if your {module} or your parse_model differs, say so: --modules with the "
                 f"file holding your {module} (your checkout's models/common.py: the yolo.py "
                 f"beside it is read), or --rule {module}=passthrough if your yolo.py does not "

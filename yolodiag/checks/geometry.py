@@ -73,28 +73,20 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     expected = [d for d, _ in designs]
     whose = "YOLOv5's default rows" if default else "sized like YOLOv5's rows"
     culprits, hint = _missing_downsampling(facts, strides, expected)
+    from yolodiag.reference.heads import objectness_prior  # the model is built: torch is in
+
     priors = [objectness_prior(s) for s in strides]
-    designed_priors = [objectness_prior(d) for d in expected if d is not None]
+    starts = "/".join(f"{p:.2g}" for p in priors)
+    designed = "/".join(f"{objectness_prior(d):.2g}" for d in expected if d is not None)
     yield Problem(
         f"Detect level strides are {_list(strides)}, but its anchors are {whose} designed for "
         f"{'/'.join('?' if d is None else str(d) for d in expected)}{culprits}. What it "
         "costs (targets still get the same anchors: YOLOv5 matches them in pixels): "
-        f"objectness priors start at {_priors(priors)} instead of {_priors(designed_priors)}, "
+        f"objectness priors start at {starts} instead of {designed}, "
         "and the compute grows with the cells (YD307)",
         hint, facts.where(facts.built.head_index),
         {"strides": [plain_number(s) for s in strides], "designed_for": expected,
          "default_anchors": default, "levels": wrong, "objectness_priors": priors})
-
-
-def objectness_prior(stride: float, img: int = 640, objects: int = 8) -> float:
-    """The objectness a fresh YOLOv5 Detect level predicts per cell: its bias init assumes
-    about `objects` objects per `img` image per level, spread over (img / stride)^2 cells."""
-    odds = objects / (img / stride) ** 2
-    return odds / (1 + odds)
-
-
-def _priors(values) -> str:
-    return "/".join(f"{v:.2g}" for v in values)
 
 
 def _missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:

@@ -86,8 +86,25 @@ class Detect(nn.Module):
         """
         for conv, s in zip(self.m, strides):
             b = conv.bias.view(self.na, -1)
-            b[:, 4] += math.log(8 / (640 / s) ** 2)
-            b[:, 5:5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
+            b[:, 4] += objectness_prior_logit(s)
+            b[:, 5:5 + self.nc] += class_prior_logit(self.nc)
+
+
+def objectness_prior_logit(stride) -> float:
+    """YOLOv5's objectness bias init: about 8 objects per 640x640 image per level, spread over
+    its (640 / stride)^2 cells. `stride` may be a float32 tensor: the arithmetic then rounds as
+    YOLOv5's does."""
+    return math.log(8 / (640 / stride) ** 2)
+
+
+def objectness_prior(stride: float) -> float:
+    """The objectness a fresh Detect level predicts in each cell: the sigmoid of its bias."""
+    return 1 / (1 + math.exp(-objectness_prior_logit(stride)))
+
+
+def class_prior_logit(nc: int) -> float:
+    """YOLOv5's class bias init: each class at probability about 0.6 / (nc - 1)."""
+    return math.log(0.6 / (nc - 0.99999))
 
 
 class Proto(nn.Module):

@@ -3,9 +3,8 @@ classes named like stock ones (a Concat that behaves as the stock one, a C3 that
 to blocks of this checkout's own, as a user's common.py holds them."""
 
 import torch
-from torch import nn
-
 from helpers import EXPANSION
+from torch import nn
 
 
 class Concat(nn.Module):
