@@ -220,6 +220,7 @@ def test_bundled_seed_model_exits_0_with_warnings_naming_stem_taps_cost_and_dept
     assert stride["data"]["objectness_priors"] == pytest.approx(
         [8 / (160 ** 2 + 8), 8 / (80 ** 2 + 8), 8 / (40 ** 2 + 8)])
     assert "layer 0 Conv is a stride-1 stem" in stride["message"]
+    assert "the stride 4 objectness alone starts below val.py's conf 0.001" in stride["message"]
     taps = {(f["data"]["tapped"], f["data"]["refined_by"]) for f in by_code["YD204"]}
     assert taps == {(4, 5), (6, 7)}
     cost = by_code["YD307"][0]

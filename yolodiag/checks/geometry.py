@@ -31,18 +31,15 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
         designed for. YOLOv5's default rows are recognised exactly (P3/8, P4/16, P5/32, P6/64,
         P7/128, yolov3-tiny's P4/16 and P5/32, at 640, 1280 and 1920); a user's own row is
         matched to the default row of the nearest size (within 1.5x); `anchors: N` rows are
-        fitted to the data by AutoAnchor and not judged. Names the layers where the
-        downsampling went missing (a stride-1 stem, a stride argument that is ignored) or,
-        failing that, where the backbone downsamples, and what the strides cost.
+        fitted to the data by AutoAnchor and not judged. Names where downsampling went missing
+        (stride-1 stem, ignored stride; else where the backbone downsamples) and the cost.
     Why it zeroes P and R:
         It does not by itself; it makes the model slower to train and far more expensive.
-        YOLOv5 matches anchors to targets in pixels (the width and height ratio of target
-        and anchor), so the same targets get the same anchors at any stride. What changes:
-        a level at stride 4 has four times the cells of one at 8 (160x160 at 640), its
-        objectness prior (YOLOv5's bias init, about 8 objects per 640 image per level) starts
-        four times lower, at 3.1e-4 instead of 1.2e-3, and the compute grows with the cells
-        (YD307). Validation at conf 0.001 sees few boxes from such a level until training
-        lifts its objectness.
+        YOLOv5 matches anchors to targets in pixels, so the same targets get the same anchors
+        at any stride. A level at stride 4 has four times the cells of one at 8, its
+        objectness prior (YOLOv5's bias init) starts four times lower, at 3.1e-4, below
+        val.py's conf 0.001 (no box from it until training lifts it), and the compute grows
+        with the cells (YD307).
     Why it is a warning:
         Measured on the seed recipe (strides 4/8/16) against the same recipe done right
         (8/16/32) on ../shared/golden/data/shapes: YOLOv5's assignment gives both exactly the
@@ -50,9 +47,8 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
         one batch (`yolodiag overfit`, batch 2: the seed passes at step 250, the fixed recipe
         at 180); real train.py runs of both end near zero after 3 epochs (mAP@0.5 0.0029 and
         0.0056: 6 iterations, all inside train.py's 100-iteration warm-up), and after 100
-        epochs from scratch (200 iterations) the seed reaches a best mAP@0.5 of 0.096, the
-        fixed recipe 0.035 (tests/data/runs). The seed costs 4.4x the GFLOPs (113 vs 26 at
-        640); it does not keep P and R at zero.
+        epochs from scratch the seed reaches a best mAP@0.5 of 0.096, the fixed recipe 0.035
+        (tests/data/runs). The seed costs 4.4x the GFLOPs (113 vs 26 at 640), no zero P and R.
     Example:
         [-1, 1, Conv, [16, 3, 1]]  # 0: a stride-1 stem
     Fix:
@@ -73,16 +69,22 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     expected = [d for d, _ in designs]
     whose = "YOLOv5's default rows" if default else "sized like YOLOv5's rows"
     culprits, hint = _missing_downsampling(facts, strides, expected)
-    from yolodiag.reference.heads import objectness_prior  # the model is built: torch is in
+    from yolodiag.overfit import FitSettings  # the model is built: torch is imported
+    from yolodiag.reference.heads import objectness_prior
 
     priors = [objectness_prior(s) for s in strides]
     starts = "/".join(f"{p:.2g}" for p in priors)
     designed = "/".join(f"{objectness_prior(d):.2g}" for d in expected if d is not None)
+    conf = FitSettings.conf  # val.py's: boxes below it never reach NMS
+    below = [_list([s]) for s, p in zip(strides, priors) if p < conf]
+    shows = (f" (the stride {'/'.join(below)} objectness alone starts below val.py's conf "
+             f"{conf:g}: validation sees no box from there until training lifts it)"
+             if below else "")
     yield Problem(
         f"Detect level strides are {_list(strides)}, but its anchors are {whose} designed for "
         f"{'/'.join('?' if d is None else str(d) for d in expected)}{culprits}. What it "
         "costs (targets still get the same anchors: YOLOv5 matches them in pixels): "
-        f"objectness priors start at {starts} instead of {designed}, "
+        f"objectness priors start at {starts} instead of {designed}{shows}, "
         "and the compute grows with the cells (YD307)",
         hint, facts.where(facts.built.head_index),
         {"strides": [plain_number(s) for s in strides], "designed_for": expected,
