@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolodiag.checks.engine import Facts
+from yolodiag.datapaths import STOPS_TRAINING
 from yolodiag.findings import Location, Problem, Severity, Stage, check
 
 E, W = Severity.ERROR, Severity.WARNING
@@ -45,7 +46,7 @@ def _objects(split) -> int:
 
 def _split_severity(split: str) -> Severity:
     """A fault of train or val keeps P and R at zero; one of test only its own evaluation."""
-    return E if split in ("train", "val") else W
+    return E if split in STOPS_TRAINING else W
 
 
 def _short(path: Path, facts: Facts) -> str:
@@ -250,7 +251,7 @@ def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
                 f"root: `path: {os.path.relpath(located.base, located.yolov5_root)}`")
     else:
         hint = "write an absolute `path:` with forward slashes, or one relative to the YOLOv5 root"
-    severe = any(name in missed for name in ("train", "val"))
+    severe = any(name in missed for name in STOPS_TRAINING)
     yield Problem(message, hint, _where(facts, "path" if located.written else first),
                   {"yolov5_root": str(located.yolov5_root), "path": located.written,
                    "not_found": {n: [str(e.target) for e in es] for n, es in missed.items()},
