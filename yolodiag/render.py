@@ -133,8 +133,8 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
         render_transfer(report, console)
     if report.sections.get("data"):
         _render_data(report.sections["data"], console)
-    for line in _provenance_lines(report.sections):
-        console.print(line, highlight=False)
+    for line in _provenance_lines(report.sections):  # whole, so its paths copy as one
+        console.print(line, highlight=False, soft_wrap=True)
     assignment = report.sections.get("assignment")
     if assignment:
         h, w = assignment["img"]
