@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from yolodiag.synthetic import _PALETTE, MAX_ASPECT, MAX_SIDE, MIN_SIDE, synthetic_batch
+from conftest import shared
+from yolodiag import commands
+from yolodiag.commands import BUNDLED_MODEL
+from yolodiag.loss import assign
+from yolodiag.reference.builder import build
+from yolodiag.spec import load_spec
+from yolodiag.synthetic import (
+    _PALETTE,
+    MAX_ASPECT,
+    MAX_SIDE,
+    MIN_SIDE,
+    level_batch,
+    level_labels,
+    synthetic_batch,
+)
 
 
 def test_same_seed_gives_identical_tensors_and_another_seed_does_not():
@@ -48,3 +63,34 @@ def test_each_image_shows_its_last_object_in_the_class_colour_at_its_centre():
 def test_batch_follows_the_device_argument():
     images, targets = synthetic_batch(nc=2, img=64, batch=1, device=torch.device("cpu"))
     assert images.device.type == targets.device.type == "cpu"
+
+
+@pytest.mark.parametrize("path", [shared("yamls", "stock", "yolov5s.yaml"), BUNDLED_MODEL,
+                                  shared("yamls", "stock", "yolov5n6.yaml")],
+                         ids=["yolov5s", "seed", "yolov5n6"])
+@pytest.mark.parametrize("seed", range(5))
+def test_one_image_of_the_level_batch_gives_every_level_positives(path, seed):
+    """overfit's batch at --batch 1 and its default 256x256: YOLOv5's assignment puts positives
+    on each level, the seed's stride-4, 8, 16 levels and a P6 model's stride-64 one included."""
+    built = build(load_spec(path), device="meta")
+    size = commands.OVERFIT_SIZE
+    targets = level_labels(built.nc, 1, commands.pixel_anchors(built), size, seed)
+    grids = [(size[0] // int(s), size[1] // int(s)) for s in built.stride]
+    positives = assign(targets, built.anchors, grids).positives
+    assert len(positives) == len(built.stride) >= 3 and all(positives), positives
+    assert 3 <= len(targets) <= 2 * len(positives)  # a handful: 1 or 2 per level
+
+
+def test_level_batch_draws_smaller_objects_over_larger_ones_and_is_deterministic():
+    anchors = [[(10, 13), (16, 30)], [(116, 90), (156, 198)]]
+    a = level_batch(3, 256, 2, anchors, seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a, level_batch(3, 256, 2, anchors, seed=4)))
+    for image in range(2):
+        area = [w * h for i, _, _, _, w, h in a[1].tolist() if i == image]
+        assert area == sorted(area, reverse=True)
+
+
+def test_level_batch_keeps_sides_within_the_ordinary_range():
+    tiny, huge = [(0.5, 0.5)], [(5000, 4000)]  # pixels: below 1/40 and beyond the image
+    _, targets = level_batch(2, 128, 4, [tiny, huge], seed=0)
+    assert targets[:, 4:6].min() >= MIN_SIDE and targets[:, 4:6].max() <= 0.95

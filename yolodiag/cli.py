@@ -272,8 +272,8 @@ def overfit(
     seed: int = SEED_OPTION,
     tensorboard: Path | None = typer.Option(None, "--tensorboard", help="Also write the "
                                             "history as TensorBoard event files into this "
-                                            "folder (needs tensorboard: pip install "
-                                            "'yolodiag[tensorboard]')."),
+                                            "folder as the run goes (needs tensorboard: pip "
+                                            "install 'yolodiag[tensorboard]')."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of the loss and "
                                      "mAP curves (needs matplotlib)."),
     select: list[str] = SELECT_OPTION,
@@ -302,10 +302,12 @@ def overfit(
 
     def run() -> Run:
         from yolodiag import commands
+        from yolodiag.progress import fit_progress
 
         _check_device(device)
         blocks = user_modules(modules, rule)
-        with _fit_progress(steps) as progress:
+        with _event_stream(tensorboard) as events, fit_progress(stderr, steps,
+                                                                 events) as progress:
             report = commands.overfit(model, size, batch=batch, steps=steps, device=device,
                                       amp=amp, seed=seed, selection=selection,
                                       fail_on=Severity(fail_on.value), modules=blocks,
@@ -320,10 +322,6 @@ def overfit(
             from yolodiag.plot import overfit_png
 
             _write(plot, "plot", lambda: overfit_png(report, plot))
-        if tensorboard is not None:
-            from yolodiag.events import write_overfit_events
-
-            _write(tensorboard, "event files", lambda: write_overfit_events(report, tensorboard))
 
     _finish(run, fmt, output, debug, after=write_extras)
 
@@ -380,26 +378,21 @@ def _write(path: Path, what: str, write: Callable[[], None]) -> None:
 
 
 @contextlib.contextmanager
-def _fit_progress(steps: int):
-    """A progress bar on stderr (terminals only) fed by overfit's progress callback."""
-    if not stderr.is_terminal:
+def _event_stream(folder: Path | None):
+    """--tensorboard: the event files, written as the run goes (None without the option)."""
+    if folder is None:
         yield None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from yolodiag.events import OverfitEvents
 
-    columns = (TextColumn("overfit"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task("overfit", total=steps, status="")
-
-        def update(history) -> None:
-            last = history.steps[-1]
-            evaluated = history.evaluated("eval")
-            status = f"loss {last.loss:.4g}" + (
-                f"  mAP@0.5 eval {evaluated[-1].map50:.3f}" if evaluated else "")
-            bar.update(task, completed=last.step + 1, status=status)
-
-        yield update
+    try:
+        events = OverfitEvents(folder)
+    except OSError as e:
+        raise Unsupported(f"{folder}: cannot write the event files: {e.strerror or e}") from None
+    try:
+        yield events
+    finally:
+        events.close()
 
 
 @app.command("weights")

@@ -1,30 +1,35 @@
-"""TensorBoard event files of an overfit report (tensorboard is an optional extra).
+"""TensorBoard event files of an overfit run (tensorboard is an optional extra).
 
 Scalars per step: the loss and its terms and the gradient norm; per evaluation: P, R,
-mAP@0.5 and mAP@0.5:0.95 in train and eval mode. Written from the report's data after the
-run, so the files hold exactly what the text and JSON say.
+mAP@0.5 and mAP@0.5:0.95 in train and eval mode. Written as the run goes, from the history
+the report is made of, and flushed at every update: a run killed halfway keeps its curves.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from yolodiag.report import Report
 
+class OverfitEvents:
+    """Called with the growing history; writes what it has not written yet."""
 
-def write_overfit_events(report: Report, folder: str | Path) -> None:
-    from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, folder: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
 
-    fit = report.sections["overfit"]
-    writer = SummaryWriter(log_dir=str(folder))
-    try:
-        for step in fit["steps"]:
-            for key in ("loss", "box", "obj", "cls"):
-                writer.add_scalar(f"train/{key}", step[key], step["step"])
-            writer.add_scalar("train/grad_norm", step["grad_norm"], step["step"])
-        for evaluation in fit["evaluations"]:
+        self.writer = SummaryWriter(log_dir=str(folder))
+        self.steps = self.evaluations = 0
+
+    def __call__(self, history: Any) -> None:
+        for step in history.steps[self.steps:]:
+            for key in ("loss", "box", "obj", "cls", "grad_norm"):
+                self.writer.add_scalar(f"train/{key}", getattr(step, key), step.step)
+        for evaluation in history.evaluations[self.evaluations:]:
             for key in ("precision", "recall", "map50", "map"):
-                writer.add_scalar(f"{evaluation['mode']}_mode/{key}", evaluation[key],
-                                  evaluation["step"])
-    finally:
-        writer.close()
+                self.writer.add_scalar(f"{evaluation.mode}_mode/{key}",
+                                       getattr(evaluation, key), evaluation.step)
+        self.steps, self.evaluations = len(history.steps), len(history.evaluations)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

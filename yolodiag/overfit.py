@@ -7,7 +7,13 @@ batch's statistics, as the loss sees it) and in eval mode (BatchNorm on its runn
 as validation sees it). The history it returns separates the ways a model fails: the loss does
 not fall, it falls but train-mode predictions stay wrong, train mode is right but eval mode is
 not, or values turn non-finite. The loop reads top to bottom; it never touches the caller's
-model (it trains a deep copy) and never prints: `progress` is called after each step.
+model (it trains a deep copy) and never prints: `progress` is called after each step and
+after each evaluation.
+
+The run stops as soon as its verdict cannot change: the pass mark reached, a non-finite value, a
+loss that no parameter can move, a flat loss, or predictions that cannot reach the pass mark in
+the steps left at the fastest rise measured (judged in the budget's second half only, and only
+while the loss has stopped falling). `stopped` says which.
 """
 
 from __future__ import annotations
@@ -42,6 +48,19 @@ class FitSettings:
     conf: float = 0.001  # val.py's confidence threshold
     iou: float = 0.6  # val.py's NMS IoU threshold
     amp: bool = False  # autocast: float16 and a GradScaler on CUDA, bfloat16 on the CPU
+    # Early stops. Flat: every step's loss within flat_band of step 0's for flat_steps steps.
+    flat_steps: int = 50
+    flat_band: float = 0.01
+    # Out of reach: from reach_from of the budget on, while the loss's mean over the last
+    # plateau_steps is above `plateau` of its mean over the plateau_steps before (it has
+    # stopped falling), the best mAP@0.5 plus the fastest rise between two evaluations, for
+    # every evaluation left, stays below the pass mark.
+    reach_from: float = 0.5
+    plateau_steps: int = 50
+    plateau: float = 0.9
+
+
+STOP_REASONS = ("passed", "budget", "nonfinite", "untrainable", "flat", "out-of-reach")
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,8 @@ class OverfitHistory:
     nonfinite_step: int | None = None
     nonfinite_what: str | None = None  # "loss" or "gradient"
     untrainable: bool = False  # the loss depends on no trainable parameter: nothing can learn
+    stopped: str = "budget"  # one of STOP_REASONS
+    reach: float | None = None  # out-of-reach: the best mAP@0.5 the fastest rise could give
     seconds: float = 0.0  # the whole run, evaluations included
     train_seconds: float = 0.0  # the training steps alone
 
@@ -130,6 +151,7 @@ class OverfitHistory:
                 "prior_loss": self.prior_loss, "passed_at": self.passed_at,
                 "eval_left_zero": self.eval_left_zero, "nonfinite_step": self.nonfinite_step,
                 "nonfinite_what": self.nonfinite_what, "untrainable": self.untrainable,
+                "stopped": self.stopped, "reach": self.reach,
                 "seconds": self.seconds, "train_seconds": self.train_seconds,
                 "seconds_per_step": self.seconds_per_step,
                 "steps": [asdict(s) for s in self.steps],
@@ -168,8 +190,15 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
             for mode in ("train", "eval"):
                 history.evaluations.append(_evaluate(model, images, targets, step, mode,
                                                      settings, amp_dtype))
+            history.seconds = time.perf_counter() - start
+            if progress is not None:
+                progress(history)
             if history.evaluations[-1].map50 >= settings.pass_mark:
-                history.passed_at = step
+                history.passed_at, history.stopped = step, "passed"
+                break
+            history.reach = _out_of_reach(history, step)
+            if history.reach is not None:
+                history.stopped = "out-of-reach"
                 break
         if step == settings.steps:
             break
@@ -183,11 +212,12 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         loss, items = compute_loss(built.anchors, [r.float() for r in raw], targets, hyp)
         if not torch.isfinite(loss).all():
             history.nonfinite_step, history.nonfinite_what = step, "loss"
+            history.stopped = "nonfinite"
             break
         box, obj, cls = (float(v) for v in items)
         if not loss.requires_grad:  # detached or frozen all the way: no step can change it
             history.steps.append(StepRecord(step, float(loss), box, obj, cls, 0.0))
-            history.untrainable = True
+            history.untrainable, history.stopped = True, "untrainable"
             break
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -196,6 +226,7 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         if not math.isfinite(grad_norm) and amp_dtype is not torch.float16:
             # (under float16 the scaler skips such a step and lowers its scale, as in YOLOv5)
             history.nonfinite_step, history.nonfinite_what = step, "gradient"
+            history.stopped = "nonfinite"
             break
         scaler.step(optimizer)
         scaler.update()
@@ -206,8 +237,39 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         history.seconds = now - start
         if progress is not None:
             progress(history)
+        if _flat(history.steps, settings):
+            history.stopped = "flat"
+            break
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _flat(steps: list[StepRecord], settings: FitSettings) -> bool:
+    """Every loss so far within flat_band of the first, for flat_steps steps: nothing learns."""
+    if len(steps) < settings.flat_steps:
+        return False
+    first = steps[0].loss
+    return all(abs(s.loss - first) <= settings.flat_band * abs(first) for s in steps)
+
+
+def _out_of_reach(history: OverfitHistory, step: int) -> float | None:
+    """The best mAP@0.5 the rest of the budget could bring at the fastest rise measured, when
+    it stays below the pass mark and the loss has stopped falling; None otherwise."""
+    settings = history.settings
+    window = settings.plateau_steps
+    if step < settings.reach_from * settings.steps or len(history.steps) < 2 * window:
+        return None
+    losses = [s.loss for s in history.steps]
+    recent = sum(losses[-window:]) / window
+    earlier = sum(losses[-2 * window:-window]) / window
+    if recent < settings.plateau * earlier:
+        return None
+    steps = sorted({e.step for e in history.evaluations})
+    best = [max(e.map50 for e in history.evaluations if e.step == s) for s in steps]
+    fastest = max([b - a for a, b in zip(best, best[1:])] + [0.0])
+    left = math.ceil((settings.steps - step) / settings.eval_every)
+    reach = max(best) + fastest * left
+    return reach if reach < settings.pass_mark else None
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
@@ -266,7 +328,9 @@ def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, step: int, mode
     scores = decoded[..., 4:5] * decoded[..., 5:] if head.nc > 1 else decoded[..., 4:5]
     above = int(((decoded[..., 4] > settings.conf)
                  & (scores.amax(-1) > settings.conf)).sum())
-    detections = non_max_suppression(decoded, conf_thres=settings.conf, iou_thres=settings.iou)
+    # val.py's NMS: multi-label, every class whose confidence passes `conf` is a detection
+    detections = non_max_suppression(decoded, conf_thres=settings.conf, iou_thres=settings.iou,
+                                     multi_label=True)
     h, w = images.shape[-2:]
     scale = torch.tensor([w, h, w, h], device=images.device)
     stats = []

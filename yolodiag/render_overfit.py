@@ -26,8 +26,9 @@ def render_overfit(report: Report, console: Console) -> None:
         f"momentum {settings['momentum']}, up to {settings['steps']} steps", highlight=False)
     priors = "; ".join(f"stride {plain_number(p['stride'])} {p['confidence']:.2g}"
                        for p in fit["priors"])
+    strides = ", ".join(str(plain_number(p["stride"])) for p in fit["priors"])
     console.print(
-        f"YOLOv5's assignment of the batch: positives per level "
+        f"YOLOv5's assignment of the batch: positives per level (stride {strides}) "
         f"{', '.join(map(str, fit['positives_per_level']))}, {fit['unmatched']} objects matched "
         f"by no anchor; confidence priors {priors} (val.py keeps > {settings['conf']})",
         highlight=False)
@@ -53,6 +54,14 @@ def verdict(fit: dict[str, Any]) -> str:
         return f"Stopped at step {fit['nonfinite_step']}: the {fit['nonfinite_what']} is not finite"
     if fit["untrainable"]:
         return "Stopped at step 0: the loss depends on no trainable parameter"
+    settings, ran = fit["settings"], len(fit["steps"])
+    if fit["stopped"] == "flat":
+        return (f"Stopped at step {ran} of {settings['steps']} ({seconds}): the loss stayed "
+                f"within {settings['flat_band']:.0%} of its start for {ran} steps")
+    if fit["stopped"] == "out-of-reach":
+        return (f"Stopped at step {ran} of {settings['steps']} ({seconds}): the loss stopped "
+                f"falling and at the fastest rise measured mAP@0.5 reaches at most "
+                f"{fit['reach']:.3f} by step {settings['steps']}, below {settings['pass_mark']}")
     return (f"Did not pass in {len(fit['steps'])} steps ({seconds}): eval-mode mAP@0.5 "
             f"{last:.3f} < {fit['settings']['pass_mark']}{left}")
 

@@ -1,12 +1,13 @@
 """A deterministic synthetic batch: filled shapes of nc classes and their YOLO labels.
 
-`overfit` and `gradflow` need a batch without any data on disk, and YD404 needs targets of
-ordinary sizes to run YOLOv5's assignment on. Objects here span the sizes YOLOv5's default
-anchors were designed for (about 10 to 373 pixels at 640, scaled to the image), with aspect
-ratios up to 2.5, so that a sound model's anchors match every one of them. Each class has its
-own shape and colour. The same seed gives identical tensors on every machine: everything is
-drawn from one torch.Generator on the CPU, then moved to the requested device. Nothing here
-reads files or touches a model.
+`gradflow` needs a batch without any data on disk, and YD404 needs targets of ordinary sizes to
+run YOLOv5's assignment on: `synthetic_batch`. `overfit` needs a batch that tests the whole
+head, even at --batch 1: `level_batch` sizes its objects after each level's anchors.
+`synthetic_batch`'s objects span the sizes YOLOv5's default anchors were designed for (about
+10 to 373 pixels at 640, scaled to the image), with aspect ratios up to 2.5, so that a sound
+model's anchors match every one of them. Each class has its own shape and colour. The same
+seed gives identical tensors on every machine: everything is drawn from one torch.Generator on
+the CPU, then moved to the requested device. Nothing here reads files or touches a model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from torch import Tensor
 MIN_SIDE, MAX_SIDE = 16 / 640, 384 / 640
 MAX_ASPECT = 2.5  # width/height within [1/2.5, 2.5]: every default anchor row matches it
 OBJECTS_PER_IMAGE = (1, 4)
+OBJECTS_PER_LEVEL = (1, 2)  # level_batch: per image and level
+ANCHOR_SCALE = 2.0  # level_batch: an object is its anchor times [1/2, 2], inside anchor_t = 4
 _SHAPES = ("rectangle", "ellipse", "triangle")
 _PALETTE = torch.tensor([[0.90, 0.20, 0.20], [0.20, 0.75, 0.25], [0.20, 0.35, 0.90],
                          [0.95, 0.80, 0.15], [0.70, 0.25, 0.80], [0.10, 0.80, 0.85]])
@@ -46,6 +49,36 @@ def synthetic_labels(nc: int, batch: int, seed: int = 0,
             x = w / 2 + float(torch.rand(1, generator=g)) * (1 - w)
             y = h / 2 + float(torch.rand(1, generator=g)) * (1 - h)
             rows.append([image, cls, x, y, w, h])
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
+
+
+def level_labels(nc: int, batch: int, anchors: list[list[tuple[float, float]]],
+                 img: tuple[int, int], seed: int = 0) -> Tensor:
+    """Targets (n, 6) as `synthetic_labels`, sized so that every level of the head gets
+    positives: per image and level 1 or 2 objects, each one of that level's anchors (pixels,
+    drawn at random) times a factor log-uniform in [1/2, 2], which YOLOv5's assignment matches
+    (side ratio under anchor_t = 4). Sides stay within the ordinary object range (MIN_SIDE of
+    the image at least, 0.95 of it at most): a level whose anchors no ordinary object fits
+    gets none, as it would from data. Larger objects come first so that smaller ones are
+    drawn over them and stay whole."""
+    h, w = img
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for image in range(batch):
+        boxes = []
+        for level in anchors:
+            count = int(torch.randint(OBJECTS_PER_LEVEL[0], OBJECTS_PER_LEVEL[1] + 1, (1,),
+                                      generator=g))
+            for _ in range(count):
+                aw, ah = level[int(torch.randint(0, len(level), (1,), generator=g))]
+                scale = ANCHOR_SCALE ** (float(torch.rand(1, generator=g)) * 2 - 1)
+                bw = min(max(aw * scale / w, MIN_SIDE), 0.95)
+                bh = min(max(ah * scale / h, MIN_SIDE), 0.95)
+                x = bw / 2 + float(torch.rand(1, generator=g)) * (1 - bw)
+                y = bh / 2 + float(torch.rand(1, generator=g)) * (1 - bh)
+                cls = int(torch.randint(0, nc, (1,), generator=g))
+                boxes.append([image, cls, x, y, bw, bh])
+        rows += sorted(boxes, key=lambda b: -b[4] * b[5])
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
 
 
@@ -81,5 +114,16 @@ def synthetic_batch(nc: int, img: int | tuple[int, int], batch: int, seed: int =
     """(images (batch, 3, h, w), targets (n, 6)) on `device`; identical for the same seed."""
     size = (img, img) if isinstance(img, int) else tuple(img)
     targets = synthetic_labels(nc, batch, seed)
+    images = render_images(targets, batch, size, seed)
+    return images.to(device), targets.to(device)
+
+
+def level_batch(nc: int, img: int | tuple[int, int], batch: int,
+                anchors: list[list[tuple[float, float]]], seed: int = 0,
+                device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+    """(images, targets) as `synthetic_batch`, labelled by `level_labels` for these anchors
+    (pixels, per level)."""
+    size = (img, img) if isinstance(img, int) else tuple(img)
+    targets = level_labels(nc, batch, anchors, size, seed)
     images = render_images(targets, batch, size, seed)
     return images.to(device), targets.to(device)

@@ -42,15 +42,21 @@ def cannot_overfit(facts: Facts) -> Iterator[Problem]:
         but train-mode predictions stayed wrong (strides, anchors, decoding, labels; YD404
         when no anchor takes the targets), or train mode was right and eval mode was not
         (YD704). The run: a deep copy of the model (yours is never trained) on one fixed
-        batch (synthetic by default), SGD with Nesterov momentum 0.937, lr 0.01 constant,
+        batch (synthetic by default, 1 or 2 objects per image and level, sized after the
+        level's anchors: see YD707), SGD with Nesterov momentum 0.937, lr 0.01 constant,
         weight decay 5e-4 on convolution and linear weights only, gradient norm clipped at
         10 (YOLOv5 v7.0's train.py and hyp.scratch-low, without warm-up, schedule or
         augmentation), loss gains scaled by train.py's rules (class count, image size,
         levels). Every 10 steps the batch is evaluated in train mode and in eval mode with
-        val.py's conf 0.001 and NMS IoU 0.6; the run stops when eval-mode mAP@0.5 reaches
-        0.5, or after 300 steps (`--steps`).
+        val.py's conf 0.001 and multi-label NMS at IoU 0.6; the run stops when eval-mode
+        mAP@0.5 reaches 0.5, after 300 steps (`--steps`), or as soon as the verdict cannot
+        change: a loss within 1% of its start for 50 steps, or, in the budget's second half
+        with a loss that fell less than 10% over the last 50 steps, a best mAP@0.5 that the
+        fastest rise measured between two evaluations cannot lift to 0.5 in the steps left.
+        The message names what the run measured besides: train mode fitting while eval mode
+        lags, one level carrying every positive, priors below val.py's conf.
     Why it zeroes P and R:
-        A model that cannot fit 2 images cannot fit a dataset: validation's precision and
+        A model that cannot fit one batch cannot fit a dataset: validation's precision and
         recall stay at zero however long it trains.
     Why it is an error:
         Measured: the model was trained on the very batch it is scored on and still did not
@@ -82,15 +88,93 @@ def cannot_overfit(facts: Facts) -> Iterator[Problem]:
     else:
         why = "train mode fits the batch but eval mode does not (see YD704)"
     fell = f"; loss {loss[0]:.3g} -> {loss[1]:.3g}" if loss else ""
-    if fit.evaluated("train")[-1].map50 >= best_train.map50 > 0:
+    if fit.stopped == "budget" and fit.evaluated("train")[-1].map50 >= best_train.map50 > 0:
         why += "; train-mode mAP was still rising at the end: more --steps may pass"
+    why += "".join(f"; {cause}" for cause in measured_causes(facts))
     yield Problem(
-        f"after {len(fit.steps)} steps eval-mode mAP@0.5 is at best {best_eval.map50:.3f} "
+        f"{_ended(fit)}eval-mode mAP@0.5 is at best {best_eval.map50:.3f} "
         f"(step {best_eval.step}), train-mode {best_train.map50:.3f} (step {best_train.step}), "
         f"below the pass mark {fit.settings.pass_mark}{fell}: {why}",
         "fix the finding named; `yolodiag check` for strides, anchors and wiring",
         facts.where(), {"best_eval_map50": best_eval.map50, "best_train_map50": best_train.map50,
                         "steps": len(fit.steps)})
+
+
+def _ended(fit) -> str:
+    """How the run ended, as the start of YD701's message."""
+    ran = len(fit.steps)
+    if fit.stopped == "out-of-reach":
+        return (f"stopped after {ran} of {fit.settings.steps} steps (the loss had stopped "
+                f"falling and at the fastest rise measured mAP@0.5 reaches at most "
+                f"{fit.reach:.3f} by the last step): ")
+    if fit.stopped == "flat":
+        return (f"stopped after {ran} steps (the loss stayed within "
+                f"{fit.settings.flat_band:.0%} of its start): ")
+    return f"after {ran} steps "
+
+
+def measured_causes(facts: Facts) -> list[str]:
+    """What the run measured that explains a failure: eval mode lagging train mode, one level
+    carrying every positive, levels whose priors start below val.py's conf."""
+    fit, causes = facts.fit, []
+    train = {e.step: e.map50 for e in fit.evaluated("train")}
+    lagging = [e for e in fit.evaluated("eval") if train[e.step] >= fit.settings.pass_mark
+               and e.map50 < fit.settings.pass_mark]
+    if lagging:
+        first = lagging[0]
+        causes.append(f"measured: train mode fits (mAP@0.5 {train[first.step]:.3f} at step "
+                      f"{first.step}) while eval mode lags ({first.map50:.3f}): BatchNorm's "
+                      "running statistics trail the batch's")
+    positives = fit.positives_per_level
+    strides = [plain_number(p.stride) for p in fit.priors]
+    if len(positives) > 1 and sum(1 for n in positives if n) == 1:
+        level = next(i for i, n in enumerate(positives) if n)
+        causes.append(f"measured: all {positives[level]} positives are on the stride-"
+                      f"{strides[level]} level, so the other levels learn only background")
+    low = [f"stride {s} {p.confidence:.2g}" for s, p in zip(strides, fit.priors)
+           if p.confidence < fit.settings.conf]
+    if low:
+        left = (f"eval-mode mAP@0.5 left zero at step {fit.eval_left_zero}"
+                if fit.eval_left_zero is not None else "eval-mode mAP@0.5 never left zero")
+        causes.append(f"measured: priors start below val.py's conf {fit.settings.conf} "
+                      f"({', '.join(low)}); {left}")
+    return causes
+
+
+@check("YD707", "level-without-positives", Severity.INFO, Stage.FIT)
+def level_without_positives(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        A level of the head that the one batch gave no positive under YOLOv5's assignment: the
+        run says nothing about that level. This is a limit of the experiment, not a fault of
+        the model. The synthetic batch sizes its objects after each level's anchors (1 or 2
+        per image and level, an anchor times 1/2 to 2, inside anchor_t 4), so a level without
+        positives there means its anchors fit no object of ordinary size in this image (1/40
+        to 0.95 of its side; see YD404 and --img); a `--data` batch keeps its real labels.
+    Why it zeroes P and R:
+        It does not by itself: a level that sees no object in the batch is trained only as
+        background, so the overfit verdict cannot show whether objects of that size would be
+        found.
+    Example:
+        - [400,300, 500,400, 600,500]  # P4/16: larger than any 64x64 object by 4x
+    Fix:
+        Nothing in the model. For a verdict on every level give the run objects of that size:
+        a larger --img, a larger --batch of --data images, or the synthetic batch.
+    """
+    fit = facts.fit
+    empty = [i for i, n in enumerate(fit.positives_per_level) if n == 0]
+    if not empty or len(empty) == len(fit.positives_per_level):
+        return  # no positive at all is YD404's (no anchor takes the targets) and YD701's
+    strides = ", ".join(str(plain_number(fit.priors[i].stride)) for i in empty)
+    source = ("its real labels" if facts.data is not None
+              else "the synthetic objects, sized after its anchors,")
+    yield Problem(
+        f"the batch ({fit.targets} objects) gives the stride-{strides} level(s) no positive: "
+        f"{source} match no anchor there, so this run tests the other levels only (a limit "
+        "of the batch, not a fault of the model)",
+        "for a verdict on that level: a larger --img or --batch" if facts.data is not None
+        else "for a verdict on that level: a larger --img", facts.where(),
+        {"levels": empty, "positives_per_level": list(fit.positives_per_level)})
 
 
 @check("YD702", "loss-not-decreasing", Severity.ERROR, Stage.FIT)
