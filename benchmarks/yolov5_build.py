@@ -3,37 +3,19 @@
 Run in an interpreter that has the package. `--basicblock FILE` first makes a private copy of
 the package with the seed's BasicBlock appended to models/common.py and registered in
 parse_model's channel-aware set, as the seed document instructs (stock YOLOv5 cannot build the
-seed's YAML otherwise). The copy lives in --cache and is reused; the installed package is never
-touched. Benchmark harness only: not part of yolodiag.
+seed's YAML otherwise; tests/oracle/yolov5_patch.py makes it). The copy lives in --cache and is
+reused; the installed package is never touched. Benchmark harness only: not part of yolodiag.
 """
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics otherwise probes the network on import
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "oracle"))
 
-
-def patched_package(basicblock: Path, cache: Path) -> Path:
-    """A copy of the installed yolov5 package that knows BasicBlock; returns its parent folder."""
-    root = cache / "yolov5-basicblock"
-    target = root / "yolov5"
-    if not target.exists():
-        import importlib.util
-
-        source = Path(importlib.util.find_spec("yolov5").origin).parent
-        shutil.copytree(source, target)
-        common = target / "models" / "common.py"
-        common.write_text(common.read_text() + "\n\n" + basicblock.read_text())
-        yolo = target / "models" / "yolo.py"
-        text = yolo.read_text()
-        marker = "DWConvTranspose2d, C3x}:"
-        if marker not in text:
-            sys.exit("yolov5_build.py: unexpected yolov5 version (parse_model set not found)")
-        yolo.write_text(text.replace(marker, "DWConvTranspose2d, C3x, BasicBlock}:", 1))
-    return root
+from yolov5_patch import patched_package  # noqa: E402  (one copy, shared with the oracle tests)
 
 
 def main() -> None:
