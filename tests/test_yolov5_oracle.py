@@ -1,5 +1,6 @@
 """Live oracle: the real YOLOv5 v7.0 (`pip install yolov5==7.0.14`) builds the same YAMLs with the
-same seed; our weights must be identical to the bit, and our outputs equal.
+same seed; our weights must be identical to the bit, and our outputs equal. `overfit` is run
+against the same experiment written with YOLOv5's own loss, optimiser and val.py functions.
 
 Optional (marker `yolov5`): runs when `import yolov5` works in this interpreter or in the one
 named by $YOLOV5_PYTHON (YOLOv5 needs a different set of packages, so it usually lives in its
@@ -8,6 +9,7 @@ own virtual environment); skipped otherwise. YOLOv5 runs in a subprocess, never 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -99,3 +101,159 @@ def test_gradflow_layer_gradients_equal_yolov5s_own_backward(tmp_path):
         assert flow.loss["total"] == pytest.approx(theirs[name]["loss"], rel=1e-5)
         for layer, norm in zip(flow.layers, theirs[name]["norms"]):
             assert layer.grad_norm == pytest.approx(norm, rel=1e-5, abs=1e-9), (name, layer.index)
+
+
+# `overfit` against the same experiment written with YOLOv5's own code: each model's path
+# (None: the bundled seed) and whether YOLOv5 needs the seed's BasicBlock to build it (a patched
+# copy of the package, tests/oracle/yolov5_patch.py).
+OVERFIT_MODELS = {"yolov5n": (("yamls", "stock", "yolov5n.yaml"), False),
+                  "yolov5s-resnet18-fixed": (("yamls", "resnet18",
+                                              "yolov5s-resnet18-fixed.yaml"), True),
+                  "seed": (None, True)}
+OVERFIT_STEPS = 300  # overfit's default budget
+COMPARED_STEPS = 20
+# Training with BatchNorm on batch statistics (as YOLOv5 trains) amplifies float32 rounding
+# about tenfold per step: YOLOv5 against itself with only the thread count changed (1 vs 2)
+# differs by 5e-5 at step 3, 1.5e-3 at step 6, 6e-2 within 20 steps, and passes at step 240 vs
+# 270 (yolov5n), 240 vs 230 (the fixed recipe). With BatchNorm on running statistics the same
+# 1e-6 perturbation of the weights stays at 4e-7 for 20 steps. No two implementations (nor two
+# torch builds) can meet a fixed tolerance on the trajectory beyond the first update.
+CHAOTIC = ("one-batch training with batch-statistics BatchNorm is chaotic: rounding differences "
+           "grow about tenfold per step (YOLOv5 against itself with 1 vs 2 threads differs by "
+           "1.5e-3 at step 6 and passes at 240 vs 270), so neither the loss after a few steps "
+           "nor passed_at can agree to a fixed tolerance")
+
+@pytest.fixture(scope="module")
+def overfit_runs(tmp_path_factory) -> dict:
+    """Per model: our `commands.overfit` history at --batch 1, 256x256, seed 0 ("ours"), the
+    model, batch and settings it trained with, and YOLOv5's own loop on that very batch for as
+    many steps (tests/oracle/yolov5_overfit.py, one subprocess for all models: "theirs", with
+    YOLOv5's final weights). Both runs side by side are printed and saved to overfit_curves.txt
+    in the fixture's tmp folder, or in $YOLODIAG_ORACLE_OUT."""
+    from yolodiag import commands
+    from yolodiag import overfit as fitting
+    from yolodiag.loss import HYP, train_hyp
+
+    python = oracle_python()
+    basicblock = shared("yamls", "resnet18", "basicblock_seed.py")
+    paths = {name: shared(*parts) if parts else None
+             for name, (parts, _) in OVERFIT_MODELS.items()}
+    folder = tmp_path_factory.mktemp("overfit")
+    runs: dict[str, dict] = {name: {} for name in paths}
+    train_on_one_batch, current = fitting.overfit, []
+
+    def recording(built, images, targets, settings, progress=None):
+        # the exact model, batch and settings commands.overfit trains, however it builds them
+        runs[current[-1]].update(built=built, images=images.clone(), targets=targets.clone(),
+                                 settings=settings)
+        return train_on_one_batch(built, images, targets, settings, progress)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fitting, "overfit", recording)
+        for name, path in paths.items():
+            current.append(name)
+            report = commands.overfit(path, (256, 256), batch=1, steps=OVERFIT_STEPS, seed=0)
+            runs[name]["ours"] = report.sections["overfit"]
+            assert runs[name]["ours"] is not None, f"{name}: overfit did not train"
+    cases = {}
+    for name, run in runs.items():
+        built, settings, images = run["built"], run["settings"], run["images"]
+        cases[name] = {
+            "yaml": str(paths[name] or commands.BUNDLED_MODEL),
+            "basicblock": OVERFIT_MODELS[name][1], "nc": built.nc, "seed": 0,
+            "hyp": train_hyp(HYP, built.nc, max(images.shape[2:]), len(built.stride)),
+            "images": images, "targets": run["targets"],
+            "steps": len(run["ours"]["steps"]),  # as many steps as ours ran
+            "eval_every": settings.eval_every, "pass_mark": settings.pass_mark,
+            "conf": settings.conf, "iou": settings.iou, "lr": settings.lr,
+            "momentum": settings.momentum, "weight_decay": settings.weight_decay,
+            "max_grad_norm": settings.max_grad_norm, "save_state": True}
+    source, out = folder / "cases.pt", folder / "out.pt"
+    torch.save(cases, source)
+    subprocess.run([python, "-W", "ignore", str(HERE / "oracle" / "yolov5_overfit.py"),
+                    str(source), str(out), "--basicblock", str(basicblock),
+                    "--cache", str(folder / "yolov5")], check=True, capture_output=True,
+                   env={**os.environ, "YOLO_OFFLINE": "1"})
+    for name, theirs in torch.load(out, weights_only=True).items():
+        runs[name]["theirs"] = theirs
+    table = "\n\n".join(_side_by_side(name, run["ours"], run["theirs"])
+                        for name, run in runs.items())
+    saved = Path(os.environ.get("YOLODIAG_ORACLE_OUT", folder))
+    saved.mkdir(parents=True, exist_ok=True)
+    (saved / "overfit_curves.txt").write_text(table + "\n")
+    print(table)
+    return runs
+
+
+def test_overfit_starts_as_yolov5s_own_loop(overfit_runs):
+    """Same seeded weights, same batch: the first loss, its items and its gradient norm are
+    YOLOv5's, and so is the loss after the first update (SGD with Nesterov momentum, weight
+    decay on the weights only, clipping); later steps drift apart (see CHAOTIC)."""
+    for name, run in overfit_runs.items():
+        ours, theirs = run["ours"]["steps"], run["theirs"]["steps"]
+        for field in ("loss", "box", "obj", "cls"):
+            assert ours[0][field] == pytest.approx(theirs[0][field], rel=1e-6), (name, field)
+        assert ours[0]["grad_norm"] == pytest.approx(theirs[0]["grad_norm"], rel=1e-5), name
+        assert ours[1]["loss"] == pytest.approx(theirs[1]["loss"], rel=1e-5), name
+
+
+def test_overfit_scores_yolov5s_weights_as_val_py_does(overfit_runs):
+    """overfit's evaluation of YOLOv5's final weights (train and eval mode) gives what YOLOv5's
+    own non_max_suppression, process_batch and ap_per_class give them, called as val.py calls
+    them: the same detections and the same P, R, mAP@0.5 and mAP@0.5:0.95."""
+    from yolodiag.overfit import overfit
+
+    for name, run in overfit_runs.items():
+        theirs = run["theirs"]
+        last = theirs["evaluations"][-1]["step"]
+        scored = {e["mode"]: e for e in theirs["evaluations"] if e["step"] == last}
+        built = run["built"]
+        built.model.load_state_dict(theirs["state"])
+        history = overfit(built, run["images"], run["targets"],
+                          dataclasses.replace(run["settings"], steps=0))
+        for ours in history.evaluations:
+            yolo = scored[ours.mode]
+            assert (ours.precision, ours.recall, ours.map50, ours.map) == pytest.approx(
+                (yolo["mp"], yolo["mr"], yolo["map50"], yolo["map"]), rel=1e-6, abs=1e-9), (
+                name, ours.mode)
+            assert ours.detections == yolo["detections"], (name, ours.mode)
+
+
+@pytest.mark.xfail(strict=True, reason=CHAOTIC)
+def test_overfit_loss_and_verdict_follow_yolov5s_own_loop(overfit_runs):
+    """The whole run: the loss within 1e-4 of YOLOv5's at each of the first 20 steps, and the
+    same verdict (passed_at equal, or both None)."""
+    for name, run in overfit_runs.items():
+        ours, theirs = run["ours"], run["theirs"]
+        for a, b in zip(ours["steps"][:COMPARED_STEPS], theirs["steps"][:COMPARED_STEPS]):
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (name, a["step"])
+        assert ours["passed_at"] == theirs["passed_at"], name
+
+
+def _relative(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def _side_by_side(name: str, ours: dict, theirs: dict) -> str:
+    """One model's run in both: steps, verdicts, loss differences, both mAP curves."""
+    losses = [_relative(a["loss"], b["loss"]) for a, b in zip(ours["steps"], theirs["steps"])]
+    lines = [f"{name}: steps ours {len(ours['steps'])} yolov5 {len(theirs['steps'])}; "
+             f"passed_at ours {ours['passed_at']} yolov5 {theirs['passed_at']}; max relative "
+             f"loss difference: first {COMPARED_STEPS} steps "
+             f"{max(losses[:COMPARED_STEPS], default=0):.2e}, whole run "
+             f"{max(losses, default=0):.2e}; yolov5 {theirs['seconds']:.0f} s",
+             f"{'step':>5} {'mode':5} {'mAP50':>7} {'yolov5':>7} {'mAP':>7} {'yolov5':>7} "
+             f"{'P':>7} {'yolov5':>7} {'R':>7} {'yolov5':>7} {'dets':>5} {'yolov5':>6}"]
+    mine = {(e["step"], e["mode"]): e for e in ours["evaluations"]}
+    yolo = {(e["step"], e["mode"]): e for e in theirs["evaluations"]}
+
+    def cell(e, field, width=7):
+        return f"{'-':>{width}}" if e is None else f"{e[field]:{width}.3f}"
+
+    for key in sorted(mine.keys() | yolo.keys(), key=lambda k: (k[0], k[1] != "train")):
+        a, b = mine.get(key), yolo.get(key)
+        lines.append(f"{key[0]:5d} {key[1]:5} {cell(a, 'map50')} {cell(b, 'map50')} "
+                     f"{cell(a, 'map')} {cell(b, 'map')} {cell(a, 'precision')} "
+                     f"{cell(b, 'mp')} {cell(a, 'recall')} {cell(b, 'mr')} "
+                     f"{a['detections'] if a else '-':>5} {b['detections'] if b else '-':>6}")
+    return "\n".join(lines)

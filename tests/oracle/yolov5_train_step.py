@@ -3,7 +3,7 @@ step (train-mode forward, ComputeLoss, backward, gradient clipping at 10, SGD st
 three parameter groups) on the batch in argv[1]; saves the seconds of each timed step to argv[2].
 Used as a black box by benchmarks/bench_overfit.py; not part of yolodiag.
 
-    python yolov5_train_step.py batch.pt out.pt --steps 20 --warmup 5
+    python yolov5_train_step.py batch.pt out.pt --steps 20 --warmup 5 [--basicblock FILE]
 """
 
 import os
@@ -11,6 +11,13 @@ import sys
 import time
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics otherwise probes the network on import
+
+if "--basicblock" in sys.argv:  # the seed's BasicBlock models: a patched copy of the package
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from yolov5_patch import patched_package  # noqa: E402
+
+    sys.path.insert(0, str(patched_package(sys.argv[sys.argv.index("--basicblock") + 1],
+                                           "/tmp/yolodiag-bench")))
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
