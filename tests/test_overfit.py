@@ -207,6 +207,7 @@ def test_out_of_reach_needs_half_the_budget_a_stalled_loss_and_a_slow_rise():
     reach = _out_of_reach(_history(stalled, slow), 160)
     assert reach == pytest.approx(0.16 + 0.01 * 14)  # 14 evaluations left
     assert _out_of_reach(_history(stalled, slow, steps=400), 160) is None  # before half
+    assert _out_of_reach(_history(stalled, slow, steps=160), 160) is None  # the budget ended
     falling = [1.0 - 0.004 * i for i in range(160)]
     assert _out_of_reach(_history(falling, slow), 160) is None  # the loss still falls
     jump = {**slow, 160: 0.4}  # one rise of 0.24: 0.4 + 0.24 * 14 could pass

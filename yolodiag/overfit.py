@@ -257,7 +257,8 @@ def _out_of_reach(history: OverfitHistory, step: int) -> float | None:
     it stays below the pass mark and the loss has stopped falling; None otherwise."""
     settings = history.settings
     window = settings.plateau_steps
-    if step < settings.reach_from * settings.steps or len(history.steps) < 2 * window:
+    if (not settings.reach_from * settings.steps <= step < settings.steps  # the end: budget
+            or len(history.steps) < 2 * window):
         return None
     losses = [s.loss for s in history.steps]
     recent = sum(losses[-window:]) / window
