@@ -35,7 +35,7 @@ from yolodiag.loss import HYP, train_hyp
 from yolodiag.overfit import FitSettings, overfit
 from yolodiag.reference.builder import build
 from yolodiag.spec import load_spec
-from yolodiag.synthetic import level_batch
+from yolodiag.synthetic import synthetic_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("YOLODIAG_SHARED", ROOT.parent / "shared"))
@@ -100,7 +100,8 @@ def main() -> None:
     for name, path in MODELS.items():
         torch.manual_seed(0)
         built = build(load_spec(path))
-        images, targets = level_batch(built.nc, SIZE, 1, commands.pixel_anchors(built), 0)
+        images, targets = synthetic_batch(built.nc, SIZE, 1, 0,
+                                            anchors=built.pixel_anchors)
         mine, yolov5 = [], []
         for _ in range(args.rounds):
             mine.append(ours(path, images, targets, args.steps))

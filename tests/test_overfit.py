@@ -119,7 +119,7 @@ def test_device_is_an_argument_all_the_way_down(monkeypatch, tmp_path):
     import yolodiag.synthetic
 
     seen = []
-    real_to, real_batch = torch.nn.Module.to, yolodiag.synthetic.level_batch
+    real_to, real_batch = torch.nn.Module.to, yolodiag.synthetic.synthetic_batch
 
     def to(module, *args, **kwargs):
         seen.append(("model", str(args[0]) if args else str(kwargs.get("device"))))
@@ -132,7 +132,7 @@ def test_device_is_an_argument_all_the_way_down(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.nn.Module, "to", to)
-    monkeypatch.setattr(yolodiag.synthetic, "level_batch", batch)
+    monkeypatch.setattr(yolodiag.synthetic, "synthetic_batch", batch)
     result = runner.invoke(app, ["overfit", str(BASE), "--img", "64", "--steps", "2",
                                  "--device", "cuda:0", "-f", "json"])
     assert result.exit_code in (0, 1), result.output

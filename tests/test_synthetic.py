@@ -16,7 +16,6 @@ from yolodiag.synthetic import (
     MAX_ASPECT,
     MAX_SIDE,
     MIN_SIDE,
-    level_batch,
     level_labels,
     synthetic_batch,
 )
@@ -74,7 +73,7 @@ def test_one_image_of_the_level_batch_gives_every_level_positives(path, seed):
     on each level, the seed's stride-4, 8, 16 levels and a P6 model's stride-64 one included."""
     built = build(load_spec(path), device="meta")
     size = commands.OVERFIT_SIZE
-    targets = level_labels(built.nc, 1, commands.pixel_anchors(built), size, seed)
+    targets = level_labels(built.nc, 1, built.pixel_anchors, size, seed)
     grids = [(size[0] // int(s), size[1] // int(s)) for s in built.stride]
     positives = assign(targets, built.anchors, grids).positives
     assert len(positives) == len(built.stride) >= 3 and all(positives), positives
@@ -83,8 +82,9 @@ def test_one_image_of_the_level_batch_gives_every_level_positives(path, seed):
 
 def test_level_batch_draws_smaller_objects_over_larger_ones_and_is_deterministic():
     anchors = [[(10, 13), (16, 30)], [(116, 90), (156, 198)]]
-    a = level_batch(3, 256, 2, anchors, seed=4)
-    assert all(torch.equal(x, y) for x, y in zip(a, level_batch(3, 256, 2, anchors, seed=4)))
+    a = synthetic_batch(3, 256, 2, seed=4, anchors=anchors)
+    again = synthetic_batch(3, 256, 2, seed=4, anchors=anchors)
+    assert all(torch.equal(x, y) for x, y in zip(a, again))
     for image in range(2):
         area = [w * h for i, _, _, _, w, h in a[1].tolist() if i == image]
         assert area == sorted(area, reverse=True)
@@ -92,5 +92,5 @@ def test_level_batch_draws_smaller_objects_over_larger_ones_and_is_deterministic
 
 def test_level_batch_keeps_sides_within_the_ordinary_range():
     tiny, huge = [(0.5, 0.5)], [(5000, 4000)]  # pixels: below 1/40 and beyond the image
-    _, targets = level_batch(2, 128, 4, [tiny, huge], seed=0)
+    _, targets = synthetic_batch(2, 128, 4, seed=0, anchors=[tiny, huge])
     assert targets[:, 4:6].min() >= MIN_SIDE and targets[:, 4:6].max() <= 0.95

@@ -226,7 +226,7 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
     built = _seeded_build(facts.spec, seed, device, modules, facts.built.nc)
     size = facts.trace.sizes[0].img
     images, targets = _batch(facts.data, built.nc, size, batch, seed, device,
-                             pixel_anchors(built))
+                             built.pixel_anchors)
     settings = FitSettings(amp=amp) if steps is None else FitSettings(steps=steps, amp=amp)
     facts.fit = train_on_one_batch(built, images, targets, settings, progress)
     findings = run_checks(facts, selection, COMMAND_STAGES["overfit"])
@@ -302,18 +302,10 @@ def _batch(dataset, nc: int, size: tuple[int, int], batch: int, seed: int, devic
         from yolodiag.data import data_batch
 
         return data_batch(dataset.splits["train"], size, batch, device)
-    from yolodiag.synthetic import level_batch, synthetic_batch
+    from yolodiag.synthetic import synthetic_batch
 
-    if anchors is not None:
-        return level_batch(nc, size, batch, anchors, seed, device=device)
-    return synthetic_batch(nc, size, batch, seed, device=device)
+    return synthetic_batch(nc, size, batch, seed, device=device, anchors=anchors)
 
-
-def pixel_anchors(built) -> list[list[tuple[float, float]]]:
-    """The head's anchors in pixels, per level (the builder keeps them in grid units)."""
-    strides = built.stride
-    return [[(float(w) * s, float(h) * s) for w, h in level.tolist()]
-            for level, s in zip(built.anchors, strides)]
 
 
 def _needs_values(built, traced) -> bool:

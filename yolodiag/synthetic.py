@@ -2,12 +2,13 @@
 
 `gradflow` needs a batch without any data on disk, and YD404 needs targets of ordinary sizes to
 run YOLOv5's assignment on: `synthetic_batch`. `overfit` needs a batch that tests the whole
-head, even at --batch 1: `level_batch` sizes its objects after each level's anchors.
-`synthetic_batch`'s objects span the sizes YOLOv5's default anchors were designed for (about
-10 to 373 pixels at 640, scaled to the image), with aspect ratios up to 2.5, so that a sound
-model's anchors match every one of them. Each class has its own shape and colour. The same
-seed gives identical tensors on every machine: everything is drawn from one torch.Generator on
-the CPU, then moved to the requested device. Nothing here reads files or touches a model.
+head, even at --batch 1: given the anchors, `synthetic_batch` sizes its objects after each
+level's (`level_labels`); without them its objects span the sizes YOLOv5's default anchors
+were designed for (about 10 to 373 pixels at 640, scaled to the image), with aspect ratios up
+to 2.5, so that a sound model's anchors match every one of them. Each class has its own shape
+and colour. The same seed gives identical tensors on every machine: everything is drawn from
+one torch.Generator on the CPU, then moved to the requested device. Nothing here reads files
+or touches a model.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from torch import Tensor
 MIN_SIDE, MAX_SIDE = 16 / 640, 384 / 640
 MAX_ASPECT = 2.5  # width/height within [1/2.5, 2.5]: every default anchor row matches it
 OBJECTS_PER_IMAGE = (1, 4)
-OBJECTS_PER_LEVEL = (1, 2)  # level_batch: per image and level
-ANCHOR_SCALE = 2.0  # level_batch: an object is its anchor times [1/2, 2], inside anchor_t = 4
+OBJECTS_PER_LEVEL = (1, 2)  # level_labels: per image and level
+ANCHOR_SCALE = 2.0  # level_labels: an object is its anchor times [1/2, 2], inside anchor_t = 4
 _SHAPES = ("rectangle", "ellipse", "triangle")
 _PALETTE = torch.tensor([[0.90, 0.20, 0.20], [0.20, 0.75, 0.25], [0.20, 0.35, 0.90],
                          [0.95, 0.80, 0.15], [0.70, 0.25, 0.80], [0.10, 0.80, 0.85]])
@@ -110,20 +111,13 @@ def _shape_mask(shape: str, xs: Tensor, ys: Tensor, x: float, y: float, w: float
 
 
 def synthetic_batch(nc: int, img: int | tuple[int, int], batch: int, seed: int = 0,
-                    device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
-    """(images (batch, 3, h, w), targets (n, 6)) on `device`; identical for the same seed."""
+                    device: str | torch.device = "cpu",
+                    anchors: list[list[tuple[float, float]]] | None = None
+                    ) -> tuple[Tensor, Tensor]:
+    """(images (batch, 3, h, w), targets (n, 6)) on `device`; identical for the same seed.
+    With `anchors` (pixels, per level) the objects are `level_labels`', else ordinary sizes."""
     size = (img, img) if isinstance(img, int) else tuple(img)
-    targets = synthetic_labels(nc, batch, seed)
-    images = render_images(targets, batch, size, seed)
-    return images.to(device), targets.to(device)
-
-
-def level_batch(nc: int, img: int | tuple[int, int], batch: int,
-                anchors: list[list[tuple[float, float]]], seed: int = 0,
-                device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
-    """(images, targets) as `synthetic_batch`, labelled by `level_labels` for these anchors
-    (pixels, per level)."""
-    size = (img, img) if isinstance(img, int) else tuple(img)
-    targets = level_labels(nc, batch, anchors, size, seed)
+    targets = (synthetic_labels(nc, batch, seed) if anchors is None
+               else level_labels(nc, batch, anchors, size, seed))
     images = render_images(targets, batch, size, seed)
     return images.to(device), targets.to(device)

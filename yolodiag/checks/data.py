@@ -372,7 +372,6 @@ def anchor_fit(facts: Facts) -> AnchorFit | None:
     sizes = box_sizes(split, img)
     if len(sizes) == 0:  # no labels: no recall to speak of (YD805 says why)
         return None
-    strides = np.array(built.stride, np.float32).reshape(-1, 1, 1)
-    anchors = (built.anchors.cpu().numpy() * strides).reshape(-1, 2)
+    anchors = np.array(built.pixel_anchors, np.float32).reshape(-1, 2)
     bpr, aat = best_possible_recall(sizes, anchors, facts.anchor_t)
     return AnchorFit(bpr, aat, len(sizes), img)

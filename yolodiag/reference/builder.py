@@ -126,6 +126,12 @@ class BuiltModel:
         return sum(r.params for r in self.layers)
 
     @property
+    def pixel_anchors(self) -> list[list[tuple[float, float]]]:
+        """The anchors in pixels, per level: `anchors` times the level's stride."""
+        return [[(float(w) * s, float(h) * s) for w, h in level.tolist()]
+                for level, s in zip(self.anchors, self.stride)]
+
+    @property
     def head_index(self) -> int | None:
         """The detection head's layer: our Detect/Segment, or a user's head (rule detect)."""
         heads = ("detect", "segment")
