@@ -13,7 +13,7 @@ from conftest import TINY, validate, write_yaml
 from mutants import MUTANTS
 from yolodiag import commands
 from yolodiag.cli import app
-from yolodiag.overfit import FitSettings, overfit
+from yolodiag.overfit import FitSettings, overfit, score
 from yolodiag.reference.builder import build
 from yolodiag.spec import parse_spec
 from yolodiag.synthetic import synthetic_batch
@@ -45,6 +45,23 @@ def test_history_has_every_step_and_both_modes_every_tenth_step():
     evaluated = [(e["step"], e["mode"]) for e in fit["evaluations"]]
     assert evaluated == [(s, m) for s in (0, 10, 20, 25) for m in ("train", "eval")]
     assert fit["positives_per_level"] == [27, 33] and fit["unmatched"] == 0
+
+
+def test_predictions_are_clipped_to_their_image_before_matching_as_val_py_does():
+    """val.py's scale_boxes clips each prediction to its image; IoU is taken on the clipped box.
+    A box reaching past the image edge matches a label on that edge exactly once clipped (IoU
+    1.0, unclipped 0.4); with a letterbox window the clip is at the window's edge."""
+    label = torch.tensor([[0, 0, 0.8, 0.4, 0.4, 0.4]])  # x 60..100, y 20..60 in 100x100
+    past_edge = torch.tensor([[[110.0, 40.0, 100.0, 40.0, 0.9, 1.0]]])  # x 60..160
+    whole = torch.tensor([[0.0, 0.0, 100.0, 100.0]])
+    metrics, found = score(past_edge, label, whole, (100, 100), FitSettings())
+    assert found == 1 and metrics["map50"] == pytest.approx(0.995) and metrics["map"] > 0.99
+    label = torch.tensor([[0, 0, 0.75, 0.4, 0.3, 0.4]])  # x 60..90: the image ends at 90
+    metrics, _ = score(past_edge, label, whole, (100, 100), FitSettings())
+    assert 0.4 < metrics["map"] < 0.7  # clipped to the whole image: IoU 0.75
+    window = torch.tensor([[10.0, 0.0, 90.0, 100.0]])  # letterboxed: grey from x = 90 on
+    metrics, _ = score(past_edge, label, window, (100, 100), FitSettings())
+    assert metrics["map"] > 0.99
 
 
 def test_the_callers_model_is_never_trained():

@@ -228,7 +228,8 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
     images, targets = _batch(facts.data, built.nc, size, batch, seed, device,
                              built.pixel_anchors)
     settings = FitSettings(amp=amp) if steps is None else FitSettings(steps=steps, amp=amp)
-    facts.fit = train_on_one_batch(built, images, targets, settings, progress)
+    facts.fit = train_on_one_batch(built, images, targets, settings, progress,
+                                   _windows(facts.data, size, batch))
     findings = run_checks(facts, selection, COMMAND_STAGES["overfit"])
     return _report("overfit", facts, findings, fail_on,
                    {"overfit": facts.fit.as_dict(), **_data_section(facts)},
@@ -306,6 +307,14 @@ def _batch(dataset, nc: int, size: tuple[int, int], batch: int, seed: int, devic
 
     return synthetic_batch(nc, size, batch, seed, device=device, anchors=anchors)
 
+
+def _windows(dataset, size: tuple[int, int], batch: int):
+    """Where each image of the batch lies (None: the whole image, as for synthetic batches)."""
+    if dataset is not None and "train" in dataset.splits:
+        from yolodiag.data import content_windows
+
+        return content_windows(dataset.splits["train"], size, batch)
+    return None
 
 
 def _needs_values(built, traced) -> bool:

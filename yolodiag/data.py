@@ -290,6 +290,20 @@ def _letterbox(size: tuple[int, int], img: tuple[int, int]) -> tuple[float, floa
     return ratio, (w - round(w0 * ratio)) / 2, (h - round(h0 * ratio)) / 2
 
 
+def content_windows(split: Split, img: tuple[int, int], batch: int):
+    """(b, 4) x1, y1, x2, y2 in pixels: where each image of `data_batch` lies inside its
+    letterbox. val.py clips predictions to the original image (scale_boxes), which is clipping
+    them to this window here, since IoU does not change under the letterbox's scale and shift."""
+    import torch
+
+    rows = []
+    for image in list(split.labels)[:batch]:
+        w0, h0 = split.size(image)
+        ratio, pad_x, pad_y = _letterbox((w0, h0), img)
+        rows.append((pad_x, pad_y, pad_x + w0 * ratio, pad_y + h0 * ratio))
+    return torch.tensor(rows, dtype=torch.float32)
+
+
 def data_batch(split: Split, img: tuple[int, int], batch: int, device: str = "cpu"):
     """(images (b, 3, h, w) in [0, 1], targets (n, 6)): the split's first `batch` images in
     YOLOv5's (sorted) order, letterboxed into `img` on grey 114, no augmentation."""

@@ -171,13 +171,17 @@ def ciou(box1: Tensor, box2: Tensor, eps: float = CIOU_EPS) -> Tensor:
 
     iou - (rho^2 / c^2 + alpha * v): rho the centre distance, c the diagonal of the smallest
     enclosing box, v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2 the aspect mismatch and
-    alpha = v / (v - iou + 1 + eps) a weight that carries no gradient. eps is added to heights,
-    the union and c^2 so that degenerate boxes stay finite.
+    alpha = v / (v - iou + 1 + eps) a weight that carries no gradient. eps is added to the
+    union and c^2 so that degenerate boxes stay finite.
+
+    The float operations are YOLOv5's, in its order (corners from half sides, the centre
+    distance from corner sums): one-batch training amplifies a last-bit difference about
+    tenfold per step, so only the same rounding gives the same run.
     """
     (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.unbind(-1), box2.unbind(-1)
-    h1, h2 = h1 + eps, h2 + eps
-    b1x1, b1x2, b1y1, b1y2 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
-    b2x1, b2x2, b2y1, b2y2 = x2 - w2 / 2, x2 + w2 / 2, y2 - h2 / 2, y2 + h2 / 2
+    hw1, hh1, hw2, hh2 = w1 / 2, h1 / 2, w2 / 2, h2 / 2
+    b1x1, b1x2, b1y1, b1y2 = x1 - hw1, x1 + hw1, y1 - hh1, y1 + hh1
+    b2x1, b2x2, b2y1, b2y2 = x2 - hw2, x2 + hw2, y2 - hh2, y2 + hh2
     inter = ((torch.min(b1x2, b2x2) - torch.max(b1x1, b2x1)).clamp(0)
              * (torch.min(b1y2, b2y2) - torch.max(b1y1, b2y1)).clamp(0))
     union = w1 * h1 + w2 * h2 - inter + eps
@@ -185,7 +189,7 @@ def ciou(box1: Tensor, box2: Tensor, eps: float = CIOU_EPS) -> Tensor:
     cw = torch.max(b1x2, b2x2) - torch.min(b1x1, b2x1)
     ch = torch.max(b1y2, b2y2) - torch.min(b1y1, b2y1)
     c2 = cw ** 2 + ch ** 2 + eps
-    rho2 = (x2 - x1) ** 2 + (y2 - y1) ** 2
+    rho2 = ((b2x1 + b2x2 - b1x1 - b1x2) ** 2 + (b2y1 + b2y2 - b1y1 - b1y2) ** 2) / 4
     v = (4 / math.pi ** 2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)) ** 2
     with torch.no_grad():  # alpha only weighs v (the paper's choice)
         alpha = v / (v - iou + (1 + eps))

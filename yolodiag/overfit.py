@@ -162,10 +162,12 @@ Progress = Callable[[OverfitHistory], None]
 
 
 def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
-            settings: FitSettings = FitSettings(), progress: Progress | None = None
-            ) -> OverfitHistory:
+            settings: FitSettings = FitSettings(), progress: Progress | None = None,
+            windows: Tensor | None = None) -> OverfitHistory:
     """Train a copy of `built.model` on (images, targets) until eval-mode mAP@0.5 reaches the
-    pass mark or the step budget is spent. Everything runs on the images' device."""
+    pass mark or the step budget is spent. Everything runs on the images' device. `windows`
+    (b, 4) x1, y1, x2, y2: where each image lies in its letterbox (default: the whole image);
+    predictions are clipped to it before scoring, as val.py clips them to the original image."""
     device = images.device
     batch, img = images.shape[0], (images.shape[2], images.shape[3])
     model = copy.deepcopy(built.model).to(device)  # the caller's model is never trained
@@ -183,13 +185,16 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), settings,
         tuple(assignment.positives), len(assignment.unmatched), _priors(head),
         float(prior_loss(built, grids, targets.cpu(), batch, hyp)[0]))
+    if windows is None:
+        windows = torch.tensor([[0.0, 0.0, img[1], img[0]]]).expand(batch, 4)
+    windows = windows.to(device)
     start = time.perf_counter()
     for step in range(settings.steps + 1):
         # Evaluate before the step: step 0 is the freshly built model.
         if step % settings.eval_every == 0 or step == settings.steps:
             for mode in ("train", "eval"):
-                history.evaluations.append(_evaluate(model, images, targets, step, mode,
-                                                     settings, amp_dtype))
+                history.evaluations.append(_evaluate(model, images, targets, windows, step,
+                                                     mode, settings, amp_dtype))
             history.seconds = time.perf_counter() - start
             if progress is not None:
                 progress(history)
@@ -316,10 +321,10 @@ def _priors(head) -> tuple[Prior, ...]:
     return tuple(priors)
 
 
-def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, step: int, mode: str,
-              settings: FitSettings, amp_dtype: torch.dtype | None) -> Evaluation:
+def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, windows: Tensor, step: int,
+              mode: str, settings: FitSettings, amp_dtype: torch.dtype | None) -> Evaluation:
     """Predict the batch in `mode` (restoring the BatchNorm statistics a train-mode forward
-    would move) and score it with val.py's matching and AP."""
+    would move) and score it with val.py's clipping, matching and AP."""
     head = model.head
     with torch.no_grad(), preserved(model), torch.autocast(
             images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -329,16 +334,29 @@ def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, step: int, mode
     scores = decoded[..., 4:5] * decoded[..., 5:] if head.nc > 1 else decoded[..., 4:5]
     above = int(((decoded[..., 4] > settings.conf)
                  & (scores.amax(-1) > settings.conf)).sum())
+    metrics, detections = score(decoded, targets, windows, images.shape[-2:], settings)
+    return Evaluation(step, mode, metrics["mp"], metrics["mr"], metrics["map50"], metrics["map"],
+                      above, detections)
+
+
+def score(decoded: Tensor, targets: Tensor, windows: Tensor, img: tuple[int, int],
+          settings: FitSettings) -> tuple[dict[str, float], int]:
+    """val.py on decoded predictions (b, n, 5 + nc) of images `img` (h, w): multi-label NMS,
+    each detection clipped to its image's window, matched to the targets, AP. Returns the
+    metrics and the number of detections."""
     # val.py's NMS: multi-label, every class whose confidence passes `conf` is a detection
     detections = non_max_suppression(decoded, conf_thres=settings.conf, iou_thres=settings.iou,
                                      multi_label=True)
-    h, w = images.shape[-2:]
-    scale = torch.tensor([w, h, w, h], device=images.device)
+    h, w = img
+    scale = torch.tensor([w, h, w, h], device=decoded.device)
     stats = []
     for i, found in enumerate(detections):
         truth = targets[targets[:, 0] == i]
         labels = torch.cat((truth[:, 1:2], xywh2xyxy(truth[:, 2:6]) * scale), 1)
-        stats.append((match_predictions(found, labels), found[:, 4], found[:, 5], truth[:, 1]))
+        boxes = found.clone()  # the matching sees clipped boxes; NMS and AP do not need them
+        x1, y1, x2, y2 = windows[i].tolist()
+        boxes[:, 0:4:2] = boxes[:, 0:4:2].clamp(x1, x2)
+        boxes[:, 1:4:2] = boxes[:, 1:4:2].clamp(y1, y2)
+        stats.append((match_predictions(boxes, labels), found[:, 4], found[:, 5], truth[:, 1]))
     metrics = detection_metrics([torch.cat(column, 0) for column in zip(*stats)])
-    return Evaluation(step, mode, metrics["mp"], metrics["mr"], metrics["map50"], metrics["map"],
-                      above, sum(len(d) for d in detections))
+    return metrics, sum(len(d) for d in detections)

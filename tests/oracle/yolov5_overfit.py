@@ -11,7 +11,8 @@ yolov5_patch.py from --basicblock in --cache), "nc", "seed", "hyp", "images" (b,
 "conf", "iou"; optional "lr" (0.01), "momentum" (0.937), "weight_decay" (5e-4),
 "max_grad_norm" (10.0), and for diagnosis "multi_label" (True, as val.py) and "clip" (True:
 boxes clipped to the image, as val.py's scale_boxes does for an image of the network's size),
-"save_state" (False: also return the model's final state_dict, to evaluate it elsewhere).
+"save_state" (False: also return the model's final state_dict, to evaluate it elsewhere),
+"threads" (torch's default: the caller's count, since rounding, and so the run, depends on it).
 
 Per case: torch.manual_seed(seed), Model(yaml, nc=nc), model.hyp = hyp, ComputeLoss(model),
 train.py's optimiser (smart_optimizer: SGD, Nesterov, three groups), then for step 0..steps:
@@ -117,6 +118,8 @@ def evaluate(v5, model, case, step: int, mode: str) -> dict:
 
 def run_case(v5, case) -> dict:
     start = time.perf_counter()
+    if "threads" in case:
+        torch.set_num_threads(case["threads"])
     v5.Conv.default_act = nn.SiLU()  # a YAML's `activation:` would leak into later models
     torch.manual_seed(case["seed"])
     model = v5.Model(case["yaml"], nc=case["nc"])
