@@ -177,3 +177,18 @@ def test_commands_that_run_the_model_never_crash_on_the_example_yamls(command):
         result = runner.invoke(app, [command[0], str(path), *command[1:], "-f", "json"])
         assert result.exit_code in (0, 1, 2), (path, result.stderr)
         assert "Traceback" not in result.stderr, path
+
+
+def test_a_renderer_that_fails_is_an_internal_error_not_the_commands_exit_code(monkeypatch):
+    """A bug in a renderer exits 3 with the one-line message, never with the command's own
+    exit code and a truncated report."""
+    import yolodiag.render
+
+    def broken(result, fmt, console):
+        console.print("half a report")
+        raise KeyError("columns")
+
+    monkeypatch.setattr(yolodiag.render, "render", broken)
+    result = invoke("check")
+    assert result.exit_code == 3, result.output
+    assert "internal error: KeyError: 'columns'" in result.stderr

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -146,14 +148,11 @@ def test_python_object_tags_are_refused_not_constructed(tmp_path):
     assert not marker.exists()
 
 
-def test_unreadable_and_non_utf8_files(tmp_path):
+def test_unreadable_file(tmp_path):
+    """(A file that is not UTF-8 is no longer refused: YOLOv5 reads it as ASCII, see
+    test_a_byte_of_another_encoding_is_dropped_too.)"""
     with pytest.raises(InputRefused) as info:
         load_spec(tmp_path / "missing.yaml")
-    assert info.value.finding.code == "YD100"
-    path = tmp_path / "latin1.yaml"
-    path.write_bytes(TINY.encode() + b"# caf\xe9\n")
-    with pytest.raises(InputRefused) as info:
-        load_spec(path)
     assert info.value.finding.code == "YD100"
 
 
@@ -170,3 +169,40 @@ def test_spec_stage_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=__file__.rsplit("/", 1)[0], check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_characters_outside_ascii_are_dropped_as_yolov5_reads_the_yaml(tmp_path):
+    """YOLOv5 opens a model YAML as ASCII with errors ignored: no-break spaces in the
+    indentation and a full-width comment (a YAML pasted from a web page) build exactly as the
+    same YAML without them, and YD112 names the first line where characters were dropped."""
+    from yolodiag import commands
+    from yolodiag.reference.builder import build
+
+    examples = Path(__file__).parent / "examples" / "YD112"
+    pasted, plain = load_spec(examples / "bad.yaml"), load_spec(examples / "good.yaml")
+    assert "\u00a0" in (examples / "bad.yaml").read_text(encoding="utf-8")
+    assert pasted.dropped is not None and plain.dropped is None
+    assert (pasted.dropped.first_line, pasted.dropped.lines) == (5, 3)
+    assert pasted.dropped.first_name == "U+00A0 NO-BREAK SPACE" and pasted.dropped.changes_data
+    assert dataclasses.replace(pasted, path=plain.path, dropped=None) == plain
+    a, b = build(pasted, device="meta"), build(plain, device="meta")
+    assert [(r.module, r.from_, r.args, r.params, r.line) for r in a.layers] == [
+        (r.module, r.from_, r.args, r.params, r.line) for r in b.layers]
+    report = commands.check(examples / "bad.yaml")
+    found = [f for f in report.findings if f.code == "YD112"]
+    assert [f.location.line for f in found] == [5] and report.exit_code == 0
+    assert not [f for f in commands.check(examples / "good.yaml").findings if f.code == "YD112"]
+
+
+def test_a_byte_of_another_encoding_is_dropped_too(tmp_path):
+    from yolodiag import commands
+
+    text = TINY.replace("nc: 2", "nc: 2  # caf\xe9")
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    spec = load_spec(path)
+    assert spec.nc == 2 and spec.dropped.first_name == "a byte that is not UTF-8"
+    assert not spec.dropped.changes_data  # in a comment only: no YD112 (nor for the rocket
+    # in every stock YAML's first comment)
+    assert "YD112" not in [f.code for f in commands.check(path).findings]
+    assert dataclasses.replace(spec, dropped=None, path="m.yaml") == parse_spec(TINY, "m.yaml")

@@ -16,6 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -525,11 +526,7 @@ def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
                      markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as e:  # a bug in yolodiag, not the user's input
-        if debug:
-            traceback.print_exc()
-        stderr.print(f"yolodiag: internal error: {type(e).__name__}: {e} "
-                     "(rerun with --debug for the traceback)", markup=False)
-        raise typer.Exit(EXIT_INTERNAL) from None
+        _internal_error(e, debug)
     from yolodiag.render import render
 
     for report in result.reports:  # whatever the format, stderr says what went wrong
@@ -538,21 +535,37 @@ def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
                 traceback.print_exception(error)
         for finding in filter(None, [report.refused, *report.internal_errors]):
             stderr.print(finding.one_line(), markup=False)
-    if output is None:
-        console = Console(highlight=False)
-        if not console.is_terminal:  # CI logs and pipes: do not squeeze the table into 80
-            console = Console(highlight=False, width=120)
-        render(result, fmt.value, console)
-    else:
-        try:
-            with output.open("w", encoding="utf-8") as f:
-                render(result, fmt.value, Console(file=f, width=160, highlight=False))
-        except OSError as e:
-            stderr.print(f"{output}: cannot write the report: {e.strerror or e}", markup=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-    if after is not None:
-        after(result)
+    try:
+        if output is None:
+            console = Console(highlight=False)
+            if not console.is_terminal:  # CI logs and pipes: do not squeeze the table into 80
+                console = Console(highlight=False, width=120)
+            render(result, fmt.value, console)
+        else:
+            try:
+                with output.open("w", encoding="utf-8") as f:
+                    render(result, fmt.value, Console(file=f, width=160, highlight=False))
+            except OSError as e:
+                stderr.print(f"{output}: cannot write the report: {e.strerror or e}",
+                             markup=False)
+                raise typer.Exit(EXIT_BAD_INPUT) from None
+        if after is not None:
+            after(result)
+    except typer.Exit:
+        raise
+    except Exception as e:  # a renderer's bug must not pass for the command's exit code
+        _internal_error(e, debug)
     raise typer.Exit(result.exit_code)
+
+
+def _internal_error(error: Exception, debug: bool) -> NoReturn:
+    """A bug in yolodiag, not the user's input: one stderr line (the traceback with --debug),
+    exit code 3."""
+    if debug:
+        traceback.print_exc()
+    stderr.print(f"yolodiag: internal error: {type(error).__name__}: {error} "
+                 "(rerun with --debug for the traceback)", markup=False)
+    raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ It must not import torch: the spec stage runs in milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -21,6 +22,7 @@ import yaml
 
 from yolodiag.findings import Finding, InputRefused, Location, Severity
 from yolodiag.reference.table import ACTIVATIONS, MODULES, canonical_name
+from yolodiag.yaml_text import DroppedText, ascii_text
 
 SECTIONS = ("backbone", "head")
 # Strings YOLOv5's eval leaves as they are (NameError, suppressed): interpolation and padding
@@ -96,6 +98,7 @@ class ModelSpec:
     activation: Activation | None = None
     ch: int = 3
     key_lines: dict[str, int] = field(default_factory=dict)
+    dropped: DroppedText | None = None  # characters YOLOv5's ASCII reading leaves out
 
     @property
     def na(self) -> int:
@@ -121,8 +124,8 @@ def module_names(path: str | Path) -> frozenset[str]:
     """The module names a YAML's rows use, read without building anything (for --repo, whose
     code defines names no table of ours holds). Unreadable input: none; load_spec says why."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = yaml.safe_load(ascii_text(Path(path).read_bytes())[0])
+    except (OSError, yaml.YAMLError):
         return frozenset()
     rows = [row for key in ("backbone", "head") if isinstance(data, dict)
             and isinstance(data.get(key), list) for row in data[key]]
@@ -138,13 +141,9 @@ def load_spec(path: str | Path, *, extra_modules: frozenset[str] = frozenset()) 
     except OSError as e:
         raise _refuse("YD100", f"cannot read the file: {e.strerror or e}", "check the path",
                       Location(file=str(path))) from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise _refuse("YD100", f"not UTF-8 text (byte {e.start})", "save the file as UTF-8",
-                      Location(file=str(path), line=line)) from e
-    return parse_spec(text, str(path), extra_modules=extra_modules)
+    text, dropped = ascii_text(raw)  # as YOLOv5 opens it: ASCII, other characters dropped
+    spec = parse_spec(text, str(path), extra_modules=extra_modules)
+    return spec if dropped is None else dataclasses.replace(spec, dropped=dropped)
 
 
 def parse_spec(text: str, path: str = "<yaml>", *,

@@ -14,8 +14,9 @@ E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 describe("YD100", REFUSALS["YD100"], E, Stage.SPEC, """
     What it detects:
-        A file that is not YAML, not UTF-8, not a mapping, or that uses a `!!python/...` tag.
-        The message names the line and column where the parser stopped.
+        A file that is not YAML, not a mapping, or that uses a `!!python/...` tag. The message
+        names the line and column where the parser stopped. (Characters outside ASCII are
+        dropped first, as YOLOv5 drops them: YD112.)
     Why it zeroes P and R:
         YOLOv5 would not start training at all; yolodiag stops here too (exit code 2).
     Why it is an error:
@@ -24,7 +25,7 @@ describe("YD100", REFUSALS["YD100"], E, Stage.SPEC, """
     Example:
         backbone: [[-1, 1, Conv, [64, 6, 2, 2]]
     Fix:
-        Fix the YAML syntax at the named line; save the file as UTF-8; remove Python tags.
+        Fix the YAML syntax at the named line; remove Python tags.
     """)
 
 describe("YD101", REFUSALS["YD101"], E, Stage.SPEC, """
@@ -242,3 +243,37 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
             f"write `nc` as the first {row.module} argument", facts.where(row.index),
             {"detect_nc": classes, "nc": trained},
             None if not isinstance(classes, int) or classes < trained else W)
+
+
+@check("YD112", "non-ascii-dropped", INFO, Stage.SPEC)
+def non_ascii_dropped(facts: Facts) -> Iterator[Problem]:
+    """
+    What it detects:
+        Characters outside ASCII in the YAML file: no-break spaces (U+00A0) in the
+        indentation of a YAML pasted from a web page, full-width characters in a comment,
+        bytes of another encoding. YOLOv5's yolo.py opens the model YAML as ASCII with
+        errors ignored, so it reads the file as if those characters were not there, and so
+        does yolodiag: the model checked is the one YOLOv5 builds. Reported when that changes
+        the YAML's data (read as UTF-8 it would differ or not parse), not for characters in
+        comments only, such as the rocket in every stock YAML's first line.
+    Why it zeroes P and R:
+        It does not by itself. Where a dropped character stood inside a value (a module name,
+        a string argument), the value YOLOv5 reads differs from the one you see.
+    Example:
+        backbone:  # ResNet-18 骨干
+    Fix:
+        Nothing if the characters are in comments or indentation; otherwise retype the value
+        in ASCII.
+    """
+    dropped = facts.spec.dropped
+    if dropped is None or not dropped.changes_data:  # comments only: the same YAML
+        return
+    also = (f", {dropped.characters} in all on {dropped.lines} lines"
+            if dropped.characters > 1 else "")
+    yield Problem(
+        f"YOLOv5 reads the YAML as ASCII and drops every other character, as yolodiag does: "
+        f"line {dropped.first_line} has {dropped.first_name}{also}",
+        "nothing if they are in comments or indentation; retype a value that holds one",
+        Location(file=facts.spec.path, line=dropped.first_line),
+        {"line": dropped.first_line, "characters": dropped.characters,
+         "lines": dropped.lines})
