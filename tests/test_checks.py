@@ -390,12 +390,12 @@ def test_yolov5s_with_anchors_in_grid_units_gets_no_target_matched(tmp_path):
 
 
 def test_a_crashing_assignment_is_an_internal_error_not_a_lost_report(monkeypatch):
-    import yolodiag.checks.anchors as anchors
+    import yolodiag.analyses.assignment as assignment
 
     def broken(facts):
         raise RuntimeError("assignment bug")
 
-    monkeypatch.setattr(anchors, "target_assignment", broken)
+    monkeypatch.setattr(assignment, "target_assignment", broken)
     result = runner.invoke(app, ["check", "-f", "json"])
     report = json.loads(result.stdout)
     assert result.exit_code == 3 and report["assignment"] is None

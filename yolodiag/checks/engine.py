@@ -27,10 +27,10 @@ from yolodiag.findings import (
 )
 
 if TYPE_CHECKING:
+    from yolodiag.analyses.anchor_fit import AnchorFit
+    from yolodiag.analyses.assignment import TargetAssignment
+    from yolodiag.analyses.crashes import Crash
     from yolodiag.checkpoint import CheckpointInfo, Transfer
-    from yolodiag.checks.anchors import TargetAssignment
-    from yolodiag.checks.crashes import Crash
-    from yolodiag.checks.data import AnchorFit
     from yolodiag.data import DataInfo
     from yolodiag.gradflow import GradFlow
     from yolodiag.overfit import OverfitHistory
@@ -105,7 +105,7 @@ class Facts:
     @cached_property
     def crashes(self) -> list[Crash]:
         """The forward crashes (stride probe and traced sizes), each with its one cause."""
-        from yolodiag.checks.crashes import crashes
+        from yolodiag.analyses.crashes import crashes
 
         return crashes(self)
 
@@ -114,14 +114,14 @@ class Facts:
         """YOLOv5's assignment of the synthetic batch (--data: the train labels) at the first
         traced size (None when the anchors are AutoAnchor placeholders or the model could not
         be traced)."""
-        from yolodiag.checks.anchors import target_assignment
+        from yolodiag.analyses.assignment import target_assignment
 
         return target_assignment(self)
 
     @cached_property
     def anchor_fit(self) -> AnchorFit | None:
         """With --data: the anchors' best possible recall on the train labels (YD405)."""
-        from yolodiag.checks.data import anchor_fit
+        from yolodiag.analyses.anchor_fit import anchor_fit
 
         return anchor_fit(self)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from yolodiag.analyses.crashes import feature_maps
 from yolodiag.checks.anchors import designed_stride, levels_in_use
-from yolodiag.checks.crashes import feature_maps
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.wiring import ignored_strides
 from yolodiag.findings import Problem, Severity, Stage, check

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from yolodiag.checks.crashes import built_for, feature_maps
+from yolodiag.analyses.crashes import built_for, feature_maps
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.schema import stride_argument
 from yolodiag.findings import Problem, Severity, Stage, check

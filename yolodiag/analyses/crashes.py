@@ -11,10 +11,12 @@ its inputs (YD401), or, when none of these explains it, the raw failure (YD202).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from yolodiag.checks.engine import Facts
 from yolodiag.shapes import is_map
+
+if TYPE_CHECKING:
+    from yolodiag.checks.engine import Facts
 
 
 @dataclass(frozen=True)
