@@ -17,7 +17,6 @@ torchinfo does. Nothing here judges the numbers: checks/gradients.py does.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import statistics
@@ -30,6 +29,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from yolodiag.loss import HYP, loss_terms, train_hyp
+from yolodiag.probes import preserved
 from yolodiag.reference.builder import BuiltModel
 from yolodiag.reference.heads import Segment
 
@@ -296,26 +296,6 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
     first_bad = next((layer.index for layer in layers if not layer.output_finite), None)
     return GradFlow(img, batch, str(images.device), int(targets.shape[0]), loss, layers, adds,
                     missing, ablation, ablation_error, first_bad, built.head_index)
-
-
-@contextlib.contextmanager
-def preserved(model: nn.Module) -> Iterator[None]:
-    """Restore on exit what a probe may change: buffers (BatchNorm running statistics, bit for
-    bit), every module's `training` flag, each parameter's `requires_grad` and `.grad`."""
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
-        for module, training in modes:
-            module.training = training
-        for p, requires_grad, grad in params:
-            p.requires_grad_(requires_grad)
-            p.grad = grad
 
 
 def _backward_terms(terms: list[Tensor], layer_params) -> list[list[float]]:
