@@ -1,152 +1,50 @@
-"""The `yolodiag` command line: parse options, call one function in `commands`, render, exit.
+"""The `yolodiag` commands: each parses its options, calls one function in yolodiag.commands
+and hands the work to `_finish`, which renders and exits.
 
-Thin on purpose. torch is imported only inside the command bodies, so `yolodiag --help` is
-instant. Results go to stdout (or --output); errors go to stderr as one line naming file, line
-and layer. Exit codes (also in report.py): 0 nothing at or above --fail-on, 1 findings at or
-above it, 2 bad input or usage, 3 internal error. Tracebacks only with --debug.
+Thin on purpose: no checking, building or rendering here, and torch is imported only inside the
+command bodies (through yolodiag.commands), so `yolodiag --help` is instant. The options that
+several commands share come from options.py; an option only one command has is declared in its
+signature. Parameters are keyword-only (see options.py). A docstring here is the command's
+`--help` text.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import os
-import re
-import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.console import Console
 
-from yolodiag.findings import InputRefused, Unsupported
-from yolodiag.report import EXIT_BAD_INPUT, EXIT_INTERNAL, Run
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Find why an edited YOLOv5 model will train to zero precision and recall, before "
-         "you spend a GPU-week on it.",
+from yolodiag.cli.app import _finish, _write, app, stderr
+from yolodiag.cli.options import (
+    DATA_OPTION,
+    DEBUG_OPTION,
+    DEVICE_OPTION,
+    FAIL_ON_OPTION,
+    FORMAT_OPTION,
+    IGNORE_OPTION,
+    IMG_HELP,
+    MODEL_HELP,
+    MODULES_OPTION,
+    NC_OPTION,
+    ONE_IMG_OPTION,
+    ONE_MODEL_HELP,
+    OUTPUT_OPTION,
+    RULE_OPTION,
+    SEED_OPTION,
+    SELECT_OPTION,
+    FailOn,
+    OutputFormat,
+    _check_device,
+    _one_run_inputs,
+    _require,
+    parse_selection,
+    parse_sizes,
+    user_modules,
 )
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from yolodiag import __version__
-
-        typer.echo(f"yolodiag {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print the version and exit."),
-) -> None:
-    """Commands: check, gradflow, overfit, weights, run, explain, rules."""
-
-
-class OutputFormat(str, enum.Enum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-    junit = "junit"
-    github = "github"
-
-
-class FailOn(str, enum.Enum):
-    error = "error"
-    warning = "warning"
-    info = "info"
-
-
-MODEL_HELP = ("Model YAML(s) (YOLOv5 format); several give one summary and one exit code. "
-              "Omitted: the bundled example, the seed's ResNet-18 BasicBlock backbone under the "
-              "YOLOv5s head.")
-ONE_MODEL_HELP = ("Model YAML (YOLOv5 format). Omitted: the bundled example, the seed's "
-                  "ResNet-18 BasicBlock backbone under the YOLOv5s head.")
-IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 384x640; repeat the "
-            "option or separate with commas for several sizes. The first is the report's size. "
-            "Sizes are rounded up to the largest stride, as YOLOv5 does (YD305). "
-            "Default: 640, 320 and 384x640.")
-SELECT_HELP = ("Run only checks whose code starts with one of these prefixes (repeat or comma-"
-               "separate, e.g. YD3,YD401); also enables on-request checks such as YD308.")
-IGNORE_HELP = ("Skip checks whose code starts with one of these prefixes. A refused YAML "
-               "(YD100-YD105) or a model that cannot be built (YD202) is always reported.")
-FAIL_ON_HELP = "Exit 1 when a finding has this severity or a higher one."
-
-
-# The options every reporting command shares (typer reads one OptionInfo in each signature).
-SELECT_OPTION = typer.Option([], "--select", help=SELECT_HELP, show_default=False)
-IGNORE_OPTION = typer.Option([], "--ignore", help=IGNORE_HELP, show_default=False)
-FAIL_ON_OPTION = typer.Option(FailOn.error, "--fail-on", help=FAIL_ON_HELP)
-FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", "-f", help="Output format.")
-OUTPUT_OPTION = typer.Option(None, "--output", "-o",
-                             help="Write the report to this file instead of stdout.")
-DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks.")
-# The user's own blocks, on every command that builds a model.
-MODULES_OPTION = typer.Option(
-    [], "--modules", show_default=False,
-    help="A Python file with your own blocks (classes as pasted into YOLOv5's common.py); "
-         "repeatable. The file is EXECUTED, with torch, nn, F, math, np and yolodiag's Conv, "
-         "C3, autopad... in scope; its nn.Module classes join the module table and may replace "
-         "stock names. Channel rules: YOLODIAG_RULES = {'Name': 'channels'} in the file, or "
-         "--rule.")
-RULE_OPTION = typer.Option(
-    [], "--rule", show_default=False,
-    help="Name=rule: how parse_model completes that module's row; repeatable. Rules: channels, "
-         "channels+repeats, passthrough, out=args0, input, concat-sum, concat-max, detect. "
-         "Undeclared --modules blocks get a rule inferred from their constructor (YD110).")
-DATA_OPTION = typer.Option(
-    None, "--data", show_default=False,
-    help="A YOLOv5 data YAML: its splits and labels are checked as train.py reads them "
-         "(YD801-YD803, YD109, YD405 on the train labels), and the model gets its class "
-         "count (needs Pillow: pip install 'yolodiag[data]').")
-# ... and those of the commands that run the model once (gradflow, overfit).
-ONE_IMG_OPTION = typer.Option("256", "--img", help="Input size, N or HxW; rounded up to the "
-                              "largest stride.")
-DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:K.")
-SEED_OPTION = typer.Option(0, "--seed", help="Seeds the weights and the synthetic batch.")
-NC_OPTION = typer.Option(None, "--nc", min=1, help="The data's class count, which train.py "
-                         "builds the model with (default: the YAML's nc).")
-
-
-def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
-    """['640', '320,640x384'] -> ((640, 640), (320, 320), (640, 384)); BadParameter otherwise."""
-    sizes = []
-    for value in values:
-        for item in filter(None, (v.strip() for v in value.split(","))):
-            parts = item.lower().split("x")
-            if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
-                raise typer.BadParameter(f"{item!r} is not N or HxW with positive integers",
-                                         param_hint="--img")
-            h = int(parts[0])
-            sizes.append((h, int(parts[-1])))
-    if values and not sizes:
-        raise typer.BadParameter("give at least one size", param_hint="--img")
-    return tuple(dict.fromkeys(sizes))
-
-
-def parse_prefixes(values: list[str], option: str) -> tuple[str, ...]:
-    """['YD3,yd401'] -> ('YD3', 'YD401'); a prefix that matches no code is a usage error."""
-    from yolodiag.checks import Selection
-
-    prefixes = tuple(p.strip().upper() for v in values for p in v.split(",") if p.strip())
-    unknown = Selection(prefixes).unknown_prefixes()
-    if unknown:
-        raise typer.BadParameter(f"{', '.join(unknown)} matches no code (see `yolodiag rules`)",
-                                 param_hint=option)
-    return prefixes
-
-
-def parse_selection(select: list[str], ignore: list[str]):
-    """--select and --ignore as a Selection; an unknown prefix is a usage error."""
-    from yolodiag.checks import Selection
-
-    return Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
+from yolodiag.findings import Unsupported
+from yolodiag.report import EXIT_BAD_INPUT, Run
 
 
 @app.command()
@@ -327,57 +225,6 @@ def overfit(
     _finish(run, fmt, output, debug, after=write_extras)
 
 
-def user_modules(files: list[Path], rules: list[str]) -> dict:
-    """--modules and --rule as module-table entries (runs the files: inside `_finish`, so
-    their errors become one line and exit 2)."""
-    if not files and not rules:
-        return {}
-    from yolodiag.usermodules import load_modules
-
-    return load_modules(files, rules)
-
-
-def _one_run_inputs(img: str, device: str, select: list[str], ignore: list[str]):
-    """gradflow's and overfit's shared options, checked: (one size, Selection)."""
-    sizes = parse_sizes([img])
-    if len(sizes) != 1:
-        raise typer.BadParameter("give one size", param_hint="--img")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise typer.BadParameter(f"{device!r} is not cpu, cuda or cuda:K", param_hint="--device")
-    return sizes[0], parse_selection(select, ignore)
-
-
-def _require(package: str, option: str, extra: str, value) -> None:
-    """An option that needs an optional package: one line and exit 2 before any work."""
-    import importlib.util
-
-    if value is not None and importlib.util.find_spec(package) is None:
-        stderr.print(f"yolodiag: {option} needs {package}: pip install 'yolodiag[{extra}]'",
-                     markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT)
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
-        if not torch.cuda.is_available():
-            raise Unsupported(f"--device {device}: CUDA is not available to this torch "
-                              f"({torch.__version__})")
-        if index >= torch.cuda.device_count():
-            raise Unsupported(f"--device {device}: this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s)")
-
-
-def _write(path: Path, what: str, write: Callable[[], None]) -> None:
-    try:
-        write()
-    except OSError as e:
-        stderr.print(f"{path}: cannot write the {what}: {e.strerror or e}", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-
-
 @contextlib.contextmanager
 def _event_stream(folder: Path | None):
     """--tensorboard: the event files, written as the run goes (None without the option)."""
@@ -511,78 +358,3 @@ def rules() -> None:
     if not console.is_terminal:  # pipes and CI logs: one row per line where possible
         console = Console(highlight=False, width=160)
     console.print(rules_table(REGISTRY.values()))
-
-
-def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
-            debug: bool, after: Callable[[Run], None] | None = None) -> None:
-    """Run a command, render its reports, exit with its code; errors become one stderr line.
-    `after` writes what a command writes besides the report (gradflow's plot)."""
-    try:
-        result = run()
-    except (InputRefused, Unsupported) as e:
-        if debug:
-            traceback.print_exc()
-        stderr.print(e.finding.one_line() if isinstance(e, InputRefused) else f"yolodiag: {e}",
-                     markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except Exception as e:  # a bug in yolodiag, not the user's input
-        _internal_error(e, debug)
-    from yolodiag.render import render
-
-    for report in result.reports:  # whatever the format, stderr says what went wrong
-        if debug:
-            for error in report.errors:
-                traceback.print_exception(error)
-        for finding in filter(None, [report.refused, *report.internal_errors]):
-            stderr.print(finding.one_line(), markup=False)
-    try:
-        if output is None:
-            console = Console(highlight=False)
-            if not console.is_terminal:  # CI logs and pipes: do not squeeze the table into 80
-                console = Console(highlight=False, width=120)
-            render(result, fmt.value, console)
-        else:
-            try:
-                with output.open("w", encoding="utf-8") as f:
-                    render(result, fmt.value, Console(file=f, width=160, highlight=False))
-            except OSError as e:
-                stderr.print(f"{output}: cannot write the report: {e.strerror or e}",
-                             markup=False)
-                raise typer.Exit(EXIT_BAD_INPUT) from None
-        if after is not None:
-            after(result)
-    except typer.Exit:
-        raise
-    except Exception as e:  # a renderer's bug must not pass for the command's exit code
-        _internal_error(e, debug)
-    raise typer.Exit(result.exit_code)
-
-
-def _internal_error(error: Exception, debug: bool) -> NoReturn:
-    """A bug in yolodiag, not the user's input: one stderr line (the traceback with --debug),
-    exit code 3."""
-    if debug:
-        traceback.print_exc()
-    stderr.print(f"yolodiag: internal error: {type(error).__name__}: {error} "
-                 "(rerun with --debug for the traceback)", markup=False)
-    raise typer.Exit(EXIT_INTERNAL) from None
-
-
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        app(prog_name="yolodiag")
-        code = 0
-    except SystemExit as e:
-        if e.code is not None and not isinstance(e.code, int):
-            print(e.code, file=sys.stderr)
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Everything is written and flushed; skip the interpreter's teardown, which spends about
-    # 0.8 s dismantling torch after a check that takes 3 s in all.
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()
