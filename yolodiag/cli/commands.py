@@ -12,30 +12,31 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from yolodiag.cli.app import _finish, _write, app, stderr
 from yolodiag.cli.options import (
-    DATA_OPTION,
-    DEBUG_OPTION,
-    DEVICE_OPTION,
-    FAIL_ON_OPTION,
-    FORMAT_OPTION,
-    IGNORE_OPTION,
-    IMG_HELP,
-    MODEL_HELP,
-    MODULES_OPTION,
-    NC_OPTION,
-    ONE_IMG_OPTION,
-    ONE_MODEL_HELP,
-    OUTPUT_OPTION,
-    RULE_OPTION,
-    SEED_OPTION,
-    SELECT_OPTION,
+    DataOption,
+    DebugOption,
+    DeviceOption,
     FailOn,
+    FailOnOption,
+    FormatOption,
+    IgnoreOption,
+    ModelArgument,
+    ModelsArgument,
+    ModulesOption,
+    NcOption,
     OutputFormat,
+    OutputOption,
+    RuleOption,
+    SeedOption,
+    SelectOption,
+    SizeOption,
+    SizesOption,
     _check_device,
     _one_run_inputs,
     _require,
@@ -49,30 +50,32 @@ from yolodiag.report import EXIT_BAD_INPUT, Run
 
 @app.command()
 def check(
-    models: list[Path] | None = typer.Argument(None, help=MODEL_HELP, show_default=False),
-    img: list[str] = typer.Option([], "--img", help=IMG_HELP, show_default=False),
-    select: list[str] = SELECT_OPTION,
-    ignore: list[str] = IGNORE_OPTION,
-    fail_on: FailOn = FAIL_ON_OPTION,
-    fmt: OutputFormat = FORMAT_OPTION,
-    output: Path | None = OUTPUT_OPTION,
-    debug: bool = DEBUG_OPTION,
-    weights: Path | None = typer.Option(None, "--weights", help="Also show what train.py "
-                                        "--weights X.pt --cfg MODEL would transfer."),
-    nc: int | None = NC_OPTION,
-    modules: list[Path] = MODULES_OPTION,
-    rule: list[str] = RULE_OPTION,
-    repo: str | None = typer.Option(
-        None, "--repo", show_default=False,
+    *,
+    models: ModelsArgument = None,
+    img: SizesOption,
+    select: SelectOption,
+    ignore: IgnoreOption,
+    fail_on: FailOnOption = FailOn.error,
+    fmt: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    debug: DebugOption = False,
+    weights: Annotated[Path | None, typer.Option(
+        "--weights", help="Also show what train.py --weights X.pt --cfg MODEL would "
+                          "transfer.")] = None,
+    nc: NcOption = None,
+    modules: ModulesOption,
+    rule: RuleOption,
+    repo: Annotated[str | None, typer.Option(
+        "--repo", show_default=False,
         help="Build with your own YOLOv5 code instead of yolodiag's: a checkout (a folder "
              "with models/yolo.py), the installed yolov5 package's folder, or `pip` for the "
              "installed package. RUNS THAT CODE, in a subprocess; its layers come back for "
-             "every check."),
-    repo_python: str | None = typer.Option(
-        None, "--repo-python", show_default=False,
+             "every check.")] = None,
+    repo_python: Annotated[str | None, typer.Option(
+        "--repo-python", show_default=False,
         help="The Python interpreter that runs --repo (one with its requirements; default: "
-             "this one)."),
-    data: Path | None = DATA_OPTION,
+             "this one).")] = None,
+    data: DataOption = None,
 ) -> None:
     """Find what will keep an edited YOLOv5 model at zero precision and recall.
 
@@ -102,23 +105,25 @@ def check(
 
 @app.command()
 def gradflow(
-    model: Path | None = typer.Argument(None, help=ONE_MODEL_HELP, show_default=False),
-    img: str = ONE_IMG_OPTION,
-    batch: int = typer.Option(2, "--batch", min=1, help="Images in the synthetic batch."),
-    device: str = DEVICE_OPTION,
-    seed: int = SEED_OPTION,
-    plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG bar chart of the "
-                                     "per-layer gradient norms (needs matplotlib: "
-                                     "pip install 'yolodiag[plot]')."),
-    select: list[str] = SELECT_OPTION,
-    ignore: list[str] = IGNORE_OPTION,
-    fail_on: FailOn = FAIL_ON_OPTION,
-    fmt: OutputFormat = FORMAT_OPTION,
-    output: Path | None = OUTPUT_OPTION,
-    debug: bool = DEBUG_OPTION,
-    modules: list[Path] = MODULES_OPTION,
-    rule: list[str] = RULE_OPTION,
-    data: Path | None = DATA_OPTION,
+    *,
+    model: ModelArgument = None,
+    img: SizeOption = "256",
+    batch: Annotated[int, typer.Option("--batch", min=1,
+                                       help="Images in the synthetic batch.")] = 2,
+    device: DeviceOption = "cpu",
+    seed: SeedOption = 0,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also write a PNG bar chart of the per-layer gradient norms (needs "
+                       "matplotlib: pip install 'yolodiag[plot]').")] = None,
+    select: SelectOption,
+    ignore: IgnoreOption,
+    fail_on: FailOnOption = FailOn.error,
+    fmt: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    debug: DebugOption = False,
+    modules: ModulesOption,
+    rule: RuleOption,
+    data: DataOption = None,
 ) -> None:
     """Measure per-layer gradients of one real YOLOv5 loss backward, and what the residual
     shortcuts carry.
@@ -160,30 +165,34 @@ def gradflow(
 
 @app.command()
 def overfit(
-    model: Path | None = typer.Argument(None, help=ONE_MODEL_HELP, show_default=False),
-    batch: int = typer.Option(2, "--batch", min=1, help="Images in the one batch trained on."),
-    steps: int = typer.Option(300, "--steps", min=1, help="Most optimiser steps; the run stops "
-                              "when eval-mode mAP@0.5 reaches 0.5."),
-    img: str = ONE_IMG_OPTION,
-    device: str = DEVICE_OPTION,
-    amp: bool = typer.Option(False, "--amp", help="Autocast: float16 with a GradScaler on "
-                             "CUDA, bfloat16 on the CPU."),
-    seed: int = SEED_OPTION,
-    tensorboard: Path | None = typer.Option(None, "--tensorboard", help="Also write the "
-                                            "history as TensorBoard event files into this "
-                                            "folder as the run goes (needs tensorboard: pip "
-                                            "install 'yolodiag[tensorboard]')."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of the loss and "
-                                     "mAP curves (needs matplotlib)."),
-    select: list[str] = SELECT_OPTION,
-    ignore: list[str] = IGNORE_OPTION,
-    fail_on: FailOn = FAIL_ON_OPTION,
-    fmt: OutputFormat = FORMAT_OPTION,
-    output: Path | None = OUTPUT_OPTION,
-    debug: bool = DEBUG_OPTION,
-    modules: list[Path] = MODULES_OPTION,
-    rule: list[str] = RULE_OPTION,
-    data: Path | None = DATA_OPTION,
+    *,
+    model: ModelArgument = None,
+    batch: Annotated[int, typer.Option("--batch", min=1,
+                                       help="Images in the one batch trained on.")] = 2,
+    steps: Annotated[int, typer.Option(
+        "--steps", min=1, help="Most optimiser steps; the run stops when eval-mode mAP@0.5 "
+                               "reaches 0.5.")] = 300,
+    img: SizeOption = "256",
+    device: DeviceOption = "cpu",
+    amp: Annotated[bool, typer.Option("--amp", help="Autocast: float16 with a GradScaler on "
+                                      "CUDA, bfloat16 on the CPU.")] = False,
+    seed: SeedOption = 0,
+    tensorboard: Annotated[Path | None, typer.Option(
+        "--tensorboard", help="Also write the history as TensorBoard event files into this "
+                              "folder as the run goes (needs tensorboard: pip install "
+                              "'yolodiag[tensorboard]').")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also write a PNG of the loss and mAP curves (needs "
+                       "matplotlib).")] = None,
+    select: SelectOption,
+    ignore: IgnoreOption,
+    fail_on: FailOnOption = FailOn.error,
+    fmt: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    debug: DebugOption = False,
+    modules: ModulesOption,
+    rule: RuleOption,
+    data: DataOption = None,
 ) -> None:
     """Overfit one batch: the decisive experiment when precision and recall stay at zero.
 
@@ -245,21 +254,24 @@ def _event_stream(folder: Path | None):
 
 @app.command("weights")
 def weights_command(
-    model: Path | None = typer.Argument(None, help=ONE_MODEL_HELP, show_default=False),
-    weights: Path = typer.Option(..., "--weights", help="The checkpoint train.py is given."),
-    cfg: bool = typer.Option(True, "--cfg-given/--no-cfg", help="Whether train.py also gets "
-                             "--cfg MODEL (without it, it builds the checkpoint's own YAML)."),
-    resume: bool = typer.Option(False, "--resume", help="As train.py --resume: the "
-                                "checkpoint's YAML, nothing excluded."),
-    nc: int | None = NC_OPTION,
-    select: list[str] = SELECT_OPTION,
-    ignore: list[str] = IGNORE_OPTION,
-    fail_on: FailOn = FAIL_ON_OPTION,
-    fmt: OutputFormat = FORMAT_OPTION,
-    output: Path | None = OUTPUT_OPTION,
-    debug: bool = DEBUG_OPTION,
-    modules: list[Path] = MODULES_OPTION,
-    rule: list[str] = RULE_OPTION,
+    *,
+    model: ModelArgument = None,
+    weights: Annotated[Path, typer.Option("--weights",
+                                          help="The checkpoint train.py is given.")],
+    cfg: Annotated[bool, typer.Option(
+        "--cfg-given/--no-cfg", help="Whether train.py also gets --cfg MODEL (without it, it "
+                                     "builds the checkpoint's own YAML).")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="As train.py --resume: the "
+                                         "checkpoint's YAML, nothing excluded.")] = False,
+    nc: NcOption = None,
+    select: SelectOption,
+    ignore: IgnoreOption,
+    fail_on: FailOnOption = FailOn.error,
+    fmt: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    debug: DebugOption = False,
+    modules: ModulesOption,
+    rule: RuleOption,
 ) -> None:
     """What train.py v7.0 does with --weights: which model it builds, which tensors it
     transfers into which layers, and which stay random (YD501-YD505, YD510).
@@ -285,25 +297,28 @@ def weights_command(
 
 @app.command("run")
 def run_command(
-    folder: Path = typer.Argument(..., help="A YOLOv5 run folder (runs/train/exp)."),
-    cfg: Path | None = typer.Option(None, "--cfg", help="The model YAML the run trained "
-                                    "(default: opt.yaml's cfg, where it can be found)."),
-    weights: Path | None = typer.Option(None, "--weights", help="The checkpoint it started "
-                                        "from (default: opt.yaml's weights, where found); "
-                                        "must exist."),
-    nc: int | None = typer.Option(None, "--nc", min=1, help="The class count train.py built "
-                                  "the model with (default: the run's data YAML, its names "
-                                  "winning over its nc, as in YOLOv5 v7.0)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of the run's "
-                                     "curves (needs matplotlib)."),
-    select: list[str] = SELECT_OPTION,
-    ignore: list[str] = IGNORE_OPTION,
-    fail_on: FailOn = FAIL_ON_OPTION,
-    fmt: OutputFormat = FORMAT_OPTION,
-    output: Path | None = OUTPUT_OPTION,
-    debug: bool = DEBUG_OPTION,
-    modules: list[Path] = MODULES_OPTION,
-    rule: list[str] = RULE_OPTION,
+    *,
+    folder: Annotated[Path, typer.Argument(help="A YOLOv5 run folder (runs/train/exp).")],
+    cfg: Annotated[Path | None, typer.Option(
+        "--cfg", help="The model YAML the run trained (default: opt.yaml's cfg, where it can "
+                      "be found).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        "--weights", help="The checkpoint it started from (default: opt.yaml's weights, "
+                          "where found); must exist.")] = None,
+    nc: Annotated[int | None, typer.Option(
+        "--nc", min=1, help="The class count train.py built the model with (default: the "
+                            "run's data YAML, its names winning over its nc, as in YOLOv5 "
+                            "v7.0).")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also write a PNG of the run's curves (needs matplotlib).")] = None,
+    select: SelectOption,
+    ignore: IgnoreOption,
+    fail_on: FailOnOption = FailOn.error,
+    fmt: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    debug: DebugOption = False,
+    modules: ModulesOption,
+    rule: RuleOption,
 ) -> None:
     """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their causes
     ranked by evidence (the iterations against train.py's warm-up first), a run that stopped
@@ -335,7 +350,9 @@ def run_command(
 
 
 @app.command()
-def explain(code: str = typer.Argument(..., help="A finding code, e.g. YD301.")) -> None:
+def explain(
+    code: Annotated[str, typer.Argument(help="A finding code, e.g. YD301.")],
+) -> None:
     """Print a finding's documentation: what it detects, why it zeroes P and R, an example,
     the fix."""
     from yolodiag.checks import REGISTRY

@@ -1,9 +1,13 @@
-"""The command line's options that several commands take, and the parsers that turn option
-values into what yolodiag.commands takes (sizes, a Selection, module-table entries).
+"""The command line's shared options, each declared once, and the parsers of option values.
 
-Each shared option is one typer OptionInfo that the commands' signatures use as a default.
-Nothing here runs a command or imports torch at import time: `yolodiag --help` must stay
-instant.
+An option here is a typer `Annotated` alias carrying its flags, type and help, used by every
+command that takes it; the command names the parameter and, for a single value, gives its
+default in the signature (typer forbids a default inside `Annotated`). List options carry their
+empty default as `default_factory=list`, so that no signature repeats a mutable `[]`; that is
+why the commands take their parameters keyword-only (an option with no default may then sit
+anywhere, and a signature's order is the order `--help` lists them in). The parsers turn option
+values into what yolodiag.commands takes: sizes, a Selection, module-table entries. Nothing
+here runs a command or imports torch at import time: `yolodiag --help` must stay instant.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -48,40 +53,51 @@ IGNORE_HELP = ("Skip checks whose code starts with one of these prefixes. A refu
                "(YD100-YD105) or a model that cannot be built (YD202) is always reported.")
 FAIL_ON_HELP = "Exit 1 when a finding has this severity or a higher one."
 
+MODULES_HELP = ("A Python file with your own blocks (classes as pasted into YOLOv5's common.py); "
+                "repeatable. The file is EXECUTED, with torch, nn, F, math, np and yolodiag's "
+                "Conv, C3, autopad... in scope; its nn.Module classes join the module table and "
+                "may replace stock names. Channel rules: YOLODIAG_RULES = {'Name': 'channels'} "
+                "in the file, or --rule.")
+RULE_HELP = ("Name=rule: how parse_model completes that module's row; repeatable. Rules: "
+             "channels, channels+repeats, passthrough, out=args0, input, concat-sum, "
+             "concat-max, detect. Undeclared --modules blocks get a rule inferred from their "
+             "constructor (YD110).")
+DATA_HELP = ("A YOLOv5 data YAML: its splits and labels are checked as train.py reads them "
+             "(YD801-YD803, YD109, YD405 on the train labels), and the model gets its class "
+             "count (needs Pillow: pip install 'yolodiag[data]').")
 
-# The options every reporting command shares (typer reads one OptionInfo in each signature).
-SELECT_OPTION = typer.Option([], "--select", help=SELECT_HELP, show_default=False)
-IGNORE_OPTION = typer.Option([], "--ignore", help=IGNORE_HELP, show_default=False)
-FAIL_ON_OPTION = typer.Option(FailOn.error, "--fail-on", help=FAIL_ON_HELP)
-FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", "-f", help="Output format.")
-OUTPUT_OPTION = typer.Option(None, "--output", "-o",
-                             help="Write the report to this file instead of stdout.")
-DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks.")
+# The model: several YAMLs for check, one for the commands that run or load one model.
+ModelsArgument = Annotated[list[Path] | None, typer.Argument(help=MODEL_HELP, show_default=False)]
+ModelArgument = Annotated[Path | None, typer.Argument(help=ONE_MODEL_HELP, show_default=False)]
+# --img: check traces several sizes; gradflow and overfit run the model at one.
+SizesOption = Annotated[list[str], typer.Option("--img", help=IMG_HELP, show_default=False,
+                                                default_factory=list)]
+SizeOption = Annotated[str, typer.Option("--img", help="Input size, N or HxW; rounded up to the "
+                                         "largest stride.")]
+# The options every reporting command shares.
+SelectOption = Annotated[list[str], typer.Option("--select", help=SELECT_HELP, show_default=False,
+                                                 default_factory=list)]
+IgnoreOption = Annotated[list[str], typer.Option("--ignore", help=IGNORE_HELP, show_default=False,
+                                                 default_factory=list)]
+FailOnOption = Annotated[FailOn, typer.Option("--fail-on", help=FAIL_ON_HELP)]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+OutputOption = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Write the report to this file instead of stdout.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 # The user's own blocks, on every command that builds a model.
-MODULES_OPTION = typer.Option(
-    [], "--modules", show_default=False,
-    help="A Python file with your own blocks (classes as pasted into YOLOv5's common.py); "
-         "repeatable. The file is EXECUTED, with torch, nn, F, math, np and yolodiag's Conv, "
-         "C3, autopad... in scope; its nn.Module classes join the module table and may replace "
-         "stock names. Channel rules: YOLODIAG_RULES = {'Name': 'channels'} in the file, or "
-         "--rule.")
-RULE_OPTION = typer.Option(
-    [], "--rule", show_default=False,
-    help="Name=rule: how parse_model completes that module's row; repeatable. Rules: channels, "
-         "channels+repeats, passthrough, out=args0, input, concat-sum, concat-max, detect. "
-         "Undeclared --modules blocks get a rule inferred from their constructor (YD110).")
-DATA_OPTION = typer.Option(
-    None, "--data", show_default=False,
-    help="A YOLOv5 data YAML: its splits and labels are checked as train.py reads them "
-         "(YD801-YD803, YD109, YD405 on the train labels), and the model gets its class "
-         "count (needs Pillow: pip install 'yolodiag[data]').")
+ModulesOption = Annotated[list[Path], typer.Option("--modules", help=MODULES_HELP,
+                                                   show_default=False, default_factory=list)]
+RuleOption = Annotated[list[str], typer.Option("--rule", help=RULE_HELP, show_default=False,
+                                               default_factory=list)]
+DataOption = Annotated[Path | None, typer.Option("--data", help=DATA_HELP, show_default=False)]
+# The class count train.py builds the model with (the run command's own --nc reads the run).
+NcOption = Annotated[int | None, typer.Option(
+    "--nc", min=1, help="The data's class count, which train.py builds the model with "
+                        "(default: the YAML's nc).")]
 # ... and those of the commands that run the model once (gradflow, overfit).
-ONE_IMG_OPTION = typer.Option("256", "--img", help="Input size, N or HxW; rounded up to the "
-                              "largest stride.")
-DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:K.")
-SEED_OPTION = typer.Option(0, "--seed", help="Seeds the weights and the synthetic batch.")
-NC_OPTION = typer.Option(None, "--nc", min=1, help="The data's class count, which train.py "
-                         "builds the model with (default: the YAML's nc).")
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:K.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seeds the weights and the synthetic "
+                                         "batch.")]
 
 
 def parse_sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
