@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from yolodiag.gradflow import preserved
 from yolodiag.loss import HYP, assign, compute_loss, prior_loss, train_hyp
 from yolodiag.metrics import detection_metrics, match_predictions, non_max_suppression, xywh2xyxy
+from yolodiag.probes import preserved
 from yolodiag.reference.builder import BuiltModel
 
 
