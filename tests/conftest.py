@@ -1,5 +1,9 @@
-"""Test helpers. `../shared` (golden figures, stock YAMLs) is reached through `shared()` only:
-tests that need it skip with a clear reason when it is absent; the core tests do not need it."""
+"""Test helpers. The project's shared files (golden figures recorded from the real YOLOv5 v7.0,
+YOLOv7 and Ultralytics, the stock, seed and community YAMLs, the shapes dataset, checkpoints) are
+reached through `shared()` only. They come from `tests/shared`, the repository's own copy of the
+project's `../shared` (tests/shared/make.py builds it; its README says what each file is and
+which were shrunk), or from $YOLODIAG_SHARED when that is set (e.g. to `../shared` itself). A
+test whose file is absent skips with a clear reason; the core tests need none of them."""
 
 from __future__ import annotations
 
@@ -11,14 +15,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("YOLODIAG_SHARED", ROOT.parent / "shared"))
+FROM_ENVIRONMENT = bool(os.environ.get("YOLODIAG_SHARED"))
+SHARED = Path(os.environ["YOLODIAG_SHARED"]) if FROM_ENVIRONMENT else ROOT / "tests" / "shared"
 
 
 def shared(*parts: str) -> Path:
-    """Path inside ../shared (or $YOLODIAG_SHARED); skips the test when it is not there."""
+    """Path inside tests/shared (or $YOLODIAG_SHARED); skips the test when it is not there."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"needs {path} (the project's ../shared folder, or set YOLODIAG_SHARED)")
+        where = ("$YOLODIAG_SHARED points there; unset it to use the copy in tests/shared"
+                 if FROM_ENVIRONMENT else
+                 "the copy in tests/shared lacks it: rebuild it from the project's ../shared "
+                 "with tests/shared/make.py, or set YOLODIAG_SHARED to that folder")
+        pytest.skip(f"needs {path} ({where})")
     return path
 
 
@@ -97,7 +106,7 @@ head:
 """
 
 
-NUMERICS = ["yolov5n", "yolov5n-resnet18"]  # the models ../shared/golden/numerics records
+NUMERICS = ["yolov5n", "yolov5n-resnet18"]  # the models golden/numerics records
 
 
 def recorded_numerics(name: str):
