@@ -2,8 +2,9 @@
 YOLOv7 and Ultralytics, the stock, seed and community YAMLs, the shapes dataset, checkpoints) are
 reached through `shared()` only. They come from `tests/shared`, the repository's own copy of the
 project's `../shared` (tests/shared/make.py builds it; its README says what each file is and
-which were shrunk), or from $YOLODIAG_SHARED when that is set (e.g. to `../shared` itself). A
-test whose file is absent skips with a clear reason; the core tests need none of them."""
+which were shrunk), or from $YOLODIAG_SHARED when that is set (e.g. to `../shared` itself). What
+the copy leaves out (other people's code: the community YAMLs) is read from `../shared` when it is
+there. A test whose file is absent skips with a clear reason; the core tests need none of them."""
 
 from __future__ import annotations
 
@@ -19,16 +20,25 @@ FROM_ENVIRONMENT = bool(os.environ.get("YOLODIAG_SHARED"))
 SHARED = Path(os.environ["YOLODIAG_SHARED"]) if FROM_ENVIRONMENT else ROOT / "tests" / "shared"
 
 
+PROJECT_SHARED = ROOT.parent / "shared"  # the project's folder tests/shared is made from
+
+
 def shared(*parts: str) -> Path:
-    """Path inside tests/shared (or $YOLODIAG_SHARED); skips the test when it is not there."""
+    """Path of a shared file: in $YOLODIAG_SHARED when that is set; else tests/shared's copy,
+    or the project's ../shared for what the copy leaves out (other people's code: the community
+    YAMLs). Skips the test when the file is in neither."""
     path = SHARED.joinpath(*parts)
-    if not path.exists():
-        where = ("$YOLODIAG_SHARED points there; unset it to use the copy in tests/shared"
-                 if FROM_ENVIRONMENT else
-                 "the copy in tests/shared lacks it: rebuild it from the project's ../shared "
-                 "with tests/shared/make.py, or set YOLODIAG_SHARED to that folder")
-        pytest.skip(f"needs {path} ({where})")
-    return path
+    if path.exists():
+        return path
+    if FROM_ENVIRONMENT:
+        pytest.skip(f"needs {path} ($YOLODIAG_SHARED points there; unset it to use the copy "
+                    "in tests/shared)")
+    original = PROJECT_SHARED.joinpath(*parts)
+    if original.exists():
+        return original
+    pytest.skip(f"needs {'/'.join(parts)} in tests/shared or {PROJECT_SHARED}: tests/shared "
+                "holds no third-party code (see its README); rebuild it with "
+                "tests/shared/make.py if the file belongs there")
 
 
 SCHEMA = ROOT / "yolodiag" / "schemas" / "report.schema.json"
