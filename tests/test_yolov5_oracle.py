@@ -121,6 +121,8 @@ COMPARED_STEPS = 20
 # process's thread count. Then the two runs are the same to the last bit (torch 2.13 here and
 # 2.14 in the oracle's venv give the same bits too); the tolerance below only leaves room for a
 # torch build whose kernels round differently.
+
+
 @pytest.fixture(scope="module")
 def overfit_runs(tmp_path_factory) -> dict:
     """Per model: our `commands.overfit` history at --batch 1, 256x256, seed 0 ("ours"), the
