@@ -299,22 +299,30 @@ def _batch(dataset, nc: int, size: tuple[int, int], batch: int, seed: int, devic
     """The one batch gradflow and overfit run: the train split's first images with --data,
     else the synthetic batch of this seed; with `anchors` (pixels, per level: overfit's) its
     objects are sized so that every level gets positives."""
-    if dataset is not None and "train" in dataset.splits:
+    train = _train_split(dataset)
+    if train is not None:
         from yolodiag.data import data_batch
 
-        return data_batch(dataset.splits["train"], size, batch, device)
+        return data_batch(train, size, batch, device)
     from yolodiag.synthetic import synthetic_batch
 
     return synthetic_batch(nc, size, batch, seed, device=device, anchors=anchors)
 
 
 def _windows(dataset, size: tuple[int, int], batch: int):
-    """Where each image of the batch lies (None: the whole image, as for synthetic batches)."""
-    if dataset is not None and "train" in dataset.splits:
-        from yolodiag.data import content_windows
+    """Where each image of `_batch`'s batch lies (None: the whole image, as for synthetic
+    batches)."""
+    train = _train_split(dataset)
+    if train is None:
+        return None
+    from yolodiag.data import content_windows
 
-        return content_windows(dataset.splits["train"], size, batch)
-    return None
+    return content_windows(train, size, batch)
+
+
+def _train_split(dataset):
+    """The split `--data` batches come from, or None (no --data, or no train split)."""
+    return dataset.splits.get("train") if dataset is not None else None
 
 
 def _needs_values(built, traced) -> bool:

@@ -290,6 +290,11 @@ def _letterbox(size: tuple[int, int], img: tuple[int, int]) -> tuple[float, floa
     return ratio, (w - round(w0 * ratio)) / 2, (h - round(h0 * ratio)) / 2
 
 
+def batch_images(split: Split, batch: int) -> list[Path]:
+    """The images of a `--data` batch: the split's first `batch` in YOLOv5's (sorted) order."""
+    return list(split.labels)[:batch]
+
+
 def content_windows(split: Split, img: tuple[int, int], batch: int):
     """(b, 4) x1, y1, x2, y2 in pixels: where each image of `data_batch` lies inside its
     letterbox. val.py clips predictions to the original image (scale_boxes), which is clipping
@@ -297,7 +302,7 @@ def content_windows(split: Split, img: tuple[int, int], batch: int):
     import torch
 
     rows = []
-    for image in list(split.labels)[:batch]:
+    for image in batch_images(split, batch):
         w0, h0 = split.size(image)
         ratio, pad_x, pad_y = _letterbox((w0, h0), img)
         rows.append((pad_x, pad_y, pad_x + w0 * ratio, pad_y + h0 * ratio))
@@ -310,7 +315,7 @@ def data_batch(split: Split, img: tuple[int, int], batch: int, device: str = "cp
     import torch
     from PIL import Image
 
-    chosen = list(split.labels)[:batch]
+    chosen = batch_images(split, batch)
     if not chosen:
         raise Unsupported(f"the {split.name} split has no usable image for a batch")
     h, w = img
