@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("YOLODIAG_SHARED", ROOT.parent / "shared"))
-SEED = ROOT / "yolodiag" / "reference" / "models" / "yolov5s-resnet18.yaml"
+SEED = ROOT / "yolodiag" / "dialects" / "yolov5" / "models" / "yolov5s-resnet18.yaml"
 CASES = {"seed (bundled)": SEED, "yolov5x6": SHARED / "yamls" / "stock" / "yolov5x6.yaml"}
 
 

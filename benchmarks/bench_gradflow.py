@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
+from yolodiag.build.builder import build
 from yolodiag.commands import BUNDLED_MODEL
+from yolodiag.dialects.yolov5.loss import compute_loss
 from yolodiag.gradflow import _Probe, measure, preserved
-from yolodiag.loss import compute_loss
-from yolodiag.reference.builder import build
 from yolodiag.spec import load_spec
 from yolodiag.synthetic import synthetic_batch
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from yolodiag.loss import HYP, compute_loss
-from yolodiag.reference.builder import build
+from yolodiag.build.builder import build
+from yolodiag.dialects.yolov5.loss import HYP, compute_loss
 from yolodiag.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from yolodiag import commands
-from yolodiag.loss import HYP, train_hyp
+from yolodiag.build.builder import build
+from yolodiag.dialects.yolov5.loss import HYP, train_hyp
 from yolodiag.overfit import FitSettings, overfit
-from yolodiag.reference.builder import build
 from yolodiag.spec import load_spec
 from yolodiag.synthetic import synthetic_batch
 

@@ -123,7 +123,7 @@ def recorded_numerics(name: str):
     """(recorded dict, our model built from its YAML with its state dict loaded strictly)."""
     import torch
 
-    from yolodiag.reference.builder import build
+    from yolodiag.build.builder import build
     from yolodiag.spec import parse_spec
 
     recorded = torch.load(shared("golden", "numerics", f"{name}.numerics.pt"), weights_only=True)

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolodiag.reference.blocks import Conv
-from yolodiag.reference.heads import Detect
-from yolodiag.reference.seed import BasicBlock
-from yolodiag.reference.table import ModuleEntry
+from yolodiag.dialects.yolov5.blocks import Conv
+from yolodiag.dialects.yolov5.heads import Detect
+from yolodiag.dialects.yolov5.seed import BasicBlock
+from yolodiag.dialects.yolov5.table import ModuleEntry
 
 
 class DetachingBlock(BasicBlock):

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from conftest import TINY
-from yolodiag.findings import InputRefused
-from yolodiag.reference.builder import build
-from yolodiag.reference.rules import RuleInput, make_divisible, passthrough
+from yolodiag.build.builder import build
+from yolodiag.dialects.yolov5.rules import RuleInput, make_divisible, passthrough
+from yolodiag.findings import Refused
 from yolodiag.spec import parse_spec
 from yolodiag.trace import trace
 
@@ -68,7 +68,7 @@ def test_passthrough_modules_get_raw_args_and_input_width():
 def test_unregistered_width_change_breaks_the_layer_that_trusts_the_recorded_width():
     # nn.Conv2d really outputs 64 maps, parse_model records 192: Detect is built for 192 and
     # YOLOv5's own stride probe crashes there.
-    with pytest.raises(InputRefused) as info:
+    with pytest.raises(Refused) as info:
         built(TINY.replace("[-1, 1, Conv, [64, 1, 1]]", "[-1, 1, nn.Conv2d, [192, 64, 1]]"),
               device="meta")
     assert info.value.finding.location.layer == 8
@@ -179,7 +179,7 @@ def test_detect_forward_leaves_its_input_list_alone():
     (("[[-1, 3], 1, Concat, [1]]", "[-1, 1, Concat, [1]]"), 6),  # concat of one index
 ])
 def test_rows_that_cannot_be_built_name_the_layer(edit, layer):
-    with pytest.raises(InputRefused) as info:
+    with pytest.raises(Refused) as info:
         built(TINY.replace(*edit), device="meta")
     assert info.value.finding.code == "YD202"
     assert info.value.finding.location.layer == layer
@@ -187,7 +187,7 @@ def test_rows_that_cannot_be_built_name_the_layer(edit, layer):
 
 def test_forward_failure_in_stride_probe_names_the_layer():
     # Concat of a /8 map with a /16 map: YOLOv5's own build would crash in its stride probe.
-    with pytest.raises(InputRefused) as info:
+    with pytest.raises(Refused) as info:
         built(TINY.replace("[[-1, 3], 1, Concat, [1]]", "[[-1, 4], 1, Concat, [1]]"), device="meta")
     assert info.value.finding.code == "YD202"
     assert info.value.finding.location.layer == 6

@@ -25,11 +25,11 @@ from typer.testing import CliRunner
 
 from conftest import ROOT, TINY, oracle_python, shared, validate, write_yaml
 from yolodiag.cli import app
+from yolodiag.dialects.yolov5 import blocks
+from yolodiag.dialects.yolov5.registration import find_checkout, read_registration
+from yolodiag.dialects.yolov5.stockmatch import differences
+from yolodiag.dialects.yolov5.table import MODULES
 from yolodiag.findings import Unsupported
-from yolodiag.reference import blocks
-from yolodiag.reference.table import MODULES
-from yolodiag.registration import find_checkout, read_registration
-from yolodiag.stockmatch import differences
 from yolodiag.usermodules import RuleSource, load_modules
 
 runner = CliRunner()
@@ -196,7 +196,7 @@ def test_bundled_seed_says_basicblock_is_not_yolov5_and_what_was_assumed():
     (info,) = by_code(report, "YD110")
     assert info["severity"] == "info" and info["data"]["layers"] == [1, 3, 5, 7, 9]
     assert info["message"].startswith("BasicBlock is not a YOLOv5 v7.0 module: yolodiag builds "
-                                      "it as the seed's block (yolodiag/reference/seed.py)")
+                                      "it as the seed's block (yolodiag/dialects/yolov5/seed.py)")
     assert "registered in parse_model's channel-aware set" in info["message"]
     assert "(c1, c2, *args)" in info["message"]
     assert "--modules" in info["hint"] and "--rule BasicBlock=passthrough" in info["hint"]

@@ -16,17 +16,17 @@ from typer.testing import CliRunner
 from checkpoints import crafted, yolov5_layout
 from conftest import TINY, shared, write_yaml
 from yolodiag import commands
-from yolodiag.checkpoint import embedded_spec, read_checkpoint, transfer
+from yolodiag.build.builder import build
 from yolodiag.cli import app
-from yolodiag.findings import InputRefused
-from yolodiag.reference.builder import build
+from yolodiag.dialects.yolov5.checkpoint import embedded_spec, read_checkpoint, transfer
+from yolodiag.findings import Refused
 from yolodiag.spec import load_spec, parse_spec
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ["yolov5s-release-format.pt", "yolov5n-midtrain-pkg.pt",
                "yolov5n-resnet18-repo.pt"]
-SEED = ROOT / "yolodiag" / "reference" / "models" / "yolov5s-resnet18.yaml"
+SEED = ROOT / "yolodiag" / "dialects" / "yolov5" / "models" / "yolov5s-resnet18.yaml"
 
 
 def codes(report) -> list[str]:
@@ -40,8 +40,8 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in ('yolov5', 'models', 'utils', 'ultralytics'):
             raise ImportError(f'{name} is blocked in this test')
 sys.meta_path.insert(0, Block())
-from yolodiag.checkpoint import read_checkpoint, embedded_spec
-from yolodiag.reference.builder import build
+from yolodiag.dialects.yolov5.checkpoint import read_checkpoint, embedded_spec
+from yolodiag.build.builder import build
 for path in sys.argv[1:]:
     info = read_checkpoint(path)
     ours = build(embedded_spec(info), nc=info.nc, device='meta').model.state_dict()
@@ -74,7 +74,7 @@ def test_midtrain_checkpoint_keeps_its_training_facts():
 def test_crafted_checkpoint_is_refused_naming_the_global_and_nothing_runs(tmp_path, how):
     marker = tmp_path / "ran"
     path = crafted(tmp_path / "evil.pt", marker, how)
-    with pytest.raises(InputRefused) as refused:
+    with pytest.raises(Refused) as refused:
         read_checkpoint(path)
     finding = refused.value.finding
     assert finding.code == "YD504"

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 from checkpoints import crafted, yolov5_layout
 from conftest import TINY, shared, write_yaml
 from yolodiag import commands
-from yolodiag.checkpoint import read_checkpoint, transfer
+from yolodiag.build.builder import build
 from yolodiag.cli import app
-from yolodiag.findings import InputRefused, Severity
-from yolodiag.reference.builder import build
+from yolodiag.dialects.yolov5.checkpoint import read_checkpoint, transfer
+from yolodiag.findings import Refused, Severity
 from yolodiag.spec import load_spec, parse_spec
 
 runner = CliRunner()
@@ -30,8 +30,8 @@ RELEASE = ("golden", "checkpoints", "yolov5s-release-format.pt")
 NANO = ("golden", "checkpoints", "yolov5n-midtrain-pkg.pt")
 
 
-def refused(path: Path) -> InputRefused:
-    with pytest.raises(InputRefused) as caught:
+def refused(path: Path) -> Refused:
+    with pytest.raises(Refused) as caught:
         read_checkpoint(path)
     return caught.value
 

@@ -61,7 +61,7 @@ def checkpoint_example(path: Path, first: str) -> str:
     import yaml as pyyaml
 
     from checkpoints import crafted, yolov5_layout
-    from yolodiag.reference.builder import build
+    from yolodiag.build.builder import build
     from yolodiag.spec import load_spec
 
     folder = Path(tempfile.mkdtemp())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import NUMERICS, SHARED, recorded_numerics, shared
-from yolodiag.reference.builder import build
+from yolodiag.build.builder import build
 from yolodiag.spec import load_spec
 from yolodiag.trace import trace
 

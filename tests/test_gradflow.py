@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from conftest import TINY, shared, validate, write_yaml
 from mutants import MUTANTS
 from yolodiag import commands
+from yolodiag.build.builder import build
 from yolodiag.cli import app
+from yolodiag.dialects.yolov5.loss import HYP, compute_loss, loss_terms, train_hyp
 from yolodiag.gradflow import measure
-from yolodiag.loss import HYP, compute_loss, loss_terms, train_hyp
-from yolodiag.reference.builder import build
 from yolodiag.spec import parse_spec
 from yolodiag.synthetic import synthetic_batch
 
@@ -194,16 +194,15 @@ def test_batchnorm_buffers_flags_requires_grad_and_grads_are_restored_bit_for_bi
 def test_model_is_restored_when_the_measurement_fails(monkeypatch):
     import importlib
 
-    # The module measure() runs in: `yolodiag.gradflow.measure` as an attribute is the function
-    # the package re-exports, so the module is looked up by name.
-    gradflow = importlib.import_module("yolodiag.gradflow.measure")
+    # The loss measure() asks the model's dialect for (YOLOv5's, looked up at each call).
+    loss = importlib.import_module("yolodiag.dialects.yolov5.loss")
     built = built_model(TINY)
     before = _state(built.model)
 
     def broken(*args, **kwargs):
         raise RuntimeError("loss exploded")
 
-    monkeypatch.setattr(gradflow, "loss_terms", broken)
+    monkeypatch.setattr(loss, "loss_terms", broken)
     with pytest.raises(RuntimeError, match="loss exploded"):
         measure(built, *batch_for(built))
     _assert_same(before, built.model)

@@ -15,8 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from conftest import NUMERICS, TINY, oracle_python, recorded_numerics, shared
-from yolodiag.loss import HYP, assign, ciou, compute_loss, objectness_balance, train_hyp
-from yolodiag.reference.builder import build
+from yolodiag.build.builder import build
+from yolodiag.dialects.yolov5.loss import (
+    HYP,
+    assign,
+    ciou,
+    compute_loss,
+    objectness_balance,
+    train_hyp,
+)
 from yolodiag.spec import load_spec, parse_spec
 
 HERE = Path(__file__).parent
@@ -223,7 +230,7 @@ def test_label_smoothing_moves_class_targets_half_eps_towards_the_middle():
 
 
 def test_focal_bce_weighs_each_element_by_alpha_and_one_minus_p_t_to_the_gamma():
-    from yolodiag.loss import bce
+    from yolodiag.dialects.yolov5.loss import bce
 
     # Logit 0 and ln 3: p = 1/2 and 3/4. Plain BCE: ln 2 and ln 4/3 (y = 1), ln 4 (y = 0);
     # alpha 0.25 where y = 1, 0.75 where y = 0.

@@ -8,13 +8,13 @@ import sys
 import torch
 
 from conftest import TINY
-from yolodiag.reference.builder import build
+from yolodiag.build.builder import build
 from yolodiag.spec import parse_spec
 from yolodiag.trace import trace
 
 AFTER_A_META_TRACE = """
 import sys, torch
-from yolodiag.reference.builder import build
+from yolodiag.build.builder import build
 from yolodiag.spec import parse_spec
 from yolodiag.trace import trace
 import conftest
@@ -37,7 +37,7 @@ def test_meta_trace_skips_the_dynamo_import_and_restores_torch():
 
 HANDS_OVER = """
 import sys, torch
-from yolodiag.reference.meta import shape_only
+from yolodiag.build.meta import shape_only
 with shape_only(torch.device("meta")):
     y = torch.zeros(2, device="meta") + 1
     import torch._dynamo
@@ -73,7 +73,7 @@ def test_real_batchnorm_is_untouched_outside_meta():
 
 
 def test_shape_only_batchnorm_still_refuses_the_wrong_channel_count():
-    from yolodiag.reference.meta import shape_only
+    from yolodiag.build.meta import shape_only
 
     norm = torch.nn.BatchNorm2d(8, device="meta")
     with shape_only(torch.device("meta")):

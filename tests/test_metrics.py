@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from nms_cases import IOU_THRESHOLDS, cases, digest, random_boxes
 
-from conftest import shared
+from conftest import ROOT, shared
 from yolodiag.metrics import (
     _torchvision_nms,
     ap_per_class,
@@ -160,13 +163,6 @@ def textbook_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) ->
     return keep
 
 
-def random_boxes(n: int, gen: torch.Generator, classes: int = 1) -> torch.Tensor:
-    xy = torch.rand(n, 2, generator=gen) * 600
-    wh = torch.rand(n, 2, generator=gen) * 150 + 1
-    offset = torch.randint(0, classes, (n, 1), generator=gen) * 7680.0
-    return torch.cat((xy, xy + wh), 1) + offset
-
-
 def test_greedy_nms_equals_the_textbook_loop_on_random_boxes():
     gen = torch.Generator().manual_seed(0)
     for n, classes in ((1, 1), (7, 1), (300, 1), (700, 5)):
@@ -196,18 +192,22 @@ def test_nms_refuses_thresholds_outside_0_to_1():
 
 
 def test_greedy_nms_equals_torchvision_on_random_boxes():
+    """The boxes torchvision.ops.nms keeps (any order where scores tie, the same order where
+    none do): as recorded in tests/golden/torchvision_nms.json, and live where torchvision
+    works here (which also checks the recording)."""
+    recorded = json.loads((ROOT / "tests" / "golden" / "torchvision_nms.json").read_text())
     tv_nms = _torchvision_nms()
-    if tv_nms is None:
-        pytest.skip("torchvision is not installed, or its nms operator does not load")
-    gen = torch.Generator().manual_seed(0)
-    for n, classes in ((1, 1), (10, 1), (300, 1), (2000, 1), (5000, 20)):
-        boxes = random_boxes(n, gen, classes)
-        scores = torch.rand(n, generator=gen)  # 5000 draws hold a tie: same boxes kept
-        unique = torch.randperm(n, generator=gen).float() / n  # no tie: same order too
-        for thr in (0.3, 0.45, 0.6):
-            ours, theirs = greedy_nms(boxes, scores, thr), tv_nms(boxes, scores, thr)
-            assert sorted(ours.tolist()) == sorted(theirs.tolist())
-            assert torch.equal(greedy_nms(boxes, unique, thr), tv_nms(boxes, unique, thr))
+    for case, (n, classes, boxes, scores, unique) in zip(recorded["cases"], cases(),
+                                                         strict=True):
+        assert (case["n"], case["classes"]) == (n, classes)
+        assert case["digest"] == digest(boxes, scores, unique), "torch drew other values"
+        for thr in IOU_THRESHOLDS:
+            kept, in_order = case["kept"][str(thr)], case["kept_in_order"][str(thr)]
+            assert sorted(greedy_nms(boxes, scores, thr).tolist()) == kept
+            assert greedy_nms(boxes, unique, thr).tolist() == in_order
+            if tv_nms is not None:
+                assert sorted(tv_nms(boxes, scores, thr).tolist()) == kept
+                assert tv_nms(boxes, unique, thr).tolist() == in_order
 
 
 def decoded_from(rows: list[list[float]]) -> torch.Tensor:

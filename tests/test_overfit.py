@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from conftest import TINY, validate, write_yaml
 from mutants import MUTANTS
 from yolodiag import commands
+from yolodiag.build.builder import build
 from yolodiag.cli import app
 from yolodiag.overfit import FitSettings, overfit, score
-from yolodiag.reference.builder import build
 from yolodiag.spec import parse_spec
 from yolodiag.synthetic import synthetic_batch
 

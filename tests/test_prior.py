@@ -9,7 +9,7 @@ import torch
 
 from yolodiag import build_model
 from yolodiag.commands import BUNDLED_MODEL
-from yolodiag.loss import compute_loss, prior_loss, prior_maps
+from yolodiag.dialects.yolov5.loss import compute_loss, prior_loss, prior_maps
 from yolodiag.synthetic import synthetic_batch
 
 

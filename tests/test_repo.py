@@ -21,10 +21,10 @@ import pytest
 from torch import nn
 
 from conftest import TINY, oracle_python, shared, write_yaml
+from yolodiag.build.builder import build
+from yolodiag.dialects.yolov5.repo import REQUIRED, RepoFailure, build_with_repo
+from yolodiag.dialects.yolov5.table import MODULES
 from yolodiag.findings import Unsupported
-from yolodiag.reference.builder import build
-from yolodiag.reference.table import MODULES
-from yolodiag.repo import REQUIRED, RepoFailure, build_with_repo
 from yolodiag.spec import load_spec
 from yolodiag.trace import trace
 

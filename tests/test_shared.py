@@ -1,17 +1,19 @@
-"""tests/shared, the repository's copy of the project's ../shared, cannot drift from it: each file
-copied unchanged is still the original byte for byte, and each shrunk checkpoint's pickle is
-still what tests/shared/make.py makes from the original's. That needs ../shared (or
-$YOLODIAG_SHARED) and skips without it, as in a contributor's clone; what tests/shared holds
-against make.py's lists is checked everywhere."""
+"""tests/shared, the repository's copy of the project's ../shared, cannot drift from it.
+
+Everywhere: tests/shared holds exactly what make.py writes, and each copy still has the sha256
+its MANIFEST.json recorded when make.py made it (a copy edited by hand fails). Where the
+originals are (../shared, or $YOLODIAG_SHARED), also: each original still has the sha256 the
+copy was made from, each file copied unchanged is still the original byte for byte, and each
+shrunk checkpoint's pickle is still what make.py makes from the original's."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import zipfile
 from pathlib import Path
-
-import pytest
 
 from conftest import ROOT
 
@@ -29,11 +31,15 @@ def _make():
 make = _make()
 
 
-def originals() -> Path:
+def originals() -> Path | None:
+    """The folder tests/shared was made from, where it is (a contributor's clone has none)."""
     if not (ORIGINALS / "golden").is_dir() or ORIGINALS.resolve() == HERE.resolve():
-        pytest.skip(f"needs the project's shared folder with the originals ({ORIGINALS}); "
-                    "tests/shared is then the only copy there is")
+        return None
     return ORIGINALS
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_tests_shared_holds_what_make_writes_and_nothing_else():
@@ -45,8 +51,16 @@ def test_tests_shared_holds_what_make_writes_and_nothing_else():
         assert any((HERE / folder).iterdir()), folder
 
 
-def test_copies_and_shrunk_pickles_are_still_made_from_the_originals():
+def test_copies_are_still_what_make_made_from_the_originals():
+    recorded = json.loads((HERE / make.MANIFEST).read_text(encoding="utf-8"))
+    assert sorted(recorded) == sorted({*make.copied(HERE), *make.stripped(HERE), *make.SHRUNK})
+    edited = [name for name, sha in recorded.items() if _sha256(HERE / name) != sha["copy"]]
+    assert edited == [], "edited by hand: run tests/shared/make.py again"
     source = originals()
+    if source is None:  # a clone alone: the copies are checked against the manifest only
+        return
+    moved = [name for name, sha in recorded.items() if _sha256(source / name) != sha["source"]]
+    assert moved == [], f"changed in {source}: run tests/shared/make.py again"
     assert make.copied(HERE) == make.copied(source)  # the same files in the listed folders
     differ = [name for name in make.copied(source)
               if (HERE / name).read_bytes() != (source / name).read_bytes()]

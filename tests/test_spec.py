@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, write_yaml
-from yolodiag.findings import InputRefused
+from yolodiag.findings import Refused
 from yolodiag.spec import Activation, Symbol, load_spec, parse_spec
 
 
-def refused(text: str) -> InputRefused:
-    with pytest.raises(InputRefused) as info:
+def refused(text: str) -> Refused:
+    with pytest.raises(Refused) as info:
         parse_spec(text, "m.yaml")
     return info.value
 
@@ -151,14 +151,14 @@ def test_python_object_tags_are_refused_not_constructed(tmp_path):
 def test_unreadable_file(tmp_path):
     """(A file that is not UTF-8 is no longer refused: YOLOv5 reads it as ASCII, see
     test_a_byte_of_another_encoding_is_dropped_too.)"""
-    with pytest.raises(InputRefused) as info:
+    with pytest.raises(Refused) as info:
         load_spec(tmp_path / "missing.yaml")
     assert info.value.finding.code == "YD100"
 
 
 def test_error_line_names_file_line_and_layer(tmp_path):
     path = write_yaml(tmp_path, TINY.replace("Conv, [64, 1, 1]", "Conv2, [64, 1, 1]"))
-    with pytest.raises(InputRefused) as info:
+    with pytest.raises(Refused) as info:
         load_spec(path)
     assert str(info.value).startswith(f"{path}:17: layer 7 (head): YD103")
 
@@ -176,7 +176,7 @@ def test_characters_outside_ascii_are_dropped_as_yolov5_reads_the_yaml(tmp_path)
     indentation and a full-width comment (a YAML pasted from a web page) build exactly as the
     same YAML without them, and YD112 names the first line where characters were dropped."""
     from yolodiag import commands
-    from yolodiag.reference.builder import build
+    from yolodiag.build.builder import build
 
     examples = Path(__file__).parent / "examples" / "YD112"
     pasted, plain = load_spec(examples / "bad.yaml"), load_spec(examples / "good.yaml")

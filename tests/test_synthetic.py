@@ -7,9 +7,9 @@ import torch
 
 from conftest import shared
 from yolodiag import commands
+from yolodiag.build.builder import build
 from yolodiag.commands import BUNDLED_MODEL
-from yolodiag.loss import assign
-from yolodiag.reference.builder import build
+from yolodiag.dialects.yolov5.loss import assign
 from yolodiag.spec import load_spec
 from yolodiag.synthetic import (
     _PALETTE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import TINY, shared
-from yolodiag.reference.builder import build
+from yolodiag.build.builder import build
 from yolodiag.spec import load_spec, parse_spec
 from yolodiag.trace import trace
 
@@ -57,9 +57,9 @@ def test_inputs_are_recorded_per_layer_and_for_the_failing_layer():
 
 def test_strict_build_still_refuses_a_crashing_probe():
     text = TINY.replace("[[-1, 3], 1, Concat, [1]]", "[[-1, 4], 1, Concat, [1]]")
-    from yolodiag.findings import InputRefused
+    from yolodiag.findings import Refused
 
-    with pytest.raises(InputRefused, match="YD202"):
+    with pytest.raises(Refused, match="YD202"):
         build(parse_spec(text), device="meta")
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import oracle_python, shared
-from yolodiag.reference.builder import build
+from yolodiag.build.builder import build
 from yolodiag.spec import load_spec
 
 pytestmark = pytest.mark.yolov5
@@ -77,8 +77,8 @@ GRADIENT_MODELS = ["yolov5n", "yolov5s-ghost", "yolov3-tiny"]
 def test_gradflow_layer_gradients_equal_yolov5s_own_backward(tmp_path):
     """gradflow's per-layer gradient norms are those of YOLOv5's own ComputeLoss backward on the
     same seeded model and batch (the terms backpropagated in turn sum to the total's)."""
+    from yolodiag.dialects.yolov5.loss import HYP, train_hyp
     from yolodiag.gradflow import measure
-    from yolodiag.loss import HYP, train_hyp
     from yolodiag.synthetic import synthetic_batch
 
     python = oracle_python()
@@ -133,7 +133,7 @@ def overfit_runs(tmp_path_factory) -> dict:
     or in $YOLODIAG_ORACLE_OUT."""
     from yolodiag import commands
     from yolodiag import overfit as fitting
-    from yolodiag.loss import HYP, train_hyp
+    from yolodiag.dialects.yolov5.loss import HYP, train_hyp
 
     python = oracle_python()
     basicblock = shared("yamls", "resnet18", "basicblock_seed.py")

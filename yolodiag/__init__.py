@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from yolodiag.reference.builder import BuiltModel
+    from yolodiag.build.builder import BuiltModel
 
 
 def build_model(yaml_path: str | Path, nc: int | None = None, modules: Iterable = (),
-                device: str = "cpu") -> BuiltModel:
-    """Build a model YAML exactly as YOLOv5 v7.0 would, without evaluating anything in it.
+                device: str = "cpu", dialect: str = "auto") -> BuiltModel:
+    """Build a model YAML exactly as its family's code would (YOLOv5 v7.0 for a YAML no other
+    dialect claims, or `dialect`), without evaluating anything in it.
 
     Returns a BuiltModel: `.model` (an nn.Module whose state_dict keys and shapes equal
     YOLOv5's DetectionModel), `.layers` (one record per YAML row), `.stride`, `.anchors`
@@ -26,21 +27,28 @@ def build_model(yaml_path: str | Path, nc: int | None = None, modules: Iterable 
     `modules`: the user's blocks, as --modules files (executed: only pass your own) or as
     module-table entries (name -> ModuleEntry, e.g. from `usermodules.load_modules`).
     """
-    from yolodiag.reference.builder import build
+    from yolodiag.build.builder import build
+    from yolodiag.dialects import choose_file
     from yolodiag.spec import load_spec
     from yolodiag.usermodules import load_modules
 
-    entries = modules if isinstance(modules, dict) else load_modules(modules)
-    return build(load_spec(yaml_path, extra_modules=frozenset(entries)), nc=nc, device=device,
-                 modules=entries)
+    family = choose_file(yaml_path, dialect).dialect
+    entries = modules if isinstance(modules, dict) else load_modules(modules, (), family)
+    spec = load_spec(yaml_path, extra_modules=frozenset(entries), dialect=dialect)
+    return build(spec, nc=nc, device=device, modules=entries)
 
 
-_LAZY = {"compute_loss": "yolodiag.loss", "non_max_suppression": "yolodiag.metrics",
-         "ap_per_class": "yolodiag.metrics", "synthetic_batch": "yolodiag.synthetic"}
+_LAZY = {"non_max_suppression": "yolodiag.metrics", "ap_per_class": "yolodiag.metrics",
+         "synthetic_batch": "yolodiag.synthetic"}
 
 
 def __getattr__(name: str):
-    """YOLOv5's loss, NMS and AP (and the synthetic batch), imported with torch on first use."""
+    """The default dialect's loss (YOLOv5's), NMS and AP (and the synthetic batch), imported
+    with torch on first use."""
+    if name == "compute_loss":
+        from yolodiag.dialects import DEFAULT, DIALECTS
+
+        return DIALECTS[DEFAULT].loss.compute_loss
     if name in _LAZY:
         import importlib
 

@@ -12,10 +12,11 @@ import math
 import warnings
 from pathlib import Path
 
-from yolodiag.findings import COMMAND_STAGES, InputRefused, Severity, Unsupported
+from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, choose_file
+from yolodiag.findings import COMMAND_STAGES, Refused, Severity, Unsupported
 from yolodiag.report import Report, model_section, provenance_sections
 
-BUNDLED_MODEL = Path(__file__).parent / "reference" / "models" / "yolov5s-resnet18.yaml"
+BUNDLED_MODEL = DIALECTS[DEFAULT].bundled
 # 640 (training), 320, and the 384x640 (height x width) letterbox YOLOv5's rectangular
 # validation gives a 16:9 image; each rounded up to the model's largest stride as YOLOv5 does.
 DEFAULT_SIZES = ((640, 640), (320, 320), (384, 640))
@@ -24,7 +25,8 @@ DEFAULT_SIZES = ((640, 640), (320, 320), (384, 640))
 def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = (), *,
           selection=None, fail_on: Severity = Severity.ERROR, weights: str | Path | None = None,
           nc: int | None = None, modules: dict | None = None, repo: str | Path | None = None,
-          repo_python: str | None = None, data: str | Path | None = None) -> Report:
+          repo_python: str | None = None, data: str | Path | None = None,
+          dialect: str = AUTO) -> Report:
     """Read, build (meta device), trace at every size and run the checks on one model YAML.
 
     `sizes`: the --img sizes as the user gave them; () traces the defaults. `weights`: also
@@ -32,23 +34,26 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
     `modules`: extra module-table entries (name -> ModuleEntry), the user's blocks. `repo`:
     build with the user's own YOLOv5 code instead (in a subprocess running `repo_python`).
     `data`: a data.yaml, whose labels are checked and whose class count the model gets (as
-    train.py builds it), unless `nc` is given.
+    train.py builds it), unless `nc` is given. `dialect`: the family the YAML is read as
+    ("auto": the one that claims it).
     """
     from yolodiag.checks import Selection, run_checks
 
     dataset = _read_data(data, nc, repo)
     nc = nc or (dataset.classes if dataset else None)
     if repo is not None:
+        family = choose_file(_model_path(model), dialect).dialect
+        if family.repo is None:
+            raise Unsupported(f"--repo: yolodiag cannot build with a {family.title} checkout")
         if modules:
-            raise Unsupported("--repo builds with your YOLOv5's own modules: --modules and "
-                              "--rule do not apply to it")
-        from yolodiag.repo import repo_traced
-
+            raise Unsupported(f"--repo builds with your {family.title}'s own modules: --modules "
+                              "and --rule do not apply to it")
         # Rounded to 32, not to the largest stride: that is known once their code has run.
-        facts, stopped_by = repo_traced(_model_path(model), tuple(sizes), traced_sizes(
-            sizes or DEFAULT_SIZES, None), repo, repo_python, nc)
+        facts, stopped_by = family.repo.repo_traced(_model_path(model), tuple(sizes),
+                                                    traced_sizes(sizes or DEFAULT_SIZES, None),
+                                                    repo, repo_python, nc)
     else:
-        facts, stopped_by = _traced(model, sizes, modules, nc)
+        facts, stopped_by = _traced(model, sizes, modules, nc, dialect)
     facts.data = dataset
     sections = _data_section(facts)
     if weights is not None and stopped_by is None:
@@ -67,7 +72,8 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
 
 def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = True,
             resume: bool = False, nc: int | None = None, selection=None,
-            fail_on: Severity = Severity.ERROR, modules: dict | None = None) -> Report:
+            fail_on: Severity = Severity.ERROR, modules: dict | None = None,
+            dialect: str = AUTO) -> Report:
     """What train.py v7.0 does with `--weights`: the checkpoint read safely, the model it
     builds (the YAML with --cfg, the checkpoint's own without or with --resume), and the
     tensors it transfers, per layer (YD501-YD505, YD510)."""
@@ -75,11 +81,11 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
     from yolodiag.spec import load_spec
 
     path = _model_path(model)
-    facts = Facts(str(path), modules=modules or {})
+    facts = Facts(str(path), modules=modules or {}, requested_dialect=dialect)
     stopped = None
     try:
-        facts.spec = load_spec(path, extra_modules=frozenset(facts.modules))
-    except InputRefused as e:
+        facts.spec = load_spec(path, extra_modules=frozenset(facts.modules), dialect=dialect)
+    except Refused as e:
         facts.stopped, stopped = e.finding, e
     if stopped is None:
         stopped = _transfer_facts(facts, weights, nc, cfg_given=cfg_given, resume=resume)
@@ -90,22 +96,26 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
 
 def run(folder: str | Path, *, cfg: str | Path | None = None,
         weights: str | Path | None = None, nc: int | None = None, selection=None,
-        fail_on: Severity = Severity.ERROR, modules: dict | None = None) -> Report:
+        fail_on: Severity = Severity.ERROR, modules: dict | None = None,
+        dialect: str = AUTO) -> Report:
     """A finished YOLOv5 run folder: its options and results; the cfg, weights and data YAML
     it names (found in the checkout train.py ran in, or given); the cfg checked as `check`
     checks it at the run's image size and class count (its findings located in the cfg), what
     train.py transferred, and why the metrics stayed at zero (YD501-YD507)."""
     from yolodiag.checks import Facts, Selection, run_checks
-    from yolodiag.runs import locate_inputs, pillow_available, read_run
 
     selection, modules = selection or Selection(), modules or {}
-    info = read_run(folder)
-    locate_inputs(info, cfg, weights, nc)
-    facts, stopped = Facts(info.path, modules=modules), None
+    family = DIALECTS[DEFAULT if dialect == AUTO else dialect]
+    if family.runs is None:
+        raise Unsupported(f"yolodiag reads no {family.title} run folders yet")
+    runs = family.runs
+    info = runs.read_run(folder)
+    runs.locate_inputs(info, cfg, weights, nc)
+    facts, stopped = Facts(info.path, modules=modules, requested_dialect=dialect), None
     if info.cfg_path is not None:
         size = (info.imgsz, info.imgsz)
-        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc)
-        facts.data = info.data if pillow_available() else None
+        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, dialect)
+        facts.data = info.data if runs.pillow_available() else None
         info.cfg_findings = run_checks(facts, selection, COMMAND_STAGES["check"])
         facts.stopped = None  # a refused cfg's finding is among cfg_findings already
         if info.nc is None and facts.built is not None:
@@ -121,16 +131,17 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
 
 
 def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,
-                    resume: bool) -> InputRefused | None:
+                    resume: bool) -> Refused | None:
     """Facts.checkpoint and Facts.transfer; the refusal (YD504/YD508/YD509, a build) if any."""
-    from yolodiag.checkpoint import read_checkpoint, transfer
-
+    checkpoints = facts.dialect.checkpoint
+    if checkpoints is None:
+        raise Unsupported(f"--weights: yolodiag reads no {facts.title} checkpoints yet")
     try:
-        facts.checkpoint = read_checkpoint(weights)
-        facts.transfer = transfer(facts.checkpoint,
-                                  facts.spec if cfg_given and not resume else None, nc,
-                                  resume=resume, modules=facts.modules)
-    except InputRefused as e:
+        facts.checkpoint = checkpoints.read_checkpoint(weights)
+        facts.transfer = checkpoints.transfer(
+            facts.checkpoint, facts.spec if cfg_given and not resume else None, nc,
+            resume=resume, modules=facts.modules)
+    except Refused as e:
         facts.stopped = e.finding
         return e
     return None
@@ -155,7 +166,7 @@ GRADFLOW_SIZE = (256, 256)
 def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SIZE, *,
              batch: int = 2, device: str = "cpu", seed: int = 0, selection=None,
              fail_on: Severity = Severity.ERROR, modules: dict | None = None,
-             data: str | Path | None = None) -> Report:
+             data: str | Path | None = None, dialect: str = AUTO) -> Report:
     """Build the model with real weights (seeded) on `device`, run one forward and backward of
     YOLOv5's loss on the synthetic batch and run the gradient checks (YD601-YD607).
 
@@ -164,19 +175,19 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SI
     train split's first images (and the model has the data's classes). Raises Unsupported for
     a model whose head is not Detect.
     """
+    from yolodiag.build.builder import LayerFailed, forward_failure
     from yolodiag.checks import Facts, Selection, run_checks
     from yolodiag.gradflow import measure
-    from yolodiag.reference.builder import LayerFailed, forward_failure
     from yolodiag.spec import load_spec
     from yolodiag.trace import trace
 
     modules = modules or {}
     path = _model_path(model)
-    facts = Facts(str(path), modules=modules, data=_read_data(data))
+    facts = Facts(str(path), modules=modules, data=_read_data(data), requested_dialect=dialect)
     try:
-        facts.spec = load_spec(path, extra_modules=frozenset(modules))
+        facts.spec = load_spec(path, extra_modules=frozenset(modules), dialect=dialect)
         built = _seeded_build(facts.spec, seed, device, modules, _data_nc(facts.data))
-    except InputRefused as e:
+    except Refused as e:
         facts.stopped = e.finding
         return _report("gradflow", facts, run_checks(facts, stages=COMMAND_STAGES["gradflow"]),
                        fail_on, {}, e, bundled=model is None)
@@ -201,7 +212,8 @@ OVERFIT_SIZE = (256, 256)
 def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE, *,
             batch: int = 2, steps: int | None = None, device: str = "cpu", amp: bool = False,
             seed: int = 0, selection=None, fail_on: Severity = Severity.ERROR,
-            modules: dict | None = None, progress=None, data: str | Path | None = None) -> Report:
+            modules: dict | None = None, progress=None, data: str | Path | None = None,
+            dialect: str = AUTO) -> Report:
     """`check`'s checks at `img`, then a seeded model trained on one synthetic batch until it
     memorises it (or the step budget ends), then the fit checks (YD701-YD706).
 
@@ -215,7 +227,7 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
 
     modules = modules or {}
     dataset = _read_data(data)
-    facts, stopped_by = _traced(model, (img,), modules, _data_nc(dataset))
+    facts, stopped_by = _traced(model, (img,), modules, _data_nc(dataset), dialect)
     facts.data = dataset
     selection = selection or Selection()
     if stopped_by is not None or not facts.trace.ok_sizes or facts.built.probe_failure:
@@ -241,19 +253,20 @@ def _model_path(model: str | Path | None) -> Path:
 
 
 def _traced(model: str | Path | None, sizes, modules: dict | None = None,
-            nc: int | None = None):
+            nc: int | None = None, dialect: str = AUTO):
     """Facts of the spec, the meta-device build and the traces at `sizes` (the defaults for
     ()), and the refusal that stopped them, if one did."""
+    from yolodiag.build.builder import build
     from yolodiag.checks import Facts
-    from yolodiag.reference.builder import build
     from yolodiag.spec import load_spec
     from yolodiag.trace import trace
 
     modules = modules or {}
     path = _model_path(model)
-    facts = Facts(str(path), requested_sizes=tuple(sizes), modules=modules)
+    facts = Facts(str(path), requested_sizes=tuple(sizes), modules=modules,
+                  requested_dialect=dialect)
     try:
-        facts.spec = load_spec(path, extra_modules=frozenset(modules))
+        facts.spec = load_spec(path, extra_modules=frozenset(modules), dialect=dialect)
         with warnings.catch_warnings():  # torch's remarks on odd layers: the checks say more
             warnings.simplefilter("ignore", UserWarning)
             for device in ("meta", "cpu"):
@@ -263,7 +276,7 @@ def _traced(model: str | Path | None, sizes, modules: dict | None = None,
                                                               facts.built.stride))
                 if not _needs_values(facts.built, facts.trace):
                     break
-    except InputRefused as e:
+    except Refused as e:
         facts.stopped = e.finding
         return facts, e
     return facts, None
@@ -335,22 +348,23 @@ def _needs_values(built, traced) -> bool:
 
 
 def _seeded_build(spec, seed: int, device: str, modules: dict, nc: int | None = None):
-    """The model with YOLOv5's weights for this seed: drawn on the CPU, as YOLOv5 builds,
-    then moved, so that a seed gives the same model on every device. Raises Unsupported for
-    a head other than Detect (the mask loss of Segment is not implemented)."""
+    """The model with its family's initial weights for this seed: drawn on the CPU, as the
+    real code builds, then moved, so that a seed gives the same model on every device. Raises
+    Unsupported for a model the dialect cannot train (YOLOv5: a head other than Detect)."""
     import torch
 
-    from yolodiag.reference.builder import build
-    from yolodiag.reference.heads import Segment
+    from yolodiag.build.builder import build
 
     with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(seed)
         built = build(spec, nc=nc, modules=modules)
-    if built.model.head is None or isinstance(built.model.head, Segment):
+    needs = (built.dialect.model.untrainable(built) if built.dialect.loss is not None
+             else f"a loss yolodiag knows ({built.dialect.title} has none yet)")
+    if needs is not None:
         raise Unsupported(f"{spec.path}: layer {len(built.layers) - 1} "
                           f"{built.layers[-1].module}: yolodiag trains and measures models with "
-                          "a Detect head (the mask loss of Segment is not implemented)")
+                          f"{needs}")
     built.model.to(device)
     return dataclasses.replace(built, device=torch.device(device))
 

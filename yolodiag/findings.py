@@ -2,7 +2,7 @@
 the checks that produce them.
 
 A finding states one fact about the user's model (code, numbers, where it is) and one thing to
-do about it. This module holds the value types, the error that carries a finding out of a stage
+do about it. This module holds the value types, the error that carries a code out of a stage
 that cannot go on (a YAML we refuse to read, a layer that cannot be built), and the registry:
 every code with its name, default severity, stage and documentation, whether a check function
 or a stage produces it. `explain`, `rules`, the runner and the tests all read the registry. It
@@ -84,15 +84,18 @@ class Finding:
         }
 
 
-class InputRefused(Exception):
-    """A stage cannot go on because of the user's input; carries the finding that says why.
+class Refused(Exception):
+    """A stage cannot go on because of the user's input: the code that says why, and its facts.
 
-    The CLI turns it into one line on stderr and exit code 2.
+    The finding is made by the code's registered CheckInfo, as every finding is; a code
+    registered with `refuses=True` makes the command exit 2 (one line on stderr).
     """
 
-    def __init__(self, finding: Finding):
-        super().__init__(finding.one_line())
-        self.finding = finding
+    def __init__(self, code: str, message: str, hint: str = "",
+                 location: Location | None = None, data: dict[str, Any] | None = None):
+        self.finding = registered(code).finding(Problem(message, hint, location or Location(),
+                                                        data or {}))
+        super().__init__(self.finding.one_line())
 
 
 class Unsupported(Exception):
@@ -157,7 +160,9 @@ class CheckInfo:
     """One code: its name, default severity, stage, documentation and check function.
 
     `run` is None for codes a stage produces itself (the spec reader's refusals). `on_request`
-    checks run only when `--select` names them.
+    checks run only when `--select` names them. `needs`: what the dialect must be able to do
+    for the check to mean anything (e.g. "anchors"); for a dialect without it the check is
+    skipped, not failed.
     """
 
     code: str
@@ -167,6 +172,8 @@ class CheckInfo:
     doc: str
     run: Callable[[Any], Iterable[Problem]] | None = None
     on_request: bool = False
+    needs: frozenset[str] = frozenset()
+    refuses: bool = False  # a stage stops with it and the command exits 2 (bad input)
 
     def finding(self, problem: Problem) -> Finding:
         return Finding(self.code, self.name, problem.severity or self.severity, problem.message,
@@ -201,20 +208,35 @@ def _register(info: CheckInfo) -> None:
 
 
 def check(code: str, name: str, severity: Severity, stage: Stage, *,
-          on_request: bool = False) -> Callable:
+          on_request: bool = False, needs: Iterable[str] = ()) -> Callable:
     """Register a check: a generator of Problems whose docstring is its documentation."""
 
     def register(run: Callable[[Any], Iterable[Problem]]) -> Callable[[Any], Iterable[Problem]]:
         _register(CheckInfo(code, name, severity, stage, inspect.cleandoc(run.__doc__ or ""),
-                            run, on_request))
+                            run, on_request, frozenset(needs)))
         return run
 
     return register
 
 
-def describe(code: str, name: str, severity: Severity, stage: Stage, doc: str) -> None:
-    """Register a code that a stage produces itself (no check function), for explain/rules."""
-    _register(CheckInfo(code, name, severity, stage, inspect.cleandoc(doc)))
+def describe(code: str, name: str, severity: Severity, stage: Stage, doc: str, *,
+             refuses: bool = False) -> None:
+    """Register a code that a stage produces itself (no check function), for explain/rules;
+    `refuses`: a stage raises it as Refused, and the command exits 2."""
+    _register(CheckInfo(code, name, severity, stage, inspect.cleandoc(doc), refuses=refuses))
+
+
+def registered(code: str) -> CheckInfo:
+    """The CheckInfo of a code (the checks register theirs when yolodiag.checks is imported)."""
+    if code not in REGISTRY:
+        import yolodiag.checks  # noqa: F401  (registers every code)
+    return REGISTRY[code]
+
+
+def refusing_codes() -> frozenset[str]:
+    """The codes whose finding means bad input (exit code 2)."""
+    registered(INTERNAL_ERROR)
+    return frozenset(code for code, info in REGISTRY.items() if info.refuses)
 
 
 # A check that raised: a bug in yolodiag, reported as a finding that names the check.

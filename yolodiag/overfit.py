@@ -28,10 +28,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from yolodiag.loss import HYP, assign, compute_loss, prior_loss, train_hyp
+from yolodiag.build.builder import BuiltModel
 from yolodiag.metrics import detection_metrics, match_predictions, non_max_suppression, xywh2xyxy
 from yolodiag.probes import preserved
-from yolodiag.reference.builder import BuiltModel
 
 
 @dataclass(frozen=True)
@@ -173,18 +172,19 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
     model = copy.deepcopy(built.model).to(device)  # the caller's model is never trained
     head = model.head
     nl = len(built.stride)
+    objective = built.dialect.loss  # the family's loss, target assignment and hyp
     # train.py scales the loss gains to the class count, image size and number of levels.
-    hyp = train_hyp(HYP, head.nc, max(img), nl)
+    hyp = objective.train_hyp(objective.HYP, head.nc, max(img), nl)
     amp_dtype = autocast_dtype(device) if settings.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     optimizer = _optimizer(model, settings)
     grids = [tuple(s) for s in _grid_shapes(model, images)]
-    assignment = assign(targets, built.anchors.to(device), grids, hyp["anchor_t"])
+    assignment = objective.assign(targets, built.anchors.to(device), grids, hyp["anchor_t"])
     history = OverfitHistory(
         img, batch, int(targets.shape[0]), str(device),
         None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), settings,
         tuple(assignment.positives), len(assignment.unmatched), _priors(head),
-        float(prior_loss(built, grids, targets.cpu(), batch, hyp)[0]))
+        float(objective.prior_loss(built, grids, targets.cpu(), batch, hyp)[0]))
     if windows is None:
         windows = torch.tensor([[0.0, 0.0, img[1], img[0]]]).expand(batch, 4)
     windows = windows.to(device)
@@ -214,7 +214,8 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
             raw = model(images)
         # The loss in float32: under autocast YOLOv5's loss ops (BCE with logits, sums) run in
         # float32 as well.
-        loss, items = compute_loss(built.anchors, [r.float() for r in raw], targets, hyp)
+        loss, items = objective.compute_loss(built.anchors, [r.float() for r in raw], targets,
+                                             hyp)
         if not torch.isfinite(loss).all():
             history.nonfinite_step, history.nonfinite_what = step, "loss"
             history.stopped = "nonfinite"

@@ -20,11 +20,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from yolodiag.dialects import DEFAULT, DIALECTS
 from yolodiag.findings import CheckInfo, Severity
 from yolodiag.report import ModelSection, Report, finite
 from yolodiag.shapes import format_shape
 
 if TYPE_CHECKING:
+    from yolodiag.dialects import Dialect
     from yolodiag.report import Run
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -61,10 +63,10 @@ def render_text(run: Run, console: Console) -> None:
                   f"{summary['info']} info{models}; exit code {run.exit_code}", highlight=False)
 
 
-def _render_data(data: dict, console: Console) -> None:
+def _render_data(data: dict, console: Console, dialect: Dialect) -> None:
     """--data: where its splits were read, what each holds as train.py reads it, and the
     anchors' fit."""
-    console.print(_data_resolution(data), highlight=False)
+    console.print(_data_resolution(data, dialect), highlight=False)
     for name, split in data["splits"].items():
         console.print(
             f"data {name}: {split['images']} images, {split['objects']} objects; "
@@ -79,13 +81,14 @@ def _render_data(data: dict, console: Console) -> None:
                       f"above 1/anchor_t ({data['classes']} classes)", highlight=False)
 
 
-def _data_resolution(data: dict) -> str:
+def _data_resolution(data: dict, dialect: Dialect) -> str:
     """Where v7.0's check_dataset looks for the splits, and where they were read (YD804)."""
     where = data["resolution"]
     root = where["yolov5_root"] + ("" if where["root_given"] else ", the working directory")
     written = f"`path: {where['path']}`" if where["path"] else "no `path:`"
     line = (f"data: splits under {where['yolov5_path']}" if Path(where["path"]).is_absolute()
-            else f"data: {written} resolved as YOLOv5 v7.0 resolves it, against the YOLOv5 root "
+            else f"data: {written} resolved as {dialect.full_title} resolves it, against the "
+                 f"{dialect.title} root "
                  f"({root}): {where['yolov5_path']}")
     if where["read_as"] == "data-yaml-folder":
         line += (f"; not found there, so read relative to the data YAML's folder instead: "
@@ -93,13 +96,13 @@ def _data_resolution(data: dict) -> str:
     return escape(line)
 
 
-def _provenance_lines(sections: dict) -> list[str]:
+def _provenance_lines(report: Report) -> list[str]:
     """--repo: which yolo.py and interpreter built the model; --modules: the yolo.py files
     whose parse_model registrations gave the blocks' rules."""
-    repo, modules = sections.get("repo"), sections.get("modules")
+    repo, modules = report.sections.get("repo"), report.sections.get("modules")
     if repo:
-        return [f"built by your YOLOv5: {repo['yolo_py']}, in {repo['python']} (Python "
-                f"{repo['python_version']}, torch {repo['torch'] or 'not imported'})"]
+        return [f"built by your {report.dialect.title}: {repo['yolo_py']}, in {repo['python']} "
+                f"(Python {repo['python_version']}, torch {repo['torch'] or 'not imported'})"]
     if modules and modules["registrations"]:
         read = [f"{b['name']} {b['rule']}" for b in modules["blocks"] if b["registered_by"]]
         return [f"--modules: rules read from {', '.join(modules['registrations'])} (its "
@@ -132,15 +135,16 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
 
         render_transfer(report, console)
     if report.sections.get("data"):
-        _render_data(report.sections["data"], console)
-    for line in _provenance_lines(report.sections):  # whole, so its paths copy as one
+        _render_data(report.sections["data"], console, report.dialect)
+    for line in _provenance_lines(report):  # whole, so its paths copy as one
         console.print(line, highlight=False, soft_wrap=True)
     assignment = report.sections.get("assignment")
     if assignment:
         h, w = assignment["img"]
         batch = "a synthetic batch" if assignment["source"] == "synthetic" else (
             "the train labels, letterboxed")
-        console.print(f"YOLOv5's assignment of {batch} ({assignment['images']} images, "
+        console.print(f"{report.dialect.title}'s assignment of {batch} "
+                      f"({assignment['images']} images, "
                       f"{assignment['targets']} objects, {h}x{w}): positives per level "
                       f"{', '.join(map(str, assignment['positives_per_level']))}; "
                       f"{assignment['unmatched']} objects matched by no anchor",
@@ -164,6 +168,8 @@ def explain_text(info: CheckInfo) -> str:
     request = f", on request: --select {info.code}" if info.on_request else ""
     head = (f"{info.code} {info.name} (default severity {info.severity.value}, stage "
             f"{info.stage.value}{request})")
+    if info.needs:
+        head += f"\nSkipped for a dialect without {' and '.join(sorted(info.needs))}."
     return f"{head}\n\n{info.doc}\n"
 
 
@@ -185,8 +191,8 @@ def rules_table(infos: Iterable[CheckInfo]) -> Table:
 def _title(command: str, path: str, bundled: bool) -> str:
     what = f"\nyolodiag {command}: {escape(path)}"
     if bundled:
-        what += ("\n[bold]This is the bundled example[/] (the seed's ResNet-18 BasicBlock backbone"
-                 " under the YOLOv5s head); pass a model YAML to check your own.")
+        what += (f"\n[bold]This is the bundled example[/] ({DIALECTS[DEFAULT].bundled_note}); "
+                 "pass a model YAML to check your own.")
     return what
 
 
@@ -198,7 +204,10 @@ def _model_line(model: ModelSection) -> str:
         head = model.detect["layer"]
         strides = ", ".join(str(s) for s in model.detect["strides"])
         grids = ", ".join(detection_grids(model.layers[head].out_shape))
-        line += f"\nDetect (layer {head}): strides {strides}; grids {grids} at {h}x{w}"
+        line += f"\n{model.layers[head].module} (layer {head}): strides {strides}"
+        line += f"; grids {grids} at {h}x{w}" if grids else ""
+    if model.dialect:
+        line += f"\nread as {model.dialect['title']}: {escape(model.dialect['reason'])}"
     return line
 
 

@@ -25,8 +25,9 @@ from yolodiag.findings import (
     CheckInfo,
     Finding,
     Severity,
+    refusing_codes,
 )
-from yolodiag.report import REFUSED, Report, Run, finite
+from yolodiag.report import Report, Run, finite
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -36,8 +37,6 @@ _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.I
 _GITHUB_COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning",
                    Severity.INFO: "notice"}
 _ORDER = [Severity.ERROR, Severity.WARNING, Severity.INFO]  # most severe first
-# Codes that say the input was refused or yolodiag crashed: a JUnit <error>, not a <failure>.
-_ERROR_CODES = REFUSED | {INTERNAL_ERROR}
 
 
 def _registry() -> dict[str, CheckInfo]:
@@ -176,13 +175,13 @@ def _suite(report: Report, ran: set[str], registry: dict[str, CheckInfo]) -> ET.
         case = ET.SubElement(suite, "testcase", classname=f"yolodiag.{report.command}",
                              name=f"{code} {name}")
         counts["tests"] += 1
-        if code in _ERROR_CODES:
+        if code in _error_codes():
             bad, quiet = findings, []
         else:
             bad = [f for f in findings if f.severity in failing]
             quiet = [f for f in findings if f.severity not in failing]
         if bad:
-            tag = "error" if code in _ERROR_CODES else "failure"
+            tag = "error" if code in _error_codes() else "failure"
             counts["errors" if tag == "error" else "failures"] += 1
             message = f"{code} {name}: {bad[0].message}"
             if len(bad) > 1:
@@ -241,3 +240,9 @@ def _escape_data(text: str) -> str:
 
 def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _error_codes() -> frozenset[str]:
+    """Codes that say the input was refused or yolodiag crashed: a JUnit <error>, not a
+    <failure>."""
+    return refusing_codes() | {INTERNAL_ERROR}

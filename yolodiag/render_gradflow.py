@@ -27,7 +27,7 @@ def render_gradflow(report: Report, console: Console) -> None:
     h, w = section["img"]
     loss = section["loss"]
     console.print(
-        f"One forward and backward of YOLOv5's loss on {section['batch']} "
+        f"One forward and backward of {report.dialect.title}'s loss on {section['batch']} "
         f"{report.batch_source} {h}x{w} ({section['targets']} objects) on "
         f"{section['device']}: loss {loss['total']:.4g} (box {loss['box']:.4g}, obj "
         f"{loss['obj']:.4g}, cls {loss['cls']:.4g})", highlight=False)

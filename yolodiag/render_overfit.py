@@ -28,7 +28,7 @@ def render_overfit(report: Report, console: Console) -> None:
                        for p in fit["priors"])
     strides = ", ".join(str(plain_number(p["stride"])) for p in fit["priors"])
     console.print(
-        f"YOLOv5's assignment of the batch: positives per level (stride {strides}) "
+        f"{report.dialect.title}'s assignment of the batch: positives per level (stride {strides}) "
         f"{', '.join(map(str, fit['positives_per_level']))}, {fit['unmatched']} objects matched "
         f"by no anchor; confidence priors {priors} (val.py keeps > {settings['conf']})",
         highlight=False)

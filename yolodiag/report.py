@@ -13,15 +13,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from yolodiag import __version__
-from yolodiag.checkpoint_format import CHECKPOINT_REFUSALS
-from yolodiag.findings import INTERNAL_ERROR, Finding, Severity
-from yolodiag.spec import REFUSALS
-
-# Codes that refuse the input (exit code 2): the YAML reader's and the checkpoint reader's.
-REFUSED = frozenset(REFUSALS) | frozenset(CHECKPOINT_REFUSALS)
+from yolodiag.dialects import DEFAULT, DIALECTS, chosen
+from yolodiag.findings import INTERNAL_ERROR, Finding, Severity, refusing_codes
 
 if TYPE_CHECKING:  # torch-free at import: the CLI renders without loading torch
-    from yolodiag.reference.builder import BuiltModel
+    from yolodiag.build.builder import BuiltModel
+    from yolodiag.dialects import Dialect
     from yolodiag.trace import Trace
 
 SCHEMA = "yolodiag.report/1"
@@ -67,12 +64,13 @@ class ModelSection:
     layers: tuple[LayerRow, ...]
     detect: dict[str, Any] | None
     sizes: tuple[tuple[int, int], ...] = ()
+    dialect: dict[str, str] | None = None  # the family it was read as, and why
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "bundled": self.bundled, "nc": self.nc, "img": list(self.img),
                 "params": self.params, "gflops": round(self.gflops, 1),
                 "layers": [row.as_dict() for row in self.layers], "detect": self.detect,
-                "sizes": [list(s) for s in self.sizes]}
+                "sizes": [list(s) for s in self.sizes], "dialect": self.dialect}
 
 
 def summarize(findings: list[Finding]) -> dict[str, int]:
@@ -87,7 +85,7 @@ def exit_code(findings: list[Finding], fail_on: Severity) -> int:
     codes = {f.code for f in findings}
     if INTERNAL_ERROR in codes:
         return EXIT_INTERNAL
-    if codes & REFUSED:
+    if codes & refusing_codes():
         return EXIT_BAD_INPUT
     order = [Severity.ERROR, Severity.WARNING, Severity.INFO]
     failing = order[: order.index(fail_on) + 1]
@@ -114,6 +112,13 @@ class Report:
         return summarize(self.findings)
 
     @property
+    def dialect(self) -> Dialect:
+        """The dialect the YAML was read as, or the default one (text output names its code:
+        "YOLOv5's assignment")."""
+        read_as = self.sections.get("dialect")
+        return DIALECTS.get(read_as["name"] if read_as else DEFAULT, DIALECTS[DEFAULT])
+
+    @property
     def batch_source(self) -> str:
         """What gradflow and overfit ran on: the synthetic images, or --data's train images."""
         data = self.sections.get("data")
@@ -130,7 +135,7 @@ class Report:
     @property
     def refused(self) -> Finding | None:
         """The finding the input was refused with (exit code 2), if it was."""
-        return next((f for f in self.findings if f.code in REFUSED), None)
+        return next((f for f in self.findings if f.code in refusing_codes()), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -192,10 +197,11 @@ def model_section(built: BuiltModel, trace: Trace, *, bundled: bool = False) -> 
     detect = None
     if built.head_index is not None and built.stride is not None:
         detect = {"layer": built.head_index, "strides": [_number(s) for s in built.stride],
-                  "anchors_grid": built.anchors.tolist()}
+                  "anchors_grid": None if built.anchors is None else built.anchors.tolist()}
     return ModelSection(path=built.spec.path, bundled=bundled, nc=built.nc, img=first.img,
                         params=built.params, gflops=first.gflops, layers=tuple(rows),
-                        detect=detect, sizes=tuple(s.img for s in trace.sizes))
+                        detect=detect, sizes=tuple(s.img for s in trace.sizes),
+                        dialect=chosen(built.spec).as_dict())
 
 
 def finite(value: Any) -> Any:
@@ -219,18 +225,20 @@ def _number(x: float) -> int | float:
 
 
 def provenance_sections(facts) -> dict[str, Any]:
-    """Whose code decided the model: `repo` (--repo: the yolo.py and the interpreter that
-    built it) and `modules` (--modules: per block the YAML uses, its class, its rule and how
-    that was decided, and the checkouts' yolo.py files whose parse_model was read)."""
+    """Whose code decided the model: `dialect` (the family the YAML was read as, and why; None
+    when it could not be read), `repo` (--repo: the yolo.py and the interpreter that built it)
+    and `modules` (--modules: per block the YAML uses, its class, its rule and how that was
+    decided, and the checkouts' yolo.py files whose parse_model was read)."""
+    family = {"dialect": chosen(facts.spec).as_dict() if facts.spec is not None else None}
     if facts.repo is not None:
-        return {"repo": facts.repo}
+        return {**family, "repo": facts.repo}
     if not facts.modules:
-        return {}
+        return family
     from yolodiag.usermodules import registration_file
 
     used = {row.module for row in facts.spec.layers} if facts.spec else set(facts.modules)
     entries = [entry for name, entry in facts.modules.items() if name in used]
-    return {"modules": {
+    return {**family, "modules": {
         "registrations": sorted({registration_file(e) for e in facts.modules.values()
                                  if e.registered_by}),
         "blocks": [{"name": e.name, "class": e.factory, "rule": e.rule, "decided": e.decided,

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from yolodiag.reference.builder import BuiltModel, LayerFailed
-from yolodiag.reference.meta import shape_only
+from yolodiag.build.builder import BuiltModel, LayerFailed
+from yolodiag.build.meta import shape_only
 from yolodiag.shapes import Shape, is_map
 
 

@@ -31,9 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from yolodiag.build.plan import ModuleEntry, canonical_name
+from yolodiag.dialects import DEFAULT, DIALECTS, Dialect
 from yolodiag.findings import Unsupported
-from yolodiag.reference.table import MODULES, ModuleEntry, canonical_name
-from yolodiag.registration import Registration, find_checkout, read_registration
 
 # The rules a user may declare (rules.RULES also holds the stock-only ones: batchnorm...).
 DECLARABLE = ("channels", "channels+repeats", "passthrough", "out=args0", "input", "concat-sum",
@@ -95,7 +95,7 @@ def raw_widths(cls: type, args: tuple) -> tuple[Any, Any] | str:
     return bound.arguments.get(names[0]), bound.arguments.get(names[1])
 
 
-def why_raw(entry: ModuleEntry) -> str:
+def why_raw(entry: ModuleEntry, dialect: Dialect) -> str:
     """Why parse_model passes a block the YAML's arguments unchanged, from how its rule was
     decided."""
     return {
@@ -104,7 +104,8 @@ def why_raw(entry: ModuleEntry) -> str:
         RuleSource.YOLO_PY: f"in none of the channel-aware branches of {entry.registered_by}'s "
                             "parse_model",
         "repo": "as your parse_model did",
-    }.get(entry.decided, "stock YOLOv5's parse_model does not register it as channel-aware")
+    }.get(entry.decided, f"stock {dialect.title}'s parse_model does not register it as "
+                         "channel-aware")
 
 
 def registration_file(entry: ModuleEntry) -> str:
@@ -113,19 +114,19 @@ def registration_file(entry: ModuleEntry) -> str:
     return where.rpartition(":")[0] if entry.decided == RuleSource.UNMAPPED else where
 
 
-def register_fix(module: str, entry: ModuleEntry | None = None) -> str:
+def register_fix(module: str, dialect: Dialect, entry: ModuleEntry | None = None) -> str:
     """How to make a block channel-aware; with its entry, also how to tell yolodiag (nothing
     to tell when its rule is read from the checkout's yolo.py, or it is a stock class)."""
     fix = (f"register {module} in parse_model's channel-aware set (c1 = ch[f] inserted, c2 = "
            f"args[0] width-scaled) and write `[c2, ...]`, or use a channel-aware module such "
-           f"as Conv")
+           f"as {dialect.example('block')}")
     declared = entry is not None and entry.decided in (RuleSource.OPTION, RuleSource.FILE)
     user = entry is not None and entry.cls is not None and entry.decided != RuleSource.YOLO_PY
     return fix + (f" (then declare it: --rule {module}=channels)" if declared or user else "")
 
 
-def common_namespace() -> dict[str, Any]:
-    """What a class pasted from YOLOv5's common.py expects to find around it."""
+def common_namespace(dialect: Dialect) -> dict[str, Any]:
+    """What a class pasted from the family's common.py expects to find around it."""
     import collections
     import contextlib
     import copy
@@ -138,22 +139,17 @@ def common_namespace() -> dict[str, Any]:
     import torch.nn.functional as F
     from torch import nn
 
-    from yolodiag.reference import blocks, heads, seed
-    from yolodiag.reference.rules import Completion, RuleInput, make_divisible
+    from yolodiag.build.plan import Completion, RuleInput, make_divisible
 
     namespace: dict[str, Any] = {
         "torch": torch, "nn": nn, "F": F, "math": math, "np": np, "copy": copy,
         "warnings": warnings, "contextlib": contextlib, "Path": Path,
         "OrderedDict": collections.OrderedDict, "namedtuple": collections.namedtuple,
         "make_divisible": make_divisible, "RuleInput": RuleInput, "Completion": Completion,
-        # Helpers common.py imports from YOLOv5's utils, used in class bodies and defaults.
+        # Helpers common.py imports from the family's utils, used in class bodies and defaults.
         "LOGGER": logging.getLogger("yolodiag.user"), "check_version": check_version,
     }
-    for module in (blocks, heads, seed):
-        namespace.update({name: value for name, value in vars(module).items()
-                          if not name.startswith("_") and (inspect.isclass(value)
-                                                           or inspect.isfunction(value))
-                          and value.__module__ == module.__name__})
+    namespace.update(dialect.namespace() if dialect.namespace else {})
     return namespace
 
 
@@ -173,23 +169,27 @@ def check_version(current: str = "0.0.0", minimum: str = "0.0.0", name: str = "v
     return ok
 
 
-def load_modules(files: Iterable[str | Path], rules: Iterable[str] = ()) -> dict[str, ModuleEntry]:
-    """Module-table entries for the classes defined in `files`, with their channel rules.
+def load_modules(files: Iterable[str | Path], rules: Iterable[str] = (),
+                 dialect: Dialect | None = None) -> dict[str, ModuleEntry]:
+    """Module-table entries for the classes defined in `files`, with their channel rules, for
+    the model table of `dialect` (default: the default dialect's).
 
     `rules`: "Name=rule" strings from the command line (also for stock names). Raises
     Unsupported (one line naming the file and line) when a file cannot be read or executed,
     or a rule is unknown.
     """
-    namespace = common_namespace()
-    defined: dict[str, tuple[type, Path, Registration | None]] = {}
+    dialect = dialect or DIALECTS[DEFAULT]
+    table = dialect.modules
+    namespace = common_namespace(dialect)
+    defined: dict[str, tuple[type, Path, Any]] = {}
     declared: dict[str, Any] = {}
     for file in files:
         path = Path(file)
-        root = find_checkout(path)
-        registration = read_registration(root) if root is not None else None
+        root = dialect.checkout.find_checkout(path)
+        registration = dialect.checkout.read_registration(root) if root is not None else None
         namespace["__name__"] = f"yolodiag.user.{path.stem}"
         namespace.pop("YOLODIAG_RULES", None)
-        _execute(path, namespace, root)
+        _execute(path, namespace, root, dialect)
         defined.update({name: (value, path, registration) for name, value in namespace.items()
                         if _is_block(value) and value.__module__ == namespace["__name__"]})
         file_rules = namespace.get("YOLODIAG_RULES", {})
@@ -200,18 +200,18 @@ def load_modules(files: Iterable[str | Path], rules: Iterable[str] = ()) -> dict
 
     entries: dict[str, ModuleEntry] = {}
     for name, (cls, path, registration) in defined.items():
-        entry = _entry(name, cls, path, registration)
+        entry = _entry(name, cls, path, registration, dialect)
         if entry is not None:
             entries[name] = entry
     for name, (rule, path) in declared.items():
         if name not in defined:
             raise Unsupported(f"{path}: YOLODIAG_RULES names {name!r}, which no --modules file "
                               f"defines (classes: {', '.join(sorted(defined)) or 'none'})")
-        entries[name] = _with_rule(entries.get(name) or MODULES[name], rule, RuleSource.FILE,
+        entries[name] = _with_rule(entries.get(name) or table[name], rule, RuleSource.FILE,
                                    str(path))
     for name, rule in options.items():
         name = canonical_name(name)
-        entry = entries.get(name) or MODULES.get(name)
+        entry = entries.get(name) or table.get(name)
         if entry is None:
             raise Unsupported(f"--rule {name}={rule}: no module {name!r} in the module table "
                               "or in the --modules files")
@@ -219,15 +219,13 @@ def load_modules(files: Iterable[str | Path], rules: Iterable[str] = ()) -> dict
     return entries
 
 
-def _entry(name: str, cls: type, path: Path,
-           registration: Registration | None) -> ModuleEntry | None:
+def _entry(name: str, cls: type, path: Path, registration: Any,
+           dialect: Dialect) -> ModuleEntry | None:
     """The module-table entry of one class of a --modules file; None when it is the table's own
     class under the table's rule (a stock class of the user's common.py)."""
-    from yolodiag.stockmatch import differences
-
     registered = _registered(name, cls, registration)
-    table = MODULES.get(name)
-    differs = (differences(cls, table.load(), name, table.rule)
+    table = dialect.modules.get(name)
+    differs = (dialect.stockmatch.differences(cls, table.load(), name, table.rule)
                if table is not None and table.decided in ("table", "seed") else None)
     if table is not None and differs is None and table.decided in ("table", "seed"):
         if registered is None:
@@ -240,7 +238,7 @@ def _entry(name: str, cls: type, path: Path,
         rule, decided, where = registered
     elif table is not None and table.decided == "table":
         # parse_model's sets hold names resolved at call time, so a class redefined under a
-        # stock name keeps that name's rule in YOLOv5 (yolodiag's own additions do not).
+        # stock name keeps that name's rule there (yolodiag's own additions do not).
         (rule, decided), where = (table.rule, RuleSource.STOCK_NAME), None
     else:
         (rule, decided), where = inferred_rule(cls), None
@@ -248,8 +246,7 @@ def _entry(name: str, cls: type, path: Path,
                        differs=differs)
 
 
-def _registered(name: str, cls: type,
-                registration: Registration | None) -> tuple[str, str, str] | None:
+def _registered(name: str, cls: type, registration: Any) -> tuple[str, str, str] | None:
     """(rule, RuleSource, where) from the checkout's parse_model, when there is one."""
     if registration is None:
         return None
@@ -261,7 +258,8 @@ def _registered(name: str, cls: type,
     return "passthrough", RuleSource.YOLO_PY, registration.source  # in no branch: the fallback
 
 
-def _execute(path: Path, namespace: dict[str, Any], root: Path | None = None) -> None:
+def _execute(path: Path, namespace: dict[str, Any], root: Path | None,
+             dialect: Dialect) -> None:
     """Run the user's file (they asked for it with --modules); errors as one line. A file of a
     checkout runs with the checkout's root first on sys.path, as its own code does (its
     `from utils.general import ...` lines are the checkout's, not another package's)."""
@@ -281,7 +279,8 @@ def _execute(path: Path, namespace: dict[str, Any], root: Path | None = None) ->
                      if frame.filename == str(path)), None)
         where = f"{path}:{line}" if line else str(path)
         if isinstance(e, ImportError):
-            raise Unsupported(_import_failed(where, source, line, e, root)) from e
+            raise Unsupported(_import_failed(where, source, line, e, root,
+                                             dialect.title)) from e
         raise Unsupported(f"{where}: running the --modules file raised "
                           f"{type(e).__name__}: {e}") from e
     finally:
@@ -290,15 +289,15 @@ def _execute(path: Path, namespace: dict[str, Any], root: Path | None = None) ->
 
 
 def _import_failed(where: str, source: str, line: int | None, error: ImportError,
-                   root: Path | None) -> str:
+                   root: Path | None, title: str) -> str:
     """One line: which import failed, and the two ways that work."""
     statement = source.splitlines()[line - 1].strip() if line else ""
     statement = statement if len(statement) <= 60 else statement[:57] + "..."
     statement = f" (`{statement}`)" if statement else ""
-    checkout = str(root) if root is not None else "<your YOLOv5 checkout>"
+    checkout = str(root) if root is not None else f"<your {title} checkout>"
     return (f"{where}: cannot run the --modules file here: its import{statement} fails with "
             f"{type(error).__name__}: {error}; use `--repo {checkout}` (builds with your own "
-            f"YOLOv5 in its interpreter, --repo-python) or pass a file holding just your "
+            f"{title} in its interpreter, --repo-python) or pass a file holding just your "
             f"classes")
 
 
@@ -311,7 +310,7 @@ def _is_block(value: Any) -> bool:
 def _parse_rule_option(text: str) -> tuple[str, str]:
     name, sep, rule = text.partition("=")
     if not sep or not name.strip() or not rule.strip():
-        raise Unsupported(f"--rule {text!r}: expected Name=rule, e.g. --rule BasicBlock=channels")
+        raise Unsupported(f"--rule {text!r}: expected Name=rule, e.g. --rule MyBlock=channels")
     return name.strip(), rule.strip()
 
 
@@ -327,7 +326,7 @@ def _with_rule(entry: ModuleEntry, rule: Any, decided: str, where: str) -> Modul
 def _custom_rule(function: Callable) -> Callable:
     """A user's function mirroring a dedicated parse_model branch: it receives the RuleInput
     and returns a Completion or `(args, c2)` (copies stacked: the row's number)."""
-    from yolodiag.reference.rules import Completion
+    from yolodiag.build.plan import Completion
 
     def rule(r):
         done = function(r)

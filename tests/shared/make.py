@@ -1,8 +1,9 @@
 """Builds tests/shared, the tests' copy of the project's `../shared`: the files the tests use,
 byte-exact (COPIED), the stock YOLOv5 YAMLs without their comments (STRIPPED) and the golden
-checkpoints shrunk (SHRUNK). Run it again after ../shared
-changes: `python tests/shared/make.py [SOURCE]` (SOURCE defaults to `../shared` beside the
-repository). README.md beside this file says what each file is and what was changed.
+checkpoints shrunk (SHRUNK), and MANIFEST.json, the sha256 of each copy and of its original.
+Run it again after ../shared changes: `python tests/shared/make.py [SOURCE]` (SOURCE defaults
+to `../shared` beside the repository; `--manifest` records the hashes only). README.md beside
+this file says what each file is and what was changed.
 
 A checkpoint is shrunk at the archive level, never unpickled: its `data.pkl` keeps every opcode,
 so every global it names (models.yolo.DetectionModel, ultralytics.nn.tasks.DetectionModel, ...),
@@ -17,6 +18,7 @@ then read back: the project's own safe reader must give the same facts as from t
 from __future__ import annotations
 
 import hashlib
+import json
 import pickletools
 import shutil
 import sys
@@ -57,7 +59,8 @@ SHRUNK = (
     "golden/ultralytics/checkpoints/yolo11n-shapes-3ep-best.pt",
     "golden/yolov7/checkpoints/yolov7-tiny-stripped-format.pt",
 )
-OWN = ("README.md", "make.py")  # this folder's own files, not copies
+OWN = ("README.md", "make.py", "MANIFEST.json")  # this folder's own files, not copies
+MANIFEST = "MANIFEST.json"  # per file: the sha256 of the copy here and of its original
 KEEP = 64  # elements a storage keeps: its first record stays over 16 bytes, which the CRC test
 # flips (test_checkpoint_format), and small tensors keep every value
 
@@ -222,18 +225,18 @@ def verify(original: Path, shrunk: Path) -> str:
     never runs a pickled global): equal, or AssertionError. Returns a one-line summary."""
     import torch
 
-    from yolodiag.checkpoint import read_checkpoint
-    from yolodiag.findings import InputRefused
+    from yolodiag.dialects.yolov5.checkpoint import read_checkpoint
+    from yolodiag.findings import Refused
 
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint
     assert unsafe(str(original)) == unsafe(str(shrunk)), "globals differ"
     try:
         before = read_checkpoint(original)
-    except InputRefused as e:  # another framework's: the refusal is what the tests check
+    except Refused as e:  # another framework's: the refusal is what the tests check
         with_shrunk = None
         try:
             read_checkpoint(shrunk)
-        except InputRefused as f:
+        except Refused as f:
             with_shrunk = f.finding
         assert with_shrunk is not None and with_shrunk.data == e.finding.data
         assert with_shrunk.message.replace(str(shrunk), "") == \
@@ -253,11 +256,28 @@ def verify(original: Path, shrunk: Path) -> str:
     return f"{len(after.state)} tensors, same keys, shapes, dtypes and facts"
 
 
+def manifest(source: Path) -> dict[str, dict[str, str]]:
+    """Per file made here: the sha256 of the copy and of the original it was made from, so that
+    a clone without ../shared can still tell a copy edited by hand (test_shared)."""
+    names = sorted({*copied(source), *stripped(source), *SHRUNK})
+    return {name: {"copy": sha256(HERE / name), "source": sha256(source / name)}
+            for name in names}
+
+
+def write_manifest(source: Path) -> None:
+    (HERE / MANIFEST).write_text(json.dumps(manifest(source), indent=1) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str]) -> int:
+    only_manifest = "--manifest" in argv  # the copies as they are: record their hashes only
+    argv = [a for a in argv if a != "--manifest"]
     source = Path(argv[1] if len(argv) > 1 else ROOT.parent / "shared").resolve()
     if not (source / "golden").is_dir():
         print(f"no golden figures in {source}: pass the shared folder", file=sys.stderr)
         return 2
+    if only_manifest:
+        write_manifest(source)
+        return 0
     sys.path.insert(0, str(ROOT))  # the project's reader, for verify()
     files = copied(source)
     for stale in (p for p in HERE.rglob("*") if p.is_file()):
@@ -279,6 +299,7 @@ def main(argv: list[str]) -> int:
     for folder in sorted((p for p in HERE.rglob("*") if p.is_dir()), reverse=True):
         if not any(folder.iterdir()):  # left by a file ../shared no longer has
             folder.rmdir()
+    write_manifest(source)
     total = sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file())
     print(f"{len(files)} files copied, {len(stripped(source))} without comments, {len(SHRUNK)} "
           f"shrunk: {total:,} bytes in {HERE}")

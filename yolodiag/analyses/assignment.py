@@ -52,13 +52,13 @@ def target_assignment(facts: Facts) -> TargetAssignment | None:
     `anchors: N` or an untraced model)."""
     import torch
 
-    from yolodiag.loss import assign
     from yolodiag.synthetic import synthetic_labels
 
     built, size = facts.built, facts.first_ok
     if not isinstance(facts.spec.anchors, tuple) or built is None or built.stride is None \
-            or size is None:
+            or size is None or not facts.dialect.can(frozenset({"anchors", "loss"})):
         return None
+    assign = facts.dialect.loss.assign
     head = facts.spec.layers[built.head_index]
     grids = [tuple(size.layer(i).out_shape[2:]) for i in head.sources]
     if len(grids) != len(built.stride):

@@ -44,11 +44,10 @@ def crashes(facts: Facts) -> list[Crash]:
             entry["sizes"].append(size.img)
     probe = facts.built.probe_failure if facts.built else None
     if probe is not None:
-        from yolodiag.reference.builder import STRIDE_PROBE_SIZE
-
+        size = facts.dialect.model.PROBE_SIZE
         entry = found.setdefault(probe[0], {"error": probe[1], "sizes": [], "in_shapes": (),
                                             "failed_op": None, "failed_add": False})
-        entry["sizes"].insert(0, (STRIDE_PROBE_SIZE, STRIDE_PROBE_SIZE))
+        entry["sizes"].insert(0, (size, size))
     return [Crash(layer, e["error"], tuple(dict.fromkeys(e["sizes"])), e["in_shapes"],
                   e["failed_op"], _cause(facts, layer, e["in_shapes"], e["failed_add"]),
                   probe is not None and probe[0] == layer)

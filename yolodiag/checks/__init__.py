@@ -4,6 +4,7 @@ every check in `yolodiag.findings.REGISTRY`; `run_checks` runs them over one mod
 from yolodiag.checks import (  # noqa: F401  (registration)
     anchors,
     blocks,
+    cost,
     data,
     fit,
     geometry,

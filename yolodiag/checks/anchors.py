@@ -17,55 +17,34 @@ from yolodiag.shapes import plain_number
 
 E, W = Severity.ERROR, Severity.WARNING
 
-# YOLOv5 v7.0's default anchor rows (pixels) and the stride each was designed for.
-DEFAULT_ANCHOR_ROWS: dict[tuple[int, ...], int] = {
-    # P5 models at 640 (yolov5n-x, yolov3, ...)
-    (10, 13, 16, 30, 33, 23): 8, (30, 61, 62, 45, 59, 119): 16,
-    (116, 90, 156, 198, 373, 326): 32,
-    # yolov3-tiny
-    (10, 14, 23, 27, 37, 58): 16, (81, 82, 135, 169, 344, 319): 32,
-    # P6 models at 640, 1280 (the stock P6 YAMLs), 1920
-    (9, 11, 21, 19, 17, 41): 8, (43, 32, 39, 70, 86, 64): 16, (65, 131, 134, 130, 120, 265): 32,
-    (282, 180, 247, 354, 512, 387): 64,
-    (19, 27, 44, 40, 38, 94): 8, (96, 68, 86, 152, 180, 137): 16,
-    (140, 301, 303, 264, 238, 542): 32, (436, 615, 739, 380, 925, 792): 64,
-    (28, 41, 67, 59, 57, 141): 8, (144, 103, 129, 227, 270, 205): 16,
-    (209, 452, 455, 396, 358, 812): 32, (653, 922, 1109, 570, 1387, 1187): 64,
-    # P7 models at 640, 1280, 1920
-    (11, 11, 13, 30, 29, 20): 8, (30, 46, 61, 38, 39, 92): 16, (78, 80, 146, 66, 79, 163): 32,
-    (149, 150, 321, 143, 157, 303): 64, (257, 402, 359, 290, 524, 372): 128,
-    (19, 22, 54, 36, 32, 77): 8, (70, 83, 138, 71, 75, 173): 16,
-    (165, 159, 148, 334, 375, 151): 32, (334, 317, 251, 626, 499, 474): 64,
-    (750, 326, 534, 814, 1079, 818): 128,
-    (29, 34, 81, 55, 47, 115): 8, (105, 124, 207, 107, 113, 259): 16,
-    (247, 238, 222, 500, 563, 227): 32, (501, 476, 376, 939, 749, 711): 64,
-    (1126, 489, 801, 1222, 1618, 1227): 128,
-}
-
-
 def row_size(row: tuple[float, ...]) -> float:
     """Geometric mean of sqrt(w * h) over a row's anchors: one size per row, in its units."""
     areas = [row[i] * row[i + 1] for i in range(0, len(row) - 1, 2)]
     return math.exp(sum(math.log(max(a, 1e-12)) / 2 for a in areas) / len(areas))
 
 
-# Grid-unit sizes of the default rows at their design strides: 1.5 (yolov3-tiny P4/16) to 14.5.
-_DEFAULT_GRID_SIZES = [row_size(row) / stride for row, stride in DEFAULT_ANCHOR_ROWS.items()]
+def default_grid_sizes(facts: Facts) -> list[float]:
+    """Grid-unit sizes of the family's default rows at their design strides (YOLOv5: 1.5, the
+    yolov3-tiny P4/16 row, to 14.5)."""
+    return [row_size(row) / stride for row, stride in facts.dialect.default_anchors.items()]
 
 
-def designed_stride(row: tuple[float, ...]) -> tuple[int | None, bool]:
-    """(stride the row was designed for, whether it is one of YOLOv5's own rows).
+def designed_stride(facts: Facts, row: tuple[float, ...]) -> tuple[int | None, bool]:
+    """(stride the row was designed for, whether it is one of the family's own rows).
 
     A default row is recognised exactly. A user's row is matched to the default row of the
     nearest size when within a factor 1.5 (same scale, refitted), else its design is unknown.
     """
-    exact = DEFAULT_ANCHOR_ROWS.get(tuple(row))
+    defaults = facts.dialect.default_anchors
+    exact = defaults.get(tuple(row))
     if exact is not None:
         return exact, True
     if any(value <= 0 for value in row):  # YD403's business
         return None, False
     size = row_size(row)
-    nearest = min(DEFAULT_ANCHOR_ROWS.items(), key=lambda kv: abs(math.log(row_size(kv[0]) / size)))
+    if not defaults:
+        return None, False
+    nearest = min(defaults.items(), key=lambda kv: abs(math.log(row_size(kv[0]) / size)))
     if abs(math.log(row_size(nearest[0]) / size)) <= math.log(1.5):
         return nearest[1], False
     return None, False
@@ -80,7 +59,7 @@ def levels_in_use(facts: Facts) -> list[tuple[float, ...]] | None:
     return list(reversed(anchors)) if facts.built.anchors_flipped else list(anchors)
 
 
-@check("YD401", "anchor-level-count", E, Stage.SPEC)
+@check("YD401", "anchor-level-count", E, Stage.SPEC, needs={"anchors"})
 def anchor_level_count(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -115,16 +94,16 @@ def anchor_level_count(facts: Facts) -> Iterator[Problem]:
                       "give every level the same number of anchors", where,
                       {"anchors_per_row": [n // 2 for n in lengths]})
     for row in facts.spec.layers:
-        if row.module in ("Detect", "Segment") and not isinstance(row.from_, int) \
+        if row.module in facts.dialect.head_modules and not isinstance(row.from_, int) \
                 and len(row.from_) != len(anchors):
             yield Problem(
                 f"{row.module} reads {len(row.from_)} layers {list(row.from_)} but there are "
-                f"{len(anchors)} anchor rows: YOLOv5 needs one row per input",
-                "add or remove anchor rows (or Detect inputs) so that they match",
+                f"{len(anchors)} anchor rows: {facts.title} needs one row per input",
+                f"add or remove anchor rows (or {row.module} inputs) so that they match",
                 facts.where(row.index), {"inputs": len(row.from_), "rows": len(anchors)})
 
 
-@check("YD402", "anchor-order", W, Stage.BUILD)
+@check("YD402", "anchor-order", W, Stage.BUILD, needs={"anchors"})
 def anchor_order(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -152,9 +131,10 @@ def anchor_order(facts: Facts) -> Iterator[Problem]:
     if ordered:
         return
     flipped = facts.built.anchors_flipped
-    what = ("YOLOv5 flips the rows silently" + (", and the order is still wrong"
+    what = (f"{facts.title} flips the rows silently" + (", and the order is still wrong"
             if not all((b > a) == increasing for a, b in zip(sizes[::-1], sizes[-2::-1])) else "")
-            if flipped else "YOLOv5 keeps them as they are (it compares only the first and last)")
+            if flipped else f"{facts.title} keeps them as they are (it compares only the first "
+            "and last)")
     yield Problem(
         f"anchor row sizes {sizes} (pixels) are not ordered like the strides "
         f"{[plain_number(s) for s in strides]}: {what}",
@@ -162,7 +142,7 @@ def anchor_order(facts: Facts) -> Iterator[Problem]:
         facts.key_location("anchors"), {"row_sizes": sizes, "flipped": flipped})
 
 
-@check("YD403", "anchor-stride-mismatch", W, Stage.BUILD)
+@check("YD403", "anchor-stride-mismatch", W, Stage.BUILD, needs={"anchors"})
 def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -189,12 +169,15 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
     for level, row in enumerate(rows):
         if any(value <= 0 for value in row):
             yield Problem(
-                f"level {level} has anchor sizes that are not positive {list(row)}: YOLOv5's "
-                "width and height ratios are meaningless for them and no target matches",
+                f"level {level} has anchor sizes that are not positive {list(row)}: "
+                f"{facts.title}'s width and height ratios are meaningless for them and no "
+                "target matches",
                 "write positive pixel sizes", facts.key_location("anchors"),
                 {"level": level, "row": list(row)}, severity=E)
-    low = min(_DEFAULT_GRID_SIZES) / facts.anchor_t
-    high = max(_DEFAULT_GRID_SIZES) * facts.anchor_t
+    sizes = default_grid_sizes(facts)
+    if not sizes:
+        return
+    low, high = min(sizes) / facts.anchor_t, max(sizes) * facts.anchor_t
     for level, (row, stride) in enumerate(zip(rows, facts.built.stride)):
         if any(value <= 0 for value in row):
             continue  # reported above
@@ -203,14 +186,14 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
             continue
         yield Problem(
             f"level {level} (stride {plain_number(stride)}) anchors average {cells:.2f} grid cells "
-            f"({row_size(row):.1f} px): outside the {low:.2f}-{high:.1f} cells YOLOv5's "
+            f"({row_size(row):.1f} px): outside the {low:.2f}-{high:.1f} cells {facts.title}'s "
             f"assignment (anchor_t {facts.anchor_t:g}) can match to this level's usual objects",
             "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
             facts.key_location("anchors"),
             {"level": level, "stride": stride, "grid_cells": round(cells, 3)})
 
 
-@check("YD404", "no-target-matched", E, Stage.TRACE)
+@check("YD404", "no-target-matched", E, Stage.TRACE, needs={"anchors", "loss"})
 def no_target_matched(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -262,7 +245,7 @@ def no_target_matched(facts: Facts) -> Iterator[Problem]:
     batch = ("a synthetic batch" if stats.source == "synthetic" else
              f"the {stats.images} {stats.source} images of --data, letterboxed,")
     yield Problem(
-        f"YOLOv5's assignment of {batch} at {h}x{w}: " + "; ".join(parts)
+        f"{facts.title}'s assignment of {batch} at {h}x{w}: " + "; ".join(parts)
         + f" (positives per level {list(stats.positives)})",
         "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
         facts.key_location("anchors"),

@@ -74,15 +74,17 @@ def not_channel_aware(facts: Facts) -> Iterator[Problem]:
             yield Problem(
                 f"{module} ({entry.factory}) has no declared rule and no yolo.py of yours was "
                 f"read: yolodiag builds it as channel-aware from its signature, but stock "
-                f"YOLOv5 does not know it; unless your yolo.py registers it, parse_model passes "
+                f"{facts.title} does not know it; unless your yolo.py registers it, parse_model "
+                "passes "
                 f"it the YAML's arguments: {built}",
-                f"{register_fix(module)}; then declare it: "
+                f"{register_fix(module, facts.dialect)}; then declare it: "
                 f"YOLODIAG_RULES = {{{module!r}: 'channels'}} or --rule {module}=channels",
                 facts.where(layers[0]),
                 {**data, "assumed_rule": entry.rule}, severity=W)
             continue
         yield Problem(f"parse_model passes {module} the YAML's arguments unchanged "
-                      f"({why_raw(entry)}): {built}", register_fix(module, entry),
+                      f"({why_raw(entry, facts.dialect)}): {built}",
+                      register_fix(module, facts.dialect, entry),
                       facts.where(layers[0]), data)
 
 
@@ -153,8 +155,9 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
                 "layers": layers}
         if seed:
             yield Problem(
-                f"{module} is not a YOLOv5 v7.0 module: yolodiag builds it as the seed's block "
-                f"({entry.factory.partition(':')[0].replace('.', '/')}.py), registered in "
+                f"{module} is not a {facts.dialect.full_title} module: yolodiag builds it as "
+                f"the seed's block ({entry.factory.partition(':')[0].replace('.', '/')}.py), "
+                "registered in "
                 "parse_model's channel-aware set as the seed did, so it gets (c1, c2, *args) "
                 f"(layers {', '.join(map(str, layers))})",
                 f"if your {module} or your parse_model differs, say so: --modules with the "
@@ -169,14 +172,14 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
                      "this row the same way")
         else:
             because = "its constructor does not start with input and output widths"
-            stock = "the same (stock YOLOv5 passes unknown modules their raw arguments)"
+            stock = f"the same (stock {facts.title} passes unknown modules their raw arguments)"
         declared = "has no declared rule"
         if entry.decided == RuleSource.UNMAPPED:
             declared = (f"has a parse_model branch of its own at {entry.registered_by}, which "
                         f"none of yolodiag's rules mirrors")
         yield Problem(
             f"{module} from {entry.factory} {declared}: yolodiag assumes {entry.rule} because "
-            f"{because}; stock YOLOv5's parse_model would apply {stock}",
+            f"{because}; stock {facts.title}'s parse_model would apply {stock}",
             f"if your parse_model registers {module} differently, declare it: "
             f"YOLODIAG_RULES = {{{module!r}: '<rule>'}} or --rule {module}=<rule>",
             facts.where(planned.row.index), data)
@@ -212,12 +215,10 @@ def stock_module_replaced(facts: Facts) -> Iterator[Problem]:
         its rule if your parse_model treats it differently from the stock name
         (YOLODIAG_RULES, --rule).
     """
-    from yolodiag.reference.table import MODULES
-
     seen: set[str] = set()
     for planned in facts.plan:
         entry, module = planned.entry, planned.row.module
-        table = MODULES.get(module)
+        table = facts.dialect.modules.get(module)
         if entry.differs is None or table is None or module in seen:
             continue
         seen.add(module)
@@ -226,12 +227,13 @@ def stock_module_replaced(facts: Facts) -> Iterator[Problem]:
                  f" (the table's: {table.rule})")
         if table.decided == "seed":
             message = (f"your {module} ({entry.factory}) is not the block yolodiag's table "
-                       f"holds under that name ({module} is no YOLOv5 v7.0 module; the "
+                       f"holds under that name ({module} is no {facts.dialect.full_title} "
+                       "module; the "
                        f"table's is the seed's block of the bundled example): "
                        f"{entry.differs}; yours is the one checked: {built}")
             hint = f"nothing if intended: your {module} is the one checked"
         else:
-            message = (f"your {module} ({entry.factory}) differs from stock YOLOv5's: "
+            message = (f"your {module} ({entry.factory}) differs from stock {facts.title}'s: "
                        f"{entry.differs}; {built}")
             hint = (f"nothing if intended; if the stock {module} was meant, restore it (or "
                     f"rename yours)")

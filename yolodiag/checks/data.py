@@ -100,8 +100,8 @@ def labels_missing(facts: Facts) -> Iterator[Problem]:
             effect = ("train.py stops: no labels found" if name == "train" else
                       "val.py warns and reports P = R = mAP = 0")
         yield Problem(
-            f"{name}: {len(split.missing)} of {total} images have no label file where YOLOv5 "
-            f"looks ({examples}): {effect}",
+            f"{name}: {len(split.missing)} of {total} images have no label file where "
+            f"{facts.title} looks ({examples}): {effect}",
             "put each image's labels at images/ -> labels/, same name with .txt",
             _where(facts, name),
             {"split": name, "images": total, "missing": len(split.missing),
@@ -109,14 +109,12 @@ def labels_missing(facts: Facts) -> Iterator[Problem]:
             _split_severity(name) if len(split.missing) == total else W)
 
 
-_KINDS = {
+_KINDS = {  # what, fix; the effect of each: the family's training drops the images as corrupt
     "pixels": ("with coordinates above 1 (pixels, not fractions of the image)",
-               "YOLOv5 drops these images as corrupt",
                "divide x and w by the image width, y and h by its height"),
-    "negative": ("with negative values", "YOLOv5 drops these images as corrupt",
-                 "clip boxes to the image; class ids start at 0"),
+    "negative": ("with negative values", "clip boxes to the image; class ids start at 0"),
     "columns": ("with rows of other than 5 values (class x y w h)",
-                "YOLOv5 drops these images as corrupt", "write `class x y w h` per object"),
+                "write `class x y w h` per object"),
 }
 
 
@@ -159,7 +157,7 @@ def label_format(facts: Facts) -> Iterator[Problem]:
                 fix = f"use class ids 0..{classes - 1}, or give the data its real nc and names"
                 stops = name == "train"
             else:
-                what, effect, fix = _KINDS[kind]
+                (what, fix), effect = _KINDS[kind], f"{facts.title} drops these images as corrupt"
                 stops = not _kept(split)
                 if stops:
                     effect += NOTHING_LEFT[name] if name in NOTHING_LEFT else ""
@@ -233,12 +231,12 @@ def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
                           for name, entries in missed.items())
     first = next(iter(missed))
     stop = stop_text("val" if "val" in missed else first, facts)
-    root = (f"the YOLOv5 root {located.yolov5_root}" if located.root_given else
-            f"the YOLOv5 root (taken to be the working directory, {located.yolov5_root})")
+    root = (f"the {facts.title} root {located.yolov5_root}" if located.root_given else
+            f"the {facts.title} root (taken to be the working directory, {located.yolov5_root})")
     written = (f"`path: {located.written}`" if located.written else
                "the split entries (no `path:`)")
-    message = (f"YOLOv5 v7.0 resolves {written} against {root}, so it looks for {looked}, "
-               f"and finds nothing: {stop}")
+    message = (f"{facts.dialect.full_title} resolves {written} against {root}, so it looks for "
+               f"{looked}, and finds nothing: {stop}")
     if located.windows:
         message += (f"; {', '.join(f'`{w}`' for w in located.windows)} "
                     f"{'is a Windows path' if len(located.windows) == 1 else 'are Windows paths'}"
@@ -246,10 +244,11 @@ def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
     if located.as_meant:
         message += (f"; the splits are relative to the data YAML's folder ({located.base}): "
                     "the data checks read them there")
-        hint = (f"write `path: {located.base}` (absolute), or a path relative to the YOLOv5 "
-                f"root: `path: {os.path.relpath(located.base, located.yolov5_root)}`")
+        hint = (f"write `path: {located.base}` (absolute), or a path relative to the "
+                f"{facts.title} root: `path: {os.path.relpath(located.base, located.yolov5_root)}`")
     else:
-        hint = "write an absolute `path:` with forward slashes, or one relative to the YOLOv5 root"
+        hint = (f"write an absolute `path:` with forward slashes, or one relative to the "
+                f"{facts.title} root")
     severe = any(name in missed for name in STOPS_TRAINING)
     yield Problem(message, hint, _where(facts, "path" if located.written else first),
                   {"yolov5_root": str(located.yolov5_root), "path": located.written,
@@ -306,7 +305,7 @@ def no_labels(facts: Facts) -> Iterator[Problem]:
                       _split_severity(name))
 
 
-@check("YD405", "low-best-possible-recall", W, Stage.DATA)
+@check("YD405", "low-best-possible-recall", W, Stage.DATA, needs={"anchors"})
 def low_best_possible_recall(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:

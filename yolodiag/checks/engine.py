@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, dialect_of
 from yolodiag.findings import (
     INTERNAL_ERROR,
     REGISTRY,
@@ -30,13 +31,14 @@ if TYPE_CHECKING:
     from yolodiag.analyses.anchor_fit import AnchorFit
     from yolodiag.analyses.assignment import TargetAssignment
     from yolodiag.analyses.crashes import Crash
-    from yolodiag.checkpoint import CheckpointInfo, Transfer
+    from yolodiag.build.builder import BuiltModel, LayerRecord
+    from yolodiag.build.plan import PlannedRow
     from yolodiag.data import DataInfo
+    from yolodiag.dialects import Dialect
+    from yolodiag.dialects.yolov5.checkpoint import CheckpointInfo, Transfer
+    from yolodiag.dialects.yolov5.runs import RunInfo
     from yolodiag.gradflow import GradFlow
     from yolodiag.overfit import OverfitHistory
-    from yolodiag.reference.builder import BuiltModel, LayerRecord
-    from yolodiag.reference.rules import PlannedRow
-    from yolodiag.runs import RunInfo
     from yolodiag.spec import ModelSpec
     from yolodiag.trace import SizeTrace, Trace
 
@@ -64,6 +66,28 @@ class Facts:
     run: RunInfo | None = None  # a finished training run
     data: DataInfo | None = None  # --data: the dataset as train.py reads it
     repo: dict | None = None  # --repo: the yolo.py and the interpreter that built the model
+    requested_dialect: str = AUTO  # --dialect
+
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect the YAML was read as (before it was read: the one asked for, or the
+        default)."""
+        if self.spec is not None:
+            return dialect_of(self.spec)
+        return DIALECTS[DEFAULT if self.requested_dialect == AUTO else self.requested_dialect]
+
+    @property
+    def head_module(self) -> str:
+        """The head row's module name (YOLOv5: "Detect"), for messages."""
+        index = self.built.head_index if self.built is not None else None
+        if index is not None and self.spec is not None:
+            return self.spec.layers[index].module
+        return self.dialect.example("head")
+
+    @property
+    def title(self) -> str:
+        """What messages call the family's code: "YOLOv5's assignment"."""
+        return self.dialect.title
 
     def has(self, stage: Stage) -> bool:
         return {Stage.SPEC: self.spec, Stage.BUILD: self.built, Stage.TRACE: self.trace,
@@ -84,10 +108,9 @@ class Facts:
     @cached_property
     def plan(self) -> list[PlannedRow]:
         """parse_model's completion of every row it reaches (torch-free)."""
-        from yolodiag.reference.rules import plan
-        from yolodiag.reference.table import MODULES
+        from yolodiag.build.plan import plan
 
-        return plan(self.spec, {**MODULES, **self.modules})
+        return plan(self.spec, self.dialect, self.modules)
 
     def record(self, index: int) -> LayerRecord:
         return self.built.layers[index]
@@ -95,12 +118,10 @@ class Facts:
     @cached_property
     def checkpoint_rows(self) -> dict[int, str]:
         """Layer index -> module name in the checkpoint's embedded YAML (empty without one)."""
-        from yolodiag.checkpoint import embedded_spec
-
         if self.checkpoint is None or self.checkpoint.yaml is None:
             return {}
-        return {row.index: row.module for row in embedded_spec(self.checkpoint,
-                                                             self.modules).layers}
+        embedded = self.dialect.checkpoint.embedded_spec(self.checkpoint, self.modules)
+        return {row.index: row.module for row in embedded.layers}
 
     @cached_property
     def crashes(self) -> list[Crash]:
@@ -159,7 +180,7 @@ def run_checks(facts: Facts, selection: Selection = Selection(),
     for code in sorted(REGISTRY):
         info = REGISTRY[code]
         if (info.run is None or info.stage not in stages or not selection.includes(info)
-                or not facts.has(info.stage)):
+                or not facts.has(info.stage) or not facts.dialect.can(info.needs)):
             continue
         facts.checked.append(code)
         try:

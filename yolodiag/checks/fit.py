@@ -362,7 +362,7 @@ def init_loss_off(facts: Facts) -> Iterator[Problem]:
     ratio = start / fit.prior_loss
     if ratio > INIT_LOSS_FACTOR or ratio < 1 / INIT_LOSS_FACTOR:
         yield Problem(
-            f"step-0 loss {start:.3g} is {ratio:.2g}x the {fit.prior_loss:.3g} that YOLOv5's "
-            "bias priors imply for this batch",
-            "check that the Detect biases were initialised (initialize_biases) and not "
-            "overwritten", facts.where(), {"loss": start, "prior_loss": fit.prior_loss})
+            f"step-0 loss {start:.3g} is {ratio:.2g}x the {fit.prior_loss:.3g} that "
+            f"{facts.title}'s bias priors imply for this batch",
+            f"check that the {facts.head_module} biases were initialised (initialize_biases) and "
+            "not overwritten", facts.where(), {"loss": start, "prior_loss": fit.prior_loss})

@@ -1,4 +1,5 @@
-"""YD3xx: strides, grids and cost, read from the traced forwards at every image size."""
+"""YD301-YD305: strides and grids, read from the traced forwards at every image size (the
+receptive fields and the cost, YD306-YD308, are in checks/cost.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ from yolodiag.checks.anchors import designed_stride, levels_in_use
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.wiring import ignored_strides
 from yolodiag.findings import Problem, Severity, Stage, check
-from yolodiag.shapes import format_shape, format_sizes, plain_number
+from yolodiag.shapes import format_sizes, plain_number
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 
-def _list(values) -> str:
+def slashed(values) -> str:
     return "/".join(str(plain_number(v)) for v in values)
 
 
-def _head_inputs(facts: Facts) -> list[int]:
+def head_inputs(facts: Facts) -> list[int]:
     return list(facts.spec.layers[facts.built.head_index].sources)
 
 
-@check("YD301", "detect-stride-nonstandard", W, Stage.TRACE)
+@check("YD301", "detect-stride-nonstandard", W, Stage.TRACE,
+       needs={"anchors", "objectness"})
 def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -60,30 +62,32 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     strides = facts.built.stride
     if rows is None or len(rows) != len(strides):
         return
-    designs = [designed_stride(row) for row in rows]
+    designs = [designed_stride(facts, row) for row in rows]
     wrong = [level for level, (s, (d, _)) in enumerate(zip(strides, designs))
              if d is not None and s != d]
     if not wrong:
         return
     default = all(designs[level][1] for level in wrong)
     expected = [d for d, _ in designs]
-    whose = "YOLOv5's default rows" if default else "sized like YOLOv5's rows"
+    whose = f"{facts.title}'s default rows" if default else f"sized like {facts.title}'s rows"
     culprits, hint = _missing_downsampling(facts, strides, expected)
     from yolodiag.overfit import FitSettings  # the model is built: torch is imported
-    from yolodiag.reference.heads import objectness_prior
+
+    objectness_prior = facts.dialect.model.objectness_prior
 
     priors = [objectness_prior(s) for s in strides]
     starts = "/".join(f"{p:.2g}" for p in priors)
     designed = "/".join(f"{objectness_prior(d):.2g}" for d in expected if d is not None)
     conf = FitSettings.conf  # val.py's: boxes below it never reach NMS
-    below = [_list([s]) for s, p in zip(strides, priors) if p < conf]
+    below = [slashed([s]) for s, p in zip(strides, priors) if p < conf]
     shows = (f" (the stride {'/'.join(below)} objectness alone starts below val.py's conf "
              f"{conf:g}: validation sees no box from there until training lifts it)"
              if below else "")
     yield Problem(
-        f"Detect level strides are {_list(strides)}, but its anchors are {whose} designed for "
-        f"{'/'.join('?' if d is None else str(d) for d in expected)}{culprits}. What it "
-        "costs (targets still get the same anchors: YOLOv5 matches them in pixels): "
+        f"{facts.head_module} level strides are {slashed(strides)}, but its anchors are {whose} "
+        f"designed for {'/'.join('?' if d is None else str(d) for d in expected)}{culprits}. "
+        f"What it costs (targets still get the same anchors: {facts.title} matches them in "
+        "pixels): "
         f"objectness priors start at {starts} instead of {designed}{shows}, "
         "and the compute grows with the cells (YD307)",
         hint, facts.where(facts.built.head_index),
@@ -93,15 +97,15 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
 
 def _missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:
     size = facts.first_ok
-    first_input = min(_head_inputs(facts))
+    first_input = min(head_inputs(facts))
     if size is None or not any(d is not None and s < d for s, d in zip(strides, expected)):
         return "", "use anchors designed for these strides, or `anchors: 3` (AutoAnchor)"
     found, hints = [], []
     stem = size.layer(0)
     if stem is not None and stem.stride == 1:
-        found.append(f"layer 0 {facts.spec.layers[0].module} is a stride-1 stem (stock YOLOv5 "
-                     "stems downsample by 2)")
-        hints.append("make layer 0 a stride-2 stem, e.g. `[-1, 1, Conv, [64, 6, 2, 2]]`")
+        found.append(f"layer 0 {facts.spec.layers[0].module} is a stride-1 stem (stock "
+                     f"{facts.title} stems downsample by 2)")
+        hints.append(f"make layer 0 a stride-2 stem, e.g. {facts.dialect.example('stem')}")
     for record, stride, _ in ignored_strides(facts, size, last=first_input):
         found.append(f"layer {record.index} {record.module} ignores its stride {stride}")
         hints.append(f"make layer {record.index} honour its stride")
@@ -146,8 +150,9 @@ def detect_stride_order(facts: Facts) -> Iterator[Problem]:
         problems.append("not increasing")
     if problems:
         yield Problem(
-            f"Detect strides {_list(strides)} are {' and '.join(problems)}",
-            "list the Detect inputs from the finest map to the coarsest, each half the size",
+            f"{facts.head_module} strides {slashed(strides)} are {' and '.join(problems)}",
+            f"list the {facts.head_module} inputs from the finest map to the coarsest, each half "
+            "the size",
             facts.where(facts.built.head_index), {"strides": [plain_number(s) for s in strides]})
 
 
@@ -175,7 +180,7 @@ def concat_spatial_mismatch(facts: Facts) -> Iterator[Problem]:
         maps = feature_maps(crash.in_shapes)
         h, w = crash.sizes[0]
         yield Problem(
-            f"layer {crash.layer} Concat joins maps of "
+            f"layer {crash.layer} {row.module} joins maps of "
             f"{' and '.join(f'{m[2]}x{m[3]}' for m in maps)} from layers {_sources(row)} "
             f"at {h}x{w}" + (f" (fails at {format_sizes(crash.sizes[1:])} too)"
                              if len(crash.sizes) > 1 else ""),
@@ -211,7 +216,7 @@ def grid_shape_mismatch(facts: Facts) -> Iterator[Problem]:
     strides = facts.built.stride
     if not strides:
         return
-    inputs = _head_inputs(facts)
+    inputs = head_inputs(facts)
     for size in facts.trace.ok_sizes:
         h, w = size.img
         for level, (source, s) in enumerate(zip(inputs, strides)):
@@ -256,144 +261,7 @@ def img_size_not_multiple(facts: Facts) -> Iterator[Problem]:
         if h % gs or w % gs:
             rounded = (math.ceil(h / gs) * gs, math.ceil(w / gs) * gs)
             yield Problem(
-                f"--img {h}x{w} is not a multiple of the largest stride {gs}: YOLOv5 rounds it "
-                f"up to {rounded[0]}x{rounded[1]}, which is what was traced",
+                f"--img {h}x{w} is not a multiple of the largest stride {gs}: {facts.title} "
+                f"rounds it up to {rounded[0]}x{rounded[1]}, which is what was traced",
                 f"use a multiple of {gs}", facts.where(),
                 {"requested": [h, w], "traced": list(rounded), "multiple": gs})
-
-
-RECEPTIVE_FIELD_FRACTION = 0.5
-
-
-@check("YD306", "receptive-field-small", W, Stage.TRACE)
-def receptive_field_small(facts: Facts) -> Iterator[Problem]:
-    """
-    What it detects:
-        A Detect level whose theoretical receptive field (in input pixels, through every
-        convolution and pooling kernel on the way; attention counts as global) is smaller
-        than half the largest anchor side of that level. The theoretical field overstates
-        what a network uses (the effective receptive field is a fraction of it, Luo et al.,
-        NeurIPS 2016), yet stock yolov3-tiny trains well with a 318 px field for its 344 px
-        anchor; below half, a cell at an object's centre cannot see even half its extent.
-    Why it zeroes P and R:
-        The level must predict boxes for objects far larger than anything its features see:
-        box regression and objectness for the largest objects have nothing to go on.
-    Example:
-        anchors:
-          - [10,13, 16,30, 33,23]  # P3/8
-          - [200,200, 300,300, 400,400]  # 400 px anchors where layer 4 sees 79 px
-    Fix:
-        Deepen the path to that level (more 3x3 blocks, SPPF), or give it smaller anchors.
-    """
-    rows = levels_in_use(facts)
-    size = facts.trace.sizes[0]
-    if rows is None or not size.ok:
-        return
-    for level, (source, row) in enumerate(zip(_head_inputs(facts), rows)):
-        traced = size.layer(source)
-        field = traced.receptive_field if traced else None
-        largest = max(row)
-        if field is not None and field < largest * RECEPTIVE_FIELD_FRACTION:
-            yield Problem(
-                f"level {level} (layer {source}) sees {field:.0f} px of the input, less than half "
-                f"its largest anchor ({largest:g} px)",
-                "deepen the path to this level (more 3x3 blocks, SPPF) or use smaller anchors",
-                facts.where(source), {"level": level, "receptive_field": field,
-                                      "largest_anchor": largest})
-
-
-# GFLOPs at 640x640 of stock yolov5n/s/m/l/x (the same P5 layout at each width_multiple),
-# measured with YOLOv5's counting rules (yolov5s: 16.6, as YOLOv5 prints).
-STOCK_GFLOPS = {0.25: 4.56, 0.5: 16.62, 0.75: 49.23, 1.0: 109.58, 1.25: 206.31}
-BLOWUP = 2.0  # stock variants (P2, P6, seg heads, yolov3) stay below 1.6x
-
-
-def stock_gflops(width: float) -> float:
-    """GFLOPs of stock YOLOv5 at this width_multiple (log-linear between the stock widths,
-    width-squared beyond them)."""
-    points = sorted(STOCK_GFLOPS.items())
-    if width <= points[0][0]:
-        return points[0][1] * (width / points[0][0]) ** 2
-    if width >= points[-1][0]:
-        return points[-1][1] * (width / points[-1][0]) ** 2
-    for (w0, g0), (w1, g1) in zip(points, points[1:]):
-        if w0 <= width <= w1:
-            t = (math.log(width) - math.log(w0)) / (math.log(w1) - math.log(w0))
-            return math.exp(math.log(g0) + t * (math.log(g1) - math.log(g0)))
-    raise AssertionError("unreachable")
-
-
-@check("YD307", "compute-blowup", W, Stage.TRACE)
-def compute_blowup(facts: Facts) -> Iterator[Problem]:
-    """
-    What it detects:
-        GFLOPs at 640x640 more than twice those of stock YOLOv5 at the same width_multiple
-        (4.6 / 16.6 / 49.2 / 109.6 / 206.3 for n / s / m / l / x), naming the layers that
-        cost most, with their resolution: wide convolutions at full or half resolution.
-    Why it zeroes P and R:
-        Not directly; it is the bill for a missing downsampling (the seed's recipe costs 115.8
-        GFLOPs instead of 16.6), makes every epoch several times slower and forces smaller
-        batches, which hurts BatchNorm.
-    Example:
-        width_multiple: 0.25
-        [-1, 1, Conv, [256, 3, 1]]  # layers 0 and 1: wide, at full resolution
-    Fix:
-        Downsample before the wide layers (a stride-2 stem, strided stages), as stock YOLOv5.
-    """
-    sized = [s for s in facts.trace.ok_sizes if s.img == (640, 640)] or list(facts.trace.ok_sizes)
-    if not sized:
-        return
-    size = sized[0]
-    h, w = size.img
-    total = size.gflops * (640 * 640) / (h * w)
-    width = facts.spec.width_multiple
-    reference = stock_gflops(width)
-    if total <= BLOWUP * reference or reference <= 0:  # a width_multiple of 1e-300 underflows
-        return
-    scale = (640 * 640) / (h * w)
-    top = sorted(size.layers, key=lambda layer: -layer.macs)[:3]
-    parts = []
-    for layer in top:
-        g = layer.gflops * scale
-        where = {1: "full resolution", 2: "half resolution"}.get(layer.stride,
-                                                               f"stride {layer.stride}")
-        parts.append(f"layer {layer.index} {facts.spec.layers[layer.index].module} at {where} "
-                     f"({format_shape(layer.out_shape)}): {g:.1f} GFLOPs ({g / total:.0%})")
-    yield Problem(
-        f"{total:.1f} GFLOPs at 640x640, {total / reference:.1f}x the {reference:.1f} of stock "
-        f"YOLOv5 at width_multiple {width:g}; most of it in " + ", ".join(parts),
-        "downsample before the wide layers (stride-2 stem, strided stages) as stock YOLOv5 does",
-        facts.where(top[0].index),
-        {"gflops": round(total, 2), "stock_gflops": round(reference, 2),
-         "ratio": round(total / reference, 2), "layers": [layer.index for layer in top]})
-
-
-@check("YD308", "model-summary", INFO, Stage.TRACE, on_request=True)
-def model_summary(facts: Facts) -> Iterator[Problem]:
-    """
-    What it detects:
-        Nothing wrong: the model's headline figures (layers, parameters, GFLOPs, strides,
-        grids at each traced size) as one finding, for CI logs and SARIF viewers. The report's
-        model table (text and JSON) carries the per-layer rows: from, n, module, args, output
-        shape, stride, params, GFLOPs. On request only: `--select YD308`.
-    Why it zeroes P and R:
-        It does not; it is the figures to compare with what you meant to build.
-    Example:
-        yolodiag check model.yaml --select YD308
-    Fix:
-        Nothing to fix.
-    """
-    built = facts.built
-    strides = _list(built.stride) if built.stride else "unknown"
-    grids = []
-    for size in facts.trace.ok_sizes:
-        maps = [size.layer(i) for i in _head_inputs(facts)] if built.head_index else []
-        cells = ", ".join(f"{m.out_shape[2]}x{m.out_shape[3]}" for m in maps if m and m.channels)
-        grids.append(f"{cells} at {size.img[0]}x{size.img[1]}")
-    first = facts.first_ok
-    gflops = f"{first.gflops:.1f} GFLOPs at {first.img[0]}x{first.img[1]}" if first else ""
-    yield Problem(
-        f"{len(built.layers)} layers, {built.params:,} parameters, {gflops}; Detect strides "
-        f"{strides}; grids {'; '.join(grids)}", "", facts.where(),
-        {"layers": len(built.layers), "params": built.params,
-         "gflops": round(first.gflops, 2) if first else None})

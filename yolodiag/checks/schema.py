@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 from yolodiag.checks.engine import Facts
 from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
-from yolodiag.spec import REFUSALS, Symbol
+from yolodiag.spec import Symbol
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
-describe("YD100", REFUSALS["YD100"], E, Stage.SPEC, """
+describe("YD100", "yaml-unreadable", E, Stage.SPEC, refuses=True, doc="""
     What it detects:
         A file that is not YAML, not a mapping, or that uses a `!!python/...` tag. The message
         names the line and column where the parser stopped. (Characters outside ASCII are
@@ -28,7 +28,7 @@ describe("YD100", REFUSALS["YD100"], E, Stage.SPEC, """
         Fix the YAML syntax at the named line; remove Python tags.
     """)
 
-describe("YD101", REFUSALS["YD101"], E, Stage.SPEC, """
+describe("YD101", "missing-key", E, Stage.SPEC, refuses=True, doc="""
     What it detects:
         A top-level key YOLOv5 requires is missing or of the wrong type: `nc`, `anchors`,
         `backbone`, `head`, `depth_multiple`, `width_multiple` (parse_model reads all of them).
@@ -43,7 +43,7 @@ describe("YD101", REFUSALS["YD101"], E, Stage.SPEC, """
         Add the key; `depth_multiple: 1.0` and `width_multiple: 1.0` keep the YAML as written.
     """)
 
-describe("YD102", REFUSALS["YD102"], E, Stage.SPEC, """
+describe("YD102", "malformed-layer", E, Stage.SPEC, refuses=True, doc="""
     What it detects:
         A layer row that is not `[from, number, module, args]`: wrong length, `from` not an
         integer or list of integers, `number` not an integer >= 1, `args` not a list.
@@ -57,7 +57,7 @@ describe("YD102", REFUSALS["YD102"], E, Stage.SPEC, """
         Write the row as `[from, number, module, [args]]`, e.g. `[-1, 1, Conv, [64, 3, 2]]`.
     """)
 
-describe("YD103", REFUSALS["YD103"], E, Stage.SPEC, """
+describe("YD103", "unknown-module", E, Stage.SPEC, refuses=True, doc="""
     What it detects:
         A module name that is in no table: not a YOLOv5 v7.0 module, not `nn.*`, not a class
         defined in a --modules file. The hint suggests close names.
@@ -71,7 +71,7 @@ describe("YD103", REFUSALS["YD103"], E, Stage.SPEC, """
         Correct the spelling. Your own blocks: --modules FILE.py (its classes join the table).
     """)
 
-describe("YD104", REFUSALS["YD104"], E, Stage.SPEC, """
+describe("YD104", "bad-from-index", E, Stage.SPEC, refuses=True, doc="""
     What it detects:
         A `from` index that points to the layer itself, to a later layer, or before layer 0.
     Why it zeroes P and R:
@@ -86,7 +86,7 @@ describe("YD104", REFUSALS["YD104"], E, Stage.SPEC, """
         Point `from` to an earlier layer: -1 for the previous one, or an absolute index.
     """)
 
-describe("YD105", REFUSALS["YD105"], E, Stage.SPEC, """
+describe("YD105", "unsafe-expression", E, Stage.SPEC, refuses=True, doc="""
     What it detects:
         A string YOLOv5 would pass to Python's eval (module names, arguments, `activation:`)
         that is not `nc`, `anchors`, `None`, a number, a known string literal such as
@@ -224,13 +224,13 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
     data = facts.data
     if data is not None and data.names and data.nc is not None and data.nc != len(data.names):
         yield Problem(
-            f"{data.path}: nc is {data.nc} but names has {len(data.names)} entries: YOLOv5 "
+            f"{data.path}: nc is {data.nc} but names has {len(data.names)} entries: {facts.title} "
             f"v7.0 ignores nc and trains {len(data.names)} classes",
             "make nc equal to the number of names (or drop nc)",
             Location(str(data.path), data.lines.get("nc"), section="nc"),
             {"data_nc": data.nc, "names": len(data.names)}, W)
     for row in facts.spec.layers:
-        if row.module not in ("Detect", "Segment") or not row.args:
+        if row.module not in facts.dialect.head_modules or not row.args:
             continue
         classes = row.args[0]
         trained = data.classes if data is not None else facts.spec.nc
@@ -271,7 +271,7 @@ def non_ascii_dropped(facts: Facts) -> Iterator[Problem]:
     also = (f", {dropped.characters} in all on {dropped.lines} lines"
             if dropped.characters > 1 else "")
     yield Problem(
-        f"YOLOv5 reads the YAML as ASCII and drops every other character, as yolodiag does: "
+        f"{facts.title} reads the YAML as ASCII and drops every other character, as yolodiag does: "
         f"line {dropped.first_line} has {dropped.first_name}{also}",
         "nothing if they are in comments or indentation; retype a value that holds one",
         Location(file=facts.spec.path, line=dropped.first_line),

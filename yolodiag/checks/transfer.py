@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from yolodiag.checkpoint_format import CHECKPOINT_REFUSALS
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.width import width_mismatch
 from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
@@ -18,7 +17,7 @@ from yolodiag.shapes import format_runs
 
 ZERO_MAP = 0.01  # a run whose best mAP@0.5 stays below this has learnt nothing usable
 
-describe("YD504", CHECKPOINT_REFUSALS["YD504"], Severity.ERROR, Stage.CKPT, """
+describe("YD504", "unsafe-checkpoint", Severity.ERROR, Stage.CKPT, refuses=True, doc="""
     What it detects:
         A checkpoint whose pickle names a global outside yolodiag's allow-list: the classes of
         YOLOv5's model modules (models.yolo, models.common and the pip package's yolov5.models;
@@ -40,7 +39,7 @@ describe("YD504", CHECKPOINT_REFUSALS["YD504"], Severity.ERROR, Stage.CKPT, """
         state dict with torch.save(model.state_dict(), f).
     """)
 
-describe("YD508", CHECKPOINT_REFUSALS["YD508"], Severity.ERROR, Stage.CKPT, """
+describe("YD508", "checkpoint-unreadable", Severity.ERROR, Stage.CKPT, refuses=True, doc="""
     What it detects:
         A `--weights` file that is no readable torch checkpoint, said by what it is instead:
         0 bytes, text (a Git LFS pointer, an HTML page from a failed download), a bare
@@ -65,7 +64,7 @@ describe("YD508", CHECKPOINT_REFUSALS["YD508"], Severity.ERROR, Stage.CKPT, """
         page, `git lfs pull` for a pointer) and compare its size with the original's.
     """)
 
-describe("YD509", CHECKPOINT_REFUSALS["YD509"], Severity.ERROR, Stage.CKPT, """
+describe("YD509", "foreign-checkpoint", Severity.ERROR, Stage.CKPT, refuses=True, doc="""
     What it detects:
         A checkpoint of another framework, named from the globals its pickle references
         (nothing is loaded): an Ultralytics YOLOv8/YOLO11 checkpoint pickles classes of the

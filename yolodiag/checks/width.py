@@ -95,8 +95,8 @@ def width_mismatch_finding(facts: Facts) -> Iterator[Problem]:
         + (f"{len(mismatch.coincidental)} tensors whose shapes coincide ({shown}); "
            if shown else "nothing else; ") +
         f"{mismatch.learnt_transferred} of the {mismatch.learnt_by_name} learnt tensors outside "
-        "Detect that the checkpoint has by name transfer: nothing useful transferred: this is "
-        "training from scratch",
+        f"{facts.head_module} that the checkpoint has by name transfer: nothing useful "
+        "transferred: this is training from scratch",
         f"use a checkpoint trained at width_multiple {mismatch.cfg_width:g}"
         + (f" ({same}.pt)" if same else "") + ", or train from scratch on purpose "
         "(--weights '') with the epochs that takes",

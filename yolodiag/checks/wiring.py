@@ -13,7 +13,7 @@ from yolodiag.findings import Problem, Severity, Stage, check
 from yolodiag.shapes import format_shape, format_sizes
 
 if TYPE_CHECKING:
-    from yolodiag.reference.builder import LayerRecord
+    from yolodiag.build.builder import LayerRecord
     from yolodiag.trace import LayerTrace, SizeTrace
 
 E, W = Severity.ERROR, Severity.WARNING
@@ -104,7 +104,7 @@ def build_failed(facts: Facts) -> Iterator[Problem]:
             continue
         row = facts.spec.layers[crash.layer]
         h, w = crash.sizes[0]
-        during = (f"YOLOv5's stride probe (its build) at {h}x{w}" if crash.in_probe
+        during = (f"{facts.title}'s stride probe (its build) at {h}x{w}" if crash.in_probe
                   else f"the forward at {format_sizes(crash.sizes)}")
         yield Problem(
             f"{during} fails in layer {crash.layer} {row.module}: {crash.error}",
@@ -210,7 +210,8 @@ def stride_arg_ignored(facts: Facts) -> Iterator[Problem]:
             f"keeps its input's size {h}x{w} at {size.img[0]}x{size.img[1]}: the stride "
             "argument is ignored",
             "make the block's first convolution use the stride (and its shortcut), or "
-            "downsample with a strided Conv before it", facts.where(record.index),
+            f"downsample with a strided {facts.dialect.example('block')} before it",
+            facts.where(record.index),
             {"stride": stride, "in": feature_maps(traced.in_shapes)[0],
              "out": traced.out_shape})
 

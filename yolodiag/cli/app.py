@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from yolodiag.findings import InputRefused, Unsupported
+from yolodiag.findings import Refused, Unsupported
 from yolodiag.report import EXIT_BAD_INPUT, EXIT_INTERNAL, Run
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Find why an edited YOLOv5 model will train to zero precision and recall, before "
+    help="Find why an edited YOLO model will train to zero precision and recall, before "
          "you spend a GPU-week on it.",
 )
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -57,10 +57,10 @@ def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
     `after` writes what a command writes besides the report (gradflow's plot)."""
     try:
         result = run()
-    except (InputRefused, Unsupported) as e:
+    except (Refused, Unsupported) as e:
         if debug:
             traceback.print_exc()
-        stderr.print(e.finding.one_line() if isinstance(e, InputRefused) else f"yolodiag: {e}",
+        stderr.print(e.finding.one_line() if isinstance(e, Refused) else f"yolodiag: {e}",
                      markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as e:  # a bug in yolodiag, not the user's input

@@ -22,6 +22,7 @@ from yolodiag.cli.options import (
     DataOption,
     DebugOption,
     DeviceOption,
+    DialectOption,
     FailOn,
     FailOnOption,
     FormatOption,
@@ -40,6 +41,7 @@ from yolodiag.cli.options import (
     _check_device,
     _one_run_inputs,
     _require,
+    parse_dialect,
     parse_selection,
     parse_sizes,
     user_modules,
@@ -65,6 +67,7 @@ def check(
     nc: NcOption = None,
     modules: ModulesOption,
     rule: RuleOption,
+    dialect: DialectOption = "auto",
     repo: Annotated[str | None, typer.Option(
         "--repo", show_default=False,
         help="Build with your own YOLOv5 code instead of yolodiag's: a checkout (a folder "
@@ -88,16 +91,19 @@ def check(
 
     sizes = parse_sizes(img)
     selection = parse_selection(select, ignore)
+    dialect = parse_dialect(dialect)
     _require("PIL", "--data", "data", data)
 
     def run() -> Run:
         from yolodiag import commands
 
-        blocks = user_modules(modules, rule)
+        # One module table for all the YAMLs: in the first one's dialect.
+        blocks = user_modules(modules, rule, (models or [None])[0], dialect)
         return Run("check", [commands.check(model, sizes, selection=selection,
                                             fail_on=Severity(fail_on.value), weights=weights,
                                             nc=nc, modules=blocks, repo=repo,
-                                            repo_python=repo_python, data=data)
+                                            repo_python=repo_python, data=data,
+                                            dialect=dialect)
                              for model in (models or [None])])
 
     _finish(run, fmt, output, debug)
@@ -123,6 +129,7 @@ def gradflow(
     debug: DebugOption = False,
     modules: ModulesOption,
     rule: RuleOption,
+    dialect: DialectOption = "auto",
     data: DataOption = None,
 ) -> None:
     """Measure per-layer gradients of one real YOLOv5 loss backward, and what the residual
@@ -138,6 +145,7 @@ def gradflow(
     from yolodiag.findings import Severity
 
     size, selection = _one_run_inputs(img, device, select, ignore)
+    dialect = parse_dialect(dialect)
     _require("matplotlib", "--plot", "plot", plot)
     _require("PIL", "--data", "data", data)
 
@@ -149,8 +157,9 @@ def gradflow(
                                                   device=device, seed=seed,
                                                   selection=selection,
                                                   fail_on=Severity(fail_on.value),
-                                                  modules=user_modules(modules, rule),
-                                                  data=data)])
+                                                  modules=user_modules(modules, rule, model,
+                                                                       dialect),
+                                                  data=data, dialect=dialect)])
 
     def write_plot(result: Run) -> None:
         report = result.reports[0]
@@ -192,6 +201,7 @@ def overfit(
     debug: DebugOption = False,
     modules: ModulesOption,
     rule: RuleOption,
+    dialect: DialectOption = "auto",
     data: DataOption = None,
 ) -> None:
     """Overfit one batch: the decisive experiment when precision and recall stay at zero.
@@ -204,6 +214,7 @@ def overfit(
     from yolodiag.findings import Severity
 
     size, selection = _one_run_inputs(img, device, select, ignore)
+    dialect = parse_dialect(dialect)
     _require("matplotlib", "--plot", "plot", plot)
     _require("tensorboard", "--tensorboard", "tensorboard", tensorboard)
     _require("PIL", "--data", "data", data)
@@ -213,13 +224,13 @@ def overfit(
         from yolodiag.progress import fit_progress
 
         _check_device(device)
-        blocks = user_modules(modules, rule)
+        blocks = user_modules(modules, rule, model, dialect)
         with _event_stream(tensorboard) as events, fit_progress(stderr, steps,
                                                                  events) as progress:
             report = commands.overfit(model, size, batch=batch, steps=steps, device=device,
                                       amp=amp, seed=seed, selection=selection,
                                       fail_on=Severity(fail_on.value), modules=blocks,
-                                      progress=progress, data=data)
+                                      progress=progress, data=data, dialect=dialect)
         return Run("overfit", [report])
 
     def write_extras(result: Run) -> None:
@@ -272,6 +283,7 @@ def weights_command(
     debug: DebugOption = False,
     modules: ModulesOption,
     rule: RuleOption,
+    dialect: DialectOption = "auto",
 ) -> None:
     """What train.py v7.0 does with --weights: which model it builds, which tensors it
     transfers into which layers, and which stay random (YD501-YD505, YD510).
@@ -283,6 +295,7 @@ def weights_command(
     from yolodiag.findings import Severity
 
     selection = parse_selection(select, ignore)
+    dialect = parse_dialect(dialect)
 
     def run() -> Run:
         from yolodiag import commands
@@ -290,7 +303,9 @@ def weights_command(
         return Run("weights", [commands.weights(model, weights, cfg_given=cfg, resume=resume,
                                                 nc=nc, selection=selection,
                                                 fail_on=Severity(fail_on.value),
-                                                modules=user_modules(modules, rule))])
+                                                modules=user_modules(modules, rule, model,
+                                                                     dialect),
+                                                dialect=dialect)])
 
     _finish(run, fmt, output, debug)
 
@@ -319,6 +334,7 @@ def run_command(
     debug: DebugOption = False,
     modules: ModulesOption,
     rule: RuleOption,
+    dialect: DialectOption = "auto",
 ) -> None:
     """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their causes
     ranked by evidence (the iterations against train.py's warm-up first), a run that stopped
@@ -330,6 +346,7 @@ def run_command(
     from yolodiag.findings import Severity
 
     selection = parse_selection(select, ignore)
+    dialect = parse_dialect(dialect)
     _require("matplotlib", "--plot", "plot", plot)
 
     def run() -> Run:
@@ -337,7 +354,8 @@ def run_command(
 
         return Run("run", [commands.run(folder, cfg=cfg, weights=weights, nc=nc,
                                         selection=selection, fail_on=Severity(fail_on.value),
-                                        modules=user_modules(modules, rule))])
+                                        modules=user_modules(modules, rule, cfg, dialect),
+                                        dialect=dialect)])
 
     def write_plot(result: Run) -> None:
         report = result.reports[0]

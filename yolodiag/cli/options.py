@@ -6,7 +6,8 @@ default in the signature (typer forbids a default inside `Annotated`). List opti
 empty default as `default_factory=list`, so that no signature repeats a mutable `[]`; that is
 why the commands take their parameters keyword-only (an option with no default may then sit
 anywhere, and a signature's order is the order `--help` lists them in). The parsers turn option
-values into what yolodiag.commands takes: sizes, a Selection, module-table entries. Nothing
+values into what yolodiag.commands takes: sizes, a Selection, a dialect, module-table
+entries. Nothing
 here runs a command or imports torch at import time: `yolodiag --help` must stay instant.
 """
 
@@ -20,6 +21,7 @@ from typing import Annotated
 import typer
 
 from yolodiag.cli.app import stderr
+from yolodiag.dialects import DEFAULT, DIALECTS
 from yolodiag.findings import Unsupported
 from yolodiag.report import EXIT_BAD_INPUT
 
@@ -38,11 +40,12 @@ class FailOn(str, enum.Enum):
     info = "info"
 
 
-MODEL_HELP = ("Model YAML(s) (YOLOv5 format); several give one summary and one exit code. "
-              "Omitted: the bundled example, the seed's ResNet-18 BasicBlock backbone under the "
-              "YOLOv5s head.")
-ONE_MODEL_HELP = ("Model YAML (YOLOv5 format). Omitted: the bundled example, the seed's "
-                  "ResNet-18 BasicBlock backbone under the YOLOv5s head.")
+_DEFAULT = DIALECTS[DEFAULT]
+MODEL_HELP = (f"Model YAML(s) ({_DEFAULT.title} format, or another dialect's: --dialect); several "
+              "give one summary and one exit code. Omitted: the bundled example, "
+              f"{_DEFAULT.bundled_note}.")
+ONE_MODEL_HELP = (f"Model YAML ({_DEFAULT.title} format, or another dialect's: --dialect). "
+                  f"Omitted: the bundled example, {_DEFAULT.bundled_note}.")
 IMG_HELP = ("Input size to trace: N for NxN or HxW (height x width), e.g. 384x640; repeat the "
             "option or separate with commas for several sizes. The first is the report's size. "
             "Sizes are rounded up to the largest stride, as YOLOv5 does (YD305). "
@@ -53,15 +56,19 @@ IGNORE_HELP = ("Skip checks whose code starts with one of these prefixes. A refu
                "(YD100-YD105) or a model that cannot be built (YD202) is always reported.")
 FAIL_ON_HELP = "Exit 1 when a finding has this severity or a higher one."
 
-MODULES_HELP = ("A Python file with your own blocks (classes as pasted into YOLOv5's common.py); "
-                "repeatable. The file is EXECUTED, with torch, nn, F, math, np and yolodiag's "
-                "Conv, C3, autopad... in scope; its nn.Module classes join the module table and "
-                "may replace stock names. Channel rules: YOLODIAG_RULES = {'Name': 'channels'} "
-                "in the file, or --rule.")
+MODULES_HELP = ("A Python file with your own blocks (classes as pasted into the family's "
+                "common.py); repeatable. The file is EXECUTED, with torch, nn, F, math, np and "
+                f"yolodiag's blocks of that family ({_DEFAULT.title}: "
+                f"{_DEFAULT.example('block')}...) in scope; its nn.Module classes join the "
+                "module table and may replace stock names. Channel rules: "
+                "YOLODIAG_RULES = {'Name': 'channels'} in the file, or --rule.")
 RULE_HELP = ("Name=rule: how parse_model completes that module's row; repeatable. Rules: "
              "channels, channels+repeats, passthrough, out=args0, input, concat-sum, "
              "concat-max, detect. Undeclared --modules blocks get a rule inferred from their "
              "constructor (YD110).")
+DIALECT_HELP = ("The YOLO family the YAML is written for: auto (the dialect that claims the "
+               f"YAML; one none claims is read as {_DEFAULT.full_title}) or one of "
+               f"{', '.join(DIALECTS)}. The report says which, and why.")
 DATA_HELP = ("A YOLOv5 data YAML: its splits and labels are checked as train.py reads them "
              "(YD801-YD803, YD109, YD405 on the train labels), and the model gets its class "
              "count (needs Pillow: pip install 'yolodiag[data]').")
@@ -90,6 +97,7 @@ ModulesOption = Annotated[list[Path], typer.Option("--modules", help=MODULES_HEL
 RuleOption = Annotated[list[str], typer.Option("--rule", help=RULE_HELP, show_default=False,
                                                default_factory=list)]
 DataOption = Annotated[Path | None, typer.Option("--data", help=DATA_HELP, show_default=False)]
+DialectOption = Annotated[str, typer.Option("--dialect", help=DIALECT_HELP)]
 # The class count train.py builds the model with (the run command's own --nc reads the run).
 NcOption = Annotated[int | None, typer.Option(
     "--nc", min=1, help="The data's class count, which train.py builds the model with "
@@ -135,14 +143,26 @@ def parse_selection(select: list[str], ignore: list[str]):
     return Selection(parse_prefixes(select, "--select"), parse_prefixes(ignore, "--ignore"))
 
 
-def user_modules(files: list[Path], rules: list[str]) -> dict:
-    """--modules and --rule as module-table entries (runs the files: inside `_finish`, so
-    their errors become one line and exit 2)."""
+def parse_dialect(value: str) -> str:
+    """--dialect: auto or a registered dialect's name; anything else is a usage error."""
+    from yolodiag.dialects import names
+
+    if value not in names():
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(names())}",
+                                 param_hint="--dialect")
+    return value
+
+
+def user_modules(files: list[Path], rules: list[str], model: Path | None = None,
+                 dialect: str = "auto") -> dict:
+    """--modules and --rule as module-table entries, in the namespace of the model's dialect
+    (runs the files: inside `_finish`, so their errors become one line and exit 2)."""
     if not files and not rules:
         return {}
+    from yolodiag.dialects import choose_file
     from yolodiag.usermodules import load_modules
 
-    return load_modules(files, rules)
+    return load_modules(files, rules, choose_file(model, dialect).dialect)
 
 
 def _one_run_inputs(img: str, device: str, select: list[str], ignore: list[str]):

@@ -1,15 +1,15 @@
-"""Gradient flow measured: one real forward and backward of YOLOv5's loss, layer by layer.
+"""Gradient flow measured: one real forward and backward of the dialect's loss, layer by layer.
 
 `measure` runs a built model in train mode on one batch under the probe, backpropagates each
-term of YOLOv5's loss (box, objectness, class) in turn (their gradients add up to the total's)
+term of the loss (YOLOv5's: box, objectness, class) in turn (their gradients add up to the total's)
 and records per YAML layer the gradient norm of its parameters, that norm over the weight norm,
 the share of exactly-zero gradient entries, the ReLU-family units that are zero over the whole
 batch, whether its output was finite and how much gradient reached it; per residual add what
 the shortcut and what the branch carry; then it runs the forward and backward again with every
 shortcut removed, to measure what they are worth at the earliest layers. This is where the loss
-is chosen (YOLOv5's, scaled as train.py scales it). The model is left exactly as it was found:
-BatchNorm buffers, `training` flags, `requires_grad` and `.grad` are restored, even when
-something raises. Nothing here judges the numbers: checks/gradients.py does.
+is chosen (the family's, scaled as train.py scales it). The model is left exactly as it was
+found: BatchNorm buffers, `training` flags, `requires_grad` and `.grad` are restored, even
+when something raises. Nothing here judges the numbers: checks/gradients.py does.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from yolodiag.build.builder import BuiltModel
 from yolodiag.gradflow.probe import _Probe, _square
 from yolodiag.gradflow.values import (
     COMPONENTS,
@@ -29,26 +30,24 @@ from yolodiag.gradflow.values import (
     ResidualAdd,
     _total,
 )
-from yolodiag.loss import HYP, loss_terms, train_hyp
 from yolodiag.probes import preserved
-from yolodiag.reference.builder import BuiltModel
-from yolodiag.reference.heads import Segment
 
 
 def measure(built: BuiltModel, images: Tensor, targets: Tensor,
             hyp: Mapping[str, float] | None = None, *, ablate: bool = True) -> GradFlow:
-    """One train-mode forward of `images` (batch, 3, h, w), YOLOv5's loss against `targets`
+    """One train-mode forward of `images` (batch, 3, h, w), the dialect's loss against `targets`
     (n, 6), and one backward of each of its terms in turn (their gradients add up to the
     total's); then, with `ablate`, a forward and backward with every residual shortcut
     removed. `hyp` defaults to hyp.scratch-low's gains scaled as train.py scales them (class
     count, image size, levels), so the terms weigh what they weigh in training. The model is
     restored afterwards."""
-    net = built.model
-    if net.head is None or isinstance(net.head, Segment):
-        raise ValueError("gradflow measures models whose last layer is Detect "
-                         f"(this one ends in {type(net.model[-1]).__name__})")
+    net, loss = built.model, built.dialect.loss
+    needs = built.dialect.model.untrainable(built)
+    if needs is not None:
+        raise ValueError(f"gradflow measures models with {needs} (this one ends in "
+                         f"{type(net.model[-1]).__name__})")
     batch, img = images.shape[0], tuple(images.shape[-2:])
-    hyp = hyp or train_hyp(HYP, net.head.nc, max(img), net.head.nl)
+    hyp = hyp or loss.train_hyp(loss.HYP, net.head.nc, max(img), net.head.nl)
     layer_params = [list(layer.named_parameters()) for layer in net.model]
     with preserved(net):
         frozen = {p for p in net.parameters() if not p.requires_grad}
@@ -58,7 +57,7 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
         net.train()
         with _Probe(net, img) as probe:
             raw = net(images)
-        box, obj, cls = loss_terms(net.head, raw, targets, hyp)
+        box, obj, cls = loss.loss_terms(net.head, raw, targets, hyp)
         total = (box + obj + cls) * batch  # compute_loss's expression, to the last bit
         terms = [term * batch for term in (box, obj, cls)]
         components = _backward_terms(terms, layer_params)
@@ -141,7 +140,7 @@ def _ablation(built: BuiltModel, images: Tensor, targets: Tensor, hyp, drop: dic
         p.grad = None
     with _Probe(net, tuple(images.shape[-2:]), drop=drop):
         raw = net(images)
-    box, obj, cls = loss_terms(net.head, raw, targets, hyp)
+    box, obj, cls = built.dialect.loss.loss_terms(net.head, raw, targets, hyp)
     total = (box + obj + cls) * images.shape[0]
     total.backward()
     head = len(layer_params) - 1

@@ -10,10 +10,10 @@ constructor arguments by wrapping the classes it finds here, as YOLOv5's yolo.py
 import torch
 from torch import nn
 
-from yolodiag.reference.blocks import *  # noqa: F403
-from yolodiag.reference.builder import build
-from yolodiag.reference.heads import Detect, Segment  # noqa: F401
-from yolodiag.reference.table import ModuleEntry
+from yolodiag.build.builder import build
+from yolodiag.dialects.yolov5.blocks import *  # noqa: F403
+from yolodiag.dialects.yolov5.heads import Detect, Segment  # noqa: F401
+from yolodiag.dialects.yolov5.table import ModuleEntry
 from yolodiag.spec import load_spec
 
 

@@ -1,37 +1,34 @@
-"""ModelSpec -> BuiltModel: the network YOLOv5 v7.0 would build from a YAML, and a record per layer.
+"""ModelSpec -> BuiltModel: the network a YOLO family's parser builds from a YAML, and a record
+per layer. Shared by every dialect.
 
-The semantics are `parse_model` and `DetectionModel.__init__` of v7.0: repeats scaled by
-`depth_multiple` (Python's round), widths by `width_multiple` and rounded up to 8 for the
-channel-aware modules, repeats as `nn.Sequential` (or inside the module for the C3 family),
-Detect/Segment argument completion, Detect strides measured by a train-mode forward of zeros
-at 256x256, anchors flipped when their order disagrees with the strides and divided by them,
-the objectness/class bias priors, and BatchNorm eps/momentum. State-dict keys and shapes equal
-YOLOv5's. Channel rules live in the module table; this module only applies them. It never
-prints, and it leaves no global state behind (the YAML's activation is scoped to one build).
+The rows are completed by the dialect's channel rules (`build.plan`), each row's class is
+instantiated (repeats as `nn.Sequential`, or inside the module where the rule passes the count),
+the layers are routed by their `from` indices, and the dialect finishes the model as its own
+model class does: head strides measured by its probe forward, anchors, bias priors, BatchNorm
+settings. State-dict keys and shapes equal the real code's. It never prints, and it leaves no
+global state behind (the YAML's activation is scoped to one build).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from yolodiag.findings import Finding, InputRefused, Location, Severity
-from yolodiag.reference.blocks import default_activation
-from yolodiag.reference.heads import Detect
-from yolodiag.reference.meta import shape_only
-from yolodiag.reference.rules import RuleError, plan
-from yolodiag.reference.table import MODULES, ModuleEntry
+from yolodiag.build.plan import ModuleEntry, RuleError, plan
+from yolodiag.dialects import dialect_of
+from yolodiag.findings import Location, Refused
 from yolodiag.spec import Activation, LayerSpec, ModelSpec, absolute_source
 
-STRIDE_PROBE_SIZE = 256  # YOLOv5 measures Detect strides with one 256x256 forward
+if TYPE_CHECKING:
+    from yolodiag.dialects import Dialect
 
 
 @dataclass(frozen=True)
 class LayerRecord:
-    """What was built for one YAML row, in the terms of YOLOv5's model summary."""
+    """What was built for one YAML row, in the terms of the family's model summary."""
 
     index: int
     from_: int | tuple[int, ...]
@@ -56,8 +53,8 @@ class LayerFailed(RuntimeError):
 
 
 class DetectionNet(nn.Module):
-    """The built network: `self.model` holds the layers (YOLOv5's attribute name, so state-dict
-    keys read `model.0.conv.weight`), routed by each layer's `from` as YOLOv5 routes them.
+    """The built network: `self.model` holds the layers (the YOLO families' attribute name, so
+    state-dict keys read `model.0.conv.weight`), routed by each layer's `from` as they route them.
 
     Train mode returns the head's raw per-level maps; eval mode returns (decoded, raw maps).
     """
@@ -71,9 +68,11 @@ class DetectionNet(nn.Module):
                      for f in ((fr,) if isinstance(fr, int) else fr) if f != -1}
 
     @property
-    def head(self) -> Detect | None:
+    def head(self) -> nn.Module | None:
+        """The dialect's own head class in the last layer (it decodes and assembles the output);
+        None for a user's head or a model without one."""
         last = self.model[-1]
-        return last if isinstance(last, Detect) else None
+        return last if hasattr(last, "assemble") and hasattr(last, "raw_maps") else None
 
     def forward(self, x):
         out = self.run_layers(x)
@@ -89,7 +88,7 @@ class DetectionNet(nn.Module):
         """The last layer's own output (for a head: its raw maps), whatever the mode."""
         kept: dict[int, Any] = {}
         for i, (layer, f) in enumerate(zip(self.model, self.froms)):
-            if f != -1:  # -1 is the running value x, as in YOLOv5
+            if f != -1:  # -1 is the running value x, as in every YOLO family
                 x = kept[absolute_source(i, f)] if isinstance(f, int) else [
                     x if j == -1 else kept[absolute_source(i, j)] for j in f]
             try:
@@ -116,10 +115,14 @@ class BuiltModel:
     stride: tuple[float, ...] | None
     anchors: torch.Tensor | None
     device: torch.device
-    # With build(strict=False): YOLOv5's stride probe crashed here (layer, "Error: message"),
-    # so YOLOv5 could not build this model; strides and anchors are then unknown (None).
+    # With build(strict=False): the real code's stride probe crashed here (layer, "Error:
+    # message"), so it could not build this model; strides and anchors are then unknown (None).
     probe_failure: tuple[int, str] | None = None
-    anchors_flipped: bool = False  # YOLOv5 reversed the YAML's anchor rows to fit the strides
+    anchors_flipped: bool = False  # the real code reversed the YAML's anchor rows (strides)
+
+    @property
+    def dialect(self) -> Dialect:
+        return dialect_of(self.spec)
 
     @property
     def params(self) -> int:
@@ -133,27 +136,28 @@ class BuiltModel:
 
     @property
     def head_index(self) -> int | None:
-        """The detection head's layer: our Detect/Segment, or a user's head (rule detect)."""
-        heads = ("detect", "segment")
+        """The detection head's layer: the dialect's head, or a user's head with a head rule."""
+        heads = self.dialect.head_rules
         return len(self.layers) - 1 if self.layers and self.layers[-1].rule in heads else None
 
 
 def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device = "cpu",
           modules: dict[str, ModuleEntry] | None = None, strict: bool = True) -> BuiltModel:
-    """Build `spec` as YOLOv5 v7.0 would. `nc` overrides the YAML's (as `Model(cfg, nc=...)`).
+    """Build `spec` as its dialect's code would. `nc` overrides the YAML's (`Model(cfg, nc=...)`).
 
     `device="meta"` builds shapes only: no weight memory, strides still measured.
-    Raises InputRefused (YD202 build-failed) naming the layer when a row cannot be built, or
-    when YOLOv5's stride probe would crash; with `strict=False` a crashing probe is recorded in
+    Raises Refused (YD202 build-failed) naming the layer when a row cannot be built, or
+    when the real stride probe would crash; with `strict=False` a crashing probe is recorded in
     `probe_failure` instead, so that the checks can say why it crashed.
     """
     device = torch.device(device)
-    table = {**MODULES, **(modules or {})}
+    dialect = dialect_of(spec)
+    model = dialect.model
     nc = nc or spec.nc
     layers: list[nn.Module] = []
     records: list[LayerRecord] = []
-    with default_activation(_activation_factory(spec)), device:
-        for planned in plan(spec, table, nc):
+    with model.activation_scope(_activation_factory(spec)), device:
+        for planned in plan(spec, dialect, modules, nc):
             row, done = planned.row, planned.done
             try:
                 if done is None:
@@ -172,80 +176,19 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
         net = DetectionNet(layers, [r.from_ for r in spec.layers])
     probe_failure, flipped = None, False
     try:
-        stride, grid_anchors, flipped = _measure_head(net, spec, records, device)
-    except Exception as e:  # YOLOv5's build runs the same forward and anchor arithmetic
+        stride, grid_anchors, flipped = model.measure_head(net, spec, records, device)
+    except Exception as e:  # the real build runs the same forward and anchor arithmetic
         if not isinstance(e, LayerFailed):  # e.g. anchors that cannot be divided by the strides
             e = LayerFailed(len(records) - 1, e)
-        during = f"YOLOv5's stride probe (a {STRIDE_PROBE_SIZE}x{STRIDE_PROBE_SIZE} forward)"
+        size = model.PROBE_SIZE
+        during = f"{dialect.title}'s stride probe (a {size}x{size} forward)"
         error = f"{type(e.error).__name__}: {e.error}"
         if strict:
             raise forward_failure(spec, e.index, error, during) from e
         stride, grid_anchors, probe_failure = None, None, (e.index, error)
-    _initialize_weights(net)
+    model.initialize_weights(net)
     return BuiltModel(spec, net, tuple(records), nc, stride, grid_anchors, device, probe_failure,
                       flipped)
-
-
-def _measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord],
-                  device: torch.device
-                  ) -> tuple[tuple[float, ...] | None, torch.Tensor | None, bool]:
-    """Strides by YOLOv5's probe (train mode, zeros, 256x256), anchor order, grid units, priors.
-
-    A user's head (a --modules class with rule detect) is measured the same way from its
-    train-mode output, one map per level; its `stride` and `anchors` are set where it has
-    them, and its bias priors are its own business.
-    Returns (strides, anchors in grid units, whether the YAML's rows were flipped)."""
-    if not records or records[-1].rule not in ("detect", "segment"):
-        return None, None, False
-    head = net.model[-1]
-    size = STRIDE_PROBE_SIZE
-    ours = isinstance(head, Detect)
-    # Train mode, as YOLOv5: on real tensors the probe leaves the same BatchNorm running
-    # statistics behind. On meta there are none, and eval mode skips a slow torch code path;
-    # a user's head runs in train mode regardless (its eval mode decodes with the strides).
-    net.train(device.type != "meta" or not ours)
-    with torch.no_grad(), shape_only(device):
-        out = net.run_layers(torch.zeros(1, spec.ch, size, size, device=device))
-    maps = head.raw_maps(out) if ours else out
-    strides = torch.tensor([size / r.shape[-2] for r in maps])
-    rows = records[-1].args[1]
-    anchors = torch.tensor(rows).float().view(len(strides), -1, 2)
-    # YOLOv5 flips the anchor rows when their sizes run against the strides.
-    area = anchors.prod(-1).mean(-1).view(-1)
-    da, ds = area[-1] - area[0], strides[-1] - strides[0]
-    flipped = bool(da) and bool(da.sign() != ds.sign())
-    if flipped:
-        anchors = anchors.flip(0)
-    anchors = anchors / strides.view(-1, 1, 1)
-    if ours:
-        with torch.no_grad():
-            head.stride.copy_(strides)
-            head.anchors.copy_(anchors)
-        head.initialize_biases(strides)
-    else:
-        _set_user_head(head, strides, anchors)
-    return tuple(strides.tolist()), anchors, flipped
-
-
-def _set_user_head(head: nn.Module, strides: torch.Tensor, anchors: torch.Tensor) -> None:
-    """What YOLOv5's model init sets on a head: `stride`, and `anchors` in grid units."""
-    with torch.no_grad():
-        for name, value in (("stride", strides), ("anchors", anchors)):
-            current = getattr(head, name, None)
-            if isinstance(current, torch.Tensor) and current.shape == value.shape:
-                current.copy_(value.to(current.device, current.dtype))
-            elif name == "stride":
-                head.stride = value.to(next(head.parameters(), value).device)
-
-
-def _initialize_weights(net: nn.Module) -> None:
-    """YOLOv5's BatchNorm eps/momentum and in-place activations (exact types, as there)."""
-    for m in net.modules():
-        if type(m) is nn.BatchNorm2d:
-            m.eps = 1e-3
-            m.momentum = 0.03
-        elif type(m) in (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU):
-            m.inplace = True
 
 
 def _activation_factory(spec: ModelSpec):
@@ -255,10 +198,9 @@ def _activation_factory(spec: ModelSpec):
     try:
         _make_activation(activation)
     except (TypeError, ValueError) as e:
-        raise InputRefused(Finding(
-            "YD105", "unsafe-expression", Severity.ERROR,
-            f"activation `{activation}` cannot be built: {e}", "check its arguments",
-            Location(spec.path, spec.key_lines.get("activation")))) from e
+        raise Refused("YD105", f"activation `{activation}` cannot be built: {e}",
+                      "check its arguments",
+                      Location(spec.path, spec.key_lines.get("activation"))) from e
     return lambda: _make_activation(activation)
 
 
@@ -293,18 +235,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def forward_failure(spec: ModelSpec, layer: int, error: str, during: str) -> InputRefused:
-    """A forward pass that YOLOv5 would also crash in, as a refusal naming the layer."""
+def forward_failure(spec: ModelSpec, layer: int, error: str, during: str) -> Refused:
+    """A forward pass that the real code would also crash in, as a refusal naming the layer."""
     row = spec.layers[layer]
-    return InputRefused(Finding(
-        "YD202", "build-failed", Severity.ERROR,
-        f"{during} fails in layer {layer} {row.module}: {error}",
-        "check the `from` indices and widths feeding this layer",
-        Location(spec.path, row.line, layer, row.section)))
+    return Refused("YD202", f"{during} fails in layer {layer} {row.module}: {error}",
+                   "check the `from` indices and widths feeding this layer",
+                   Location(spec.path, row.line, layer, row.section))
 
 
 def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...], e: Exception,
-                  entry: ModuleEntry) -> InputRefused:
+                  entry: ModuleEntry) -> Refused:
     from yolodiag.usermodules import channel_parameters, register_fix, why_raw
 
     call = f"{row.module}({', '.join(map(repr, _jsonable(args)))})"
@@ -315,8 +255,8 @@ def _build_failed(spec: ModelSpec, row: LayerSpec, args: tuple[Any, ...], e: Exc
     if entry.rule == "passthrough" and not isinstance(e, RuleError) and channel_parameters(
             entry.load()) is not None:
         reason += (f" (parse_model passes {row.module} the YAML's arguments unchanged: "
-                   f"{why_raw(entry)})")
-        hint = register_fix(row.module, entry)
-    return InputRefused(Finding(
-        "YD202", "build-failed", Severity.ERROR, f"{call} cannot be built: {reason}", hint,
-        Location(spec.path, row.line, row.index, row.section), {"exception": type(e).__name__}))
+                   f"{why_raw(entry, dialect_of(spec))})")
+        hint = register_fix(row.module, dialect_of(spec), entry)
+    return Refused("YD202", f"{call} cannot be built: {reason}", hint,
+                   Location(spec.path, row.line, row.index, row.section),
+                   {"exception": type(e).__name__})

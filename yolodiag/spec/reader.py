@@ -1,11 +1,12 @@
-"""YAML text -> ModelSpec: the model a YAML describes, as pure data with YAML line numbers.
+"""YAML text -> ModelSpec, as the YAML's dialect reads it, with YAML line numbers.
 
 YOLOv5 reads a model YAML with `yaml.safe_load` and then runs Python's eval on every module
 name and every string argument. This module reads the same YAML (same safe loader, so the same
-values) and resolves those strings through closed tables instead: module names, the activation
-grammar (`nn.LeakyReLU(0.1)`), the symbols `nc`, `anchors` and `None`, and known string literals.
-Anything else is refused with a finding that names file, line and layer; nothing is evaluated.
-It must not import torch: the spec stage runs in milliseconds.
+values), picks the dialect that claims it (`dialects.choose`, or --dialect), and resolves those
+strings through closed tables instead: that dialect's module names and activations, the
+activation grammar (`nn.LeakyReLU(0.1)`), the symbols `nc`, `anchors` and `None`, and known
+string literals. Anything else is refused with a finding that names file, line and layer;
+nothing is evaluated. It must not import torch: the spec stage runs in milliseconds.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import dataclasses
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from yolodiag.findings import Finding, InputRefused, Location, Severity
-from yolodiag.reference.table import ACTIVATIONS, MODULES, canonical_name
-from yolodiag.yaml_text import DroppedText, ascii_text
+from yolodiag.findings import Location, Refused, Unsupported
+from yolodiag.spec.model import Activation, ArgValue, LayerSpec, ModelSpec, Symbol
+from yolodiag.yaml_text import ascii_text
 
 SECTIONS = ("backbone", "head")
 # Strings YOLOv5's eval leaves as they are (NameError, suppressed): interpolation and padding
@@ -37,92 +37,15 @@ _ACTIVATION_CALL = re.compile(r"(?:torch\.)?nn\.([A-Za-z][A-Za-z0-9]*)\((.*)\)")
 _KEYWORD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+)")
 
 
-@dataclass(frozen=True)
-class Symbol:
-    """A name YOLOv5 resolves from parse_model's locals: `nc` or `anchors`."""
-
-    name: str
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class Activation:
-    """`nn.LeakyReLU(0.1)`: an activation class from the closed list and literal arguments."""
-
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: tuple[tuple[str, Any], ...] = ()
-
-    def __str__(self) -> str:
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
-        return f"nn.{self.name}({', '.join(parts)})"
-
-
-ArgValue = int | float | bool | str | None | Symbol | Activation | tuple
-
-
-def absolute_source(index: int, f: int) -> int:
-    """Layer `index`'s `from` entry as an absolute layer index (-1 before layer 0: the image)."""
-    return index + f if f < 0 else f
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One `[from, number, module, args]` row, as written (number before depth_multiple)."""
-
-    index: int
-    from_: int | tuple[int, ...]
-    number: int
-    module: str
-    args: tuple[ArgValue, ...]
-    section: str
-    line: int
-
-    @property
-    def sources(self) -> tuple[int, ...]:
-        """The absolute indices of the layers this row reads (-1: the input image)."""
-        froms = (self.from_,) if isinstance(self.from_, int) else self.from_
-        return tuple(absolute_source(self.index, f) for f in froms)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    path: str
-    nc: int
-    depth_multiple: float
-    width_multiple: float
-    anchors: tuple[tuple[float, ...], ...] | int
-    layers: tuple[LayerSpec, ...]
-    activation: Activation | None = None
-    ch: int = 3
-    key_lines: dict[str, int] = field(default_factory=dict)
-    dropped: DroppedText | None = None  # characters YOLOv5's ASCII reading leaves out
-
-    @property
-    def na(self) -> int:
-        """Anchors per level, as YOLOv5 derives it."""
-        return len(self.anchors[0]) // 2 if isinstance(self.anchors, tuple) else self.anchors
-
-
-REFUSALS = {  # the codes this module refuses a YAML with, and their names
-    "YD100": "yaml-unreadable",
-    "YD101": "missing-key",
-    "YD102": "malformed-layer",
-    "YD103": "unknown-module",
-    "YD104": "bad-from-index",
-    "YD105": "unsafe-expression",
-}
-
-
-def _refuse(code: str, message: str, hint: str, location: Location) -> InputRefused:
-    return InputRefused(Finding(code, REFUSALS[code], Severity.ERROR, message, hint, location))
+def _refuse(code: str, message: str, hint: str, location: Location) -> Refused:
+    return Refused(code, message, hint, location)
 
 
 def module_names(path: str | Path) -> frozenset[str]:
     """The module names a YAML's rows use, read without building anything (for --repo, whose
     code defines names no table of ours holds). Unreadable input: none; load_spec says why."""
+    from yolodiag.build.plan import canonical_name
+
     try:
         data = yaml.safe_load(ascii_text(Path(path).read_bytes())[0])
     except (OSError, yaml.YAMLError):
@@ -133,8 +56,10 @@ def module_names(path: str | Path) -> frozenset[str]:
                      if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str))
 
 
-def load_spec(path: str | Path, *, extra_modules: frozenset[str] = frozenset()) -> ModelSpec:
-    """Read a model YAML file into a ModelSpec; raise InputRefused (YD100-YD105) when we cannot."""
+def load_spec(path: str | Path, *, extra_modules: frozenset[str] = frozenset(),
+              dialect: str = "auto") -> ModelSpec:
+    """Read a model YAML file into a ModelSpec as `dialect` reads it ("auto": the one that
+    claims it); raise Refused (YD100-YD105) when we cannot."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -142,21 +67,27 @@ def load_spec(path: str | Path, *, extra_modules: frozenset[str] = frozenset()) 
         raise _refuse("YD100", f"cannot read the file: {e.strerror or e}", "check the path",
                       Location(file=str(path))) from e
     text, dropped = ascii_text(raw)  # as YOLOv5 opens it: ASCII, other characters dropped
-    spec = parse_spec(text, str(path), extra_modules=extra_modules)
+    spec = parse_spec(text, str(path), extra_modules=extra_modules, dialect=dialect)
     return spec if dropped is None else dataclasses.replace(spec, dropped=dropped)
 
 
-def parse_spec(text: str, path: str = "<yaml>", *,
-               extra_modules: frozenset[str] = frozenset()) -> ModelSpec:
-    """Parse model YAML text into a ModelSpec; raise InputRefused (YD100-YD105) when we cannot."""
-    return _SpecReader(text, path, extra_modules).read()
+def parse_spec(text: str, path: str = "<yaml>", *, extra_modules: frozenset[str] = frozenset(),
+               dialect: str = "auto") -> ModelSpec:
+    """Parse model YAML text into a ModelSpec; raise Refused (YD100-YD105) when we cannot."""
+    return _SpecReader(text, path, extra_modules, dialect).read()
 
 
 class _SpecReader:
-    def __init__(self, text: str, path: str, extra_modules: frozenset[str]):
+    def __init__(self, text: str, path: str, extra_modules: frozenset[str], dialect: str):
+        from yolodiag.dialects import DEFAULT, DIALECTS
+
         self.text = text
         self.path = path
-        self.module_names = frozenset(MODULES) | extra_modules
+        self.extra_modules = extra_modules
+        self.requested = dialect
+        self.dialect = DIALECTS[DEFAULT]  # until the YAML's data says which (messages)
+        self.module_names = frozenset(self.dialect.modules) | extra_modules
+        self.activations = self.dialect.activations
 
     def where(self, line: int | None = None, layer: int | None = None,
               section: str | None = None) -> Location:
@@ -177,9 +108,10 @@ class _SpecReader:
         def line_of(name: str) -> int | None:
             return key_lines.get(name)
 
-        for key in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head"):
+        chosen = self._choose(data)
+        for key in ("nc", *chosen.dialect.required_keys, "backbone", "head"):
             if key not in data:
-                raise _refuse("YD101", f"the key `{key}` is missing (YOLOv5 requires it)",
+                raise _refuse("YD101", f"the key `{key}` is missing ({self.title} requires it)",
                               f"add `{key}:` at the top level", self.where())
         nc = data["nc"]
         if not _is_int(nc) or nc < 1:
@@ -187,13 +119,13 @@ class _SpecReader:
                           "set `nc:` to the number of classes", self.where(line_of("nc")))
         multiples = {}
         for key in ("depth_multiple", "width_multiple"):
-            value = data[key]
+            value = data.get(key, 1.0)
             if not _is_number(value) or value <= 0:
                 raise _refuse("YD101", f"`{key}` must be a positive number, got {value!r}",
                               f"set `{key}:` (1.0 keeps the YAML as written)",
                               self.where(line_of(key)))
             multiples[key] = value
-        anchors = self._anchors(data["anchors"], line_of("anchors"))
+        anchors = self._anchors(data["anchors"], line_of("anchors")) if "anchors" in data else ()
         activation = None
         if data.get("activation") is not None:
             activation = self._activation(data["activation"], self.where(line_of("activation")))
@@ -218,7 +150,25 @@ class _SpecReader:
         return ModelSpec(
             path=self.path, nc=nc, depth_multiple=multiples["depth_multiple"],
             width_multiple=multiples["width_multiple"], anchors=anchors, layers=tuple(layers),
-            activation=activation, ch=ch, key_lines=key_lines)
+            activation=activation, ch=ch, key_lines=key_lines, dialect=chosen.dialect.name,
+            dialect_reason=chosen.reason)
+
+    def _choose(self, data: Any):
+        """The dialect the rows are read as; its table and title from here on."""
+        from yolodiag.dialects import UnknownDialect, choose
+
+        try:
+            chosen = choose(data, self.requested)
+        except UnknownDialect as e:
+            raise Unsupported(str(e)) from e
+        self.dialect = chosen.dialect
+        self.module_names = frozenset(self.dialect.modules) | self.extra_modules
+        self.activations = self.dialect.activations
+        return chosen
+
+    @property
+    def title(self) -> str:
+        return self.dialect.title
 
     def _compose(self) -> yaml.MappingNode:
         try:
@@ -269,7 +219,7 @@ class _SpecReader:
                           "write how many times the module repeats", where)
         if not isinstance(module, str):
             raise _refuse("YD102", f"`module` must be a name, got {module!r}",
-                          "write a module name such as Conv", where)
+                          f"write a module name such as {self.dialect.example('block')}", where)
         module = self._module(module, where)
         if not isinstance(args, list):
             raise _refuse("YD102", f"`args` must be a list, got {args!r}",
@@ -303,15 +253,18 @@ class _SpecReader:
         return value if isinstance(value, int) else sources
 
     def _module(self, name: str, where: Location) -> str:
+        from yolodiag.build.plan import canonical_name
+
         if not _DOTTED_NAME.fullmatch(name):
             raise _refuse("YD105", f"module `{name}` is an expression, not a name; "
-                          "YOLOv5 would evaluate it, yolodiag refuses it", "write a module name",
-                          where)
+                          f"{self.title} would evaluate it, yolodiag refuses it",
+                          "write a module name", where)
         if canonical_name(name) in self.module_names:
             return canonical_name(name)
-        close = difflib.get_close_matches(canonical_name(name), self.module_names, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(canonical_name(name), self.module_names, n=3,
+                                          cutoff=0.6)
         hint = (f"did you mean {', '.join(close)}?" if close else
-                "use a YOLOv5 v7.0 module name, or give your own block's class with "
+                f"use a {self.dialect.full_title} module name, or give your own block's class with "
                 "--modules FILE.py")
         raise _refuse("YD103", f"unknown module `{name}`", hint, where)
 
@@ -337,15 +290,15 @@ class _SpecReader:
             return text
         if _ACTIVATION_CALL.fullmatch(text):
             return self._activation(text, where)
-        raise _refuse("YD105", f"argument {position} `{value}` is an expression YOLOv5 would "
+        raise _refuse("YD105", f"argument {position} `{value}` is an expression {self.title} would "
                       "evaluate; yolodiag never evaluates it",
                       "use a number, nc, anchors, None, a known string such as 'nearest', "
                       "or an activation such as nn.SiLU()", where)
 
     def _activation(self, text: Any, where: Location) -> Activation:
-        hint = f"write one of {', '.join('nn.' + a + '()' for a in ACTIVATIONS[:4])}, ..."
+        hint = f"write one of {', '.join('nn.' + a + '()' for a in self.activations[:4])}, ..."
         match = _ACTIVATION_CALL.fullmatch(text.strip()) if isinstance(text, str) else None
-        if match is None or match.group(1) not in ACTIVATIONS:
+        if match is None or match.group(1) not in self.activations:
             raise _refuse("YD105", f"activation `{text}` is not a known activation call; "
                           "yolodiag never evaluates it", hint, where)
         args: list[Any] = []

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from yolodiag.reference.builder import BuiltModel
-from yolodiag.reference.heads import Detect, class_prior_logit, objectness_prior_logit
+from yolodiag.build.builder import BuiltModel
+from yolodiag.dialects.yolov5.heads import Detect, class_prior_logit, objectness_prior_logit
 
 # hyp.scratch-low.yaml of YOLOv5 v7.0, loss entries only, before train.py's scaling.
 HYP: dict[str, float] = {

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolodiag.repo_worker import REQUIRED, jsonable_default
+from yolodiag.dialects.yolov5.repo_worker import REQUIRED, jsonable_default
 
 if TYPE_CHECKING:
-    from yolodiag.reference.builder import BuiltModel
-    from yolodiag.reference.table import ModuleEntry
+    from yolodiag.build.builder import BuiltModel
+    from yolodiag.dialects.yolov5.table import ModuleEntry
     from yolodiag.trace import Trace
 
 __all__ = ["REQUIRED", "RepoBuild", "RepoFailure", "RepoLayer", "as_built", "build_with_repo"]
@@ -95,7 +95,7 @@ def build_with_repo(repo: str | Path, yaml_path: str | Path, sizes: list[tuple[i
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request.write_text(json.dumps({
             "path": path_entry, "module": module, "source": source,
-            "package": str(Path(__file__).resolve().parent),
+            "package": str(Path(__file__).resolve().parents[2]),  # the yolodiag folder
             "yaml": str(Path(yaml_path).resolve()), "sizes": [list(s) for s in sizes],
             "names": list(names), "nc": nc}), encoding="utf-8")
         worker = Path(__file__).resolve().parent / "repo_worker.py"
@@ -122,15 +122,15 @@ def repo_traced(path: Path, requested: tuple, sizes: list[tuple[int, int]], repo
     by the user's YOLOv5 code at `sizes`: the spec is read (and refused) by us first, so that no
     string their parse_model would eval reaches it. `requested`: the --img sizes as given."""
     from yolodiag.checks import Facts
-    from yolodiag.findings import Finding, InputRefused, Location, Severity, Unsupported
-    from yolodiag.reference.table import MODULES
+    from yolodiag.dialects.yolov5.table import MODULES
+    from yolodiag.findings import Location, Refused, Unsupported
     from yolodiag.spec import load_spec, module_names
 
     facts = Facts(str(path), requested_sizes=requested)
     try:
         names = module_names(path)
         facts.spec = load_spec(path, extra_modules=names)
-    except InputRefused as e:
+    except Refused as e:
         facts.stopped = e.finding
         return facts, e
     result = build_with_repo(repo, path, sizes, sorted(names), nc=nc, python=python)
@@ -144,12 +144,11 @@ def repo_traced(path: Path, requested: tuple, sizes: list[tuple[int, int]], repo
                     and failure.layer < len(facts.spec.layers) else Location(str(path)))
         where = (f" in layer {failure.layer} {facts.spec.layers[failure.layer].module}"
                  if location.layer is not None else "")
-        refusal = InputRefused(Finding(
-            "YD202", "build-failed", Severity.ERROR,
-            f"your YOLOv5 ({result.source}) fails to {failure.during} the model{where}: "
-            f"{failure.exception}: {failure.message}",
+        refusal = Refused(
+            "YD202", f"your YOLOv5 ({result.source}) fails to {failure.during} the model"
+            f"{where}: {failure.exception}: {failure.message}",
             "check this row against your module's constructor and parse_model's branch for it",
-            location, {"exception": failure.exception, "repo": result.source}))
+            location, {"exception": failure.exception, "repo": result.source})
         facts.stopped = refusal.finding
         if names - set(MODULES):  # rows only their code knows: no plan of ours for them
             facts.spec = None
@@ -229,9 +228,9 @@ def as_built(repo_build: RepoBuild, spec) -> tuple[BuiltModel, dict[str, ModuleE
     count when it follows), the head, or the arguments as written (passthrough)."""
     import torch
 
-    from yolodiag.reference.builder import BuiltModel, LayerRecord
-    from yolodiag.reference.rules import scaled_number
-    from yolodiag.reference.table import MODULES, ModuleEntry
+    from yolodiag.build.builder import BuiltModel, LayerRecord
+    from yolodiag.build.plan import scaled_number
+    from yolodiag.dialects.yolov5.table import MODULES, ModuleEntry
 
     first = repo_build.trace.ok_sizes[0] if repo_build.trace and repo_build.trace.ok_sizes else None
     entries: dict[str, ModuleEntry] = {}
@@ -271,7 +270,7 @@ def as_built(repo_build: RepoBuild, spec) -> tuple[BuiltModel, dict[str, ModuleE
 def _read_rule(layer: RepoLayer, row, spec) -> str:
     """The rule their parse_model applied, from the arguments it passed: `(c1, c2, *rest)` for
     `[c2, *rest]` is channel-aware; with the repeat count third, also the repeats."""
-    from yolodiag.reference.rules import scaled_number
+    from yolodiag.build.plan import scaled_number
 
     args, written = layer.args or (), row.args
     if len(args) == len(written) + 2 and args[2] == scaled_number(row.number,
@@ -304,7 +303,7 @@ def _signature_stub(name: str, parameters: list[tuple[str, object]]) -> type:
     signature = inspect.Signature([
         inspect.Parameter(p, kind) if default == REQUIRED else
         inspect.Parameter(p, kind, default=default) for p, default in parameters])
-    return type(name, (), {"__signature__": signature, "__module__": "yolodiag.repo"})
+    return type(name, (), {"__signature__": signature, "__module__": __name__})
 
 
 def _flipped(spec, anchors, stride) -> bool:

@@ -146,7 +146,7 @@ def _trace(model, sizes: list[list[int]]) -> dict:
 
     import torch
 
-    from yolodiag.reference.builder import LayerFailed
+    from yolodiag.build.builder import LayerFailed
     from yolodiag.trace import trace
 
     for index, layer in enumerate(model.model):

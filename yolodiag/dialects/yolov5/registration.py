@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from yolodiag.build.plan import canonical_name
 from yolodiag.findings import Unsupported
-from yolodiag.reference.table import canonical_name
 
 INPUT_WIDTH = "ch[f]"  # parse_model's input width of the row (`f` its `from`)
 

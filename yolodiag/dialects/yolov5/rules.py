@@ -4,63 +4,16 @@ YOLOv5 decides per module class whether a layer gets its input width inserted as
 output width scaled by `width_multiple`, whether it receives the repeat count, or whether its
 YAML arguments pass through untouched while the parser assumes the output width equals the
 input width. Each rule here is one of those behaviours as a small pure function; the module
-table (`table.py`) names the rule next to every module, and `plan` walks a whole ModelSpec the
-way parse_model does. No torch here: rules are arithmetic on channel counts, so the spec stage
-and the checks can use them without building anything.
+table (`table.py`) names the rule next to every module, and `build.plan.plan` walks a whole
+ModelSpec the way parse_model does. No torch here: rules are arithmetic on channel counts, so
+the spec stage and the checks can use them without building anything.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
 
-from yolodiag.spec import Symbol
-
-if TYPE_CHECKING:
-    from yolodiag.reference.table import ModuleEntry
-    from yolodiag.spec import LayerSpec, ModelSpec
-
-
-class RuleError(ValueError):
-    """The YAML row cannot be completed the way YOLOv5 would (YOLOv5 itself would crash)."""
-
-
-@dataclass(frozen=True)
-class RuleInput:
-    """What `parse_model` knows when it reaches a row.
-
-    `ch` is YOLOv5's channel list at that point: for layer 0 it is `[input channels]`, later the
-    output widths of all earlier layers, so `ch[f]` follows Python indexing exactly as there.
-    `previous_c2` is the output width parse_model carries over from the previous row: modules
-    whose rule does not set one (BatchNorm2d, the detection heads) keep it.
-    """
-
-    args: tuple[Any, ...]
-    from_: int | tuple[int, ...]
-    ch: tuple[int, ...]
-    number: int
-    width_multiple: float
-    no: int
-    previous_c2: int
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The constructor arguments, output width and number of stacked copies YOLOv5 arrives at."""
-
-    args: tuple[Any, ...]
-    c2: int
-    copies: int
-
-
-Rule = Callable[[RuleInput], Completion]
-
-
-def make_divisible(x: float, divisor: int) -> int:
-    """Smallest multiple of `divisor` that is >= x (YOLOv5 rounds every scaled width up to 8)."""
-    return math.ceil(x / divisor) * divisor
+from yolodiag.build.plan import Completion, Rule, RuleError, RuleInput, make_divisible
 
 
 def _single_input(r: RuleInput) -> int:
@@ -182,66 +135,3 @@ RULES: dict[str, Rule] = {
     "contract": contract,
     "expand": expand,
 }
-
-
-@dataclass(frozen=True)
-class PlannedRow:
-    """One row as parse_model completes it, before any class is instantiated.
-
-    `inputs` are the widths parse_model believes the row receives (`ch[f]` per source; for
-    layer 0 the image channels). `done` is None when the rule failed; `error` says why, and no
-    later row is planned (YOLOv5 would have crashed here).
-    """
-
-    row: LayerSpec
-    entry: ModuleEntry
-    number: int  # after depth_multiple
-    args: tuple[Any, ...]  # the YAML's arguments with nc and anchors substituted
-    inputs: tuple[int, ...]
-    done: Completion | None
-    error: RuleError | None = None
-
-
-def scaled_number(number: int, depth_multiple: float) -> int:
-    """Repeats after depth_multiple, with Python's round as YOLOv5: round(2 * 0.33) == 1."""
-    return max(round(number * depth_multiple), 1) if number > 1 else number
-
-
-def plan(spec: ModelSpec, table: dict[str, ModuleEntry], nc: int | None = None) -> list[PlannedRow]:
-    """parse_model's walk over the rows: each row's completed arguments and output width."""
-    nc = nc or spec.nc
-    anchors = [list(row) for row in spec.anchors] if isinstance(spec.anchors, tuple) else (
-        spec.anchors)
-    no = spec.na * (nc + 5)
-    ch: list[int] = [spec.ch]
-    c2 = spec.ch
-    planned: list[PlannedRow] = []
-    for row in spec.layers:
-        entry = table[row.module]
-        number = scaled_number(row.number, spec.depth_multiple)
-        args = tuple(_substitute(a, nc, anchors) for a in row.args)
-        sources = (row.from_,) if isinstance(row.from_, int) else row.from_
-        inputs = tuple(ch[f] if -len(ch) <= f < len(ch) else 0 for f in sources)
-        try:
-            rule = entry.custom or RULES[entry.rule]
-            done = rule(RuleInput(args, row.from_, tuple(ch), number, spec.width_multiple, no,
-                                  c2))
-        except Exception as e:  # arithmetic on the YAML's values: YOLOv5 would crash here too
-            error = e if isinstance(e, RuleError) else RuleError(f"{type(e).__name__}: {e}")
-            planned.append(PlannedRow(row, entry, number, args, inputs, None, error))
-            break
-        planned.append(PlannedRow(row, entry, number, args, inputs, done))
-        c2 = done.c2
-        if row.index == 0:
-            ch = []
-        ch.append(c2)
-    return planned
-
-
-def _substitute(value: Any, nc: int, anchors: Any) -> Any:
-    """Spec values -> constructor values: symbols looked up, nested tuples as lists."""
-    if isinstance(value, Symbol):
-        return nc if value.name == "nc" else anchors
-    if isinstance(value, tuple):
-        return [_substitute(v, nc, anchors) for v in value]
-    return value

@@ -9,38 +9,11 @@ fallback that passes raw arguments through for everything else, every `torch.nn`
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from yolodiag.build.plan import ModuleEntry, canonical_name  # noqa: F401  (its spellings)
 
-BLOCKS = "yolodiag.reference.blocks"
-HEADS = "yolodiag.reference.heads"
-SEED = "yolodiag.reference.seed"
-
-
-@dataclass(frozen=True)
-class ModuleEntry:
-    """One YAML module name: where its class lives and how YOLOv5 v7.0 completes its arguments."""
-
-    name: str
-    factory: str  # "package.module:attribute", imported at build time; a user file's path
-    rule: str  # a key of rules.RULES, or "custom" for a user's own rule function
-    # A user's block (--modules): the class itself, how its rule was decided (see
-    # usermodules.RuleSource) and, for rule "custom", the function that completes its row.
-    cls: type | None = field(default=None, compare=False)
-    decided: str = "table"  # "table": YOLOv5 v7.0's own; "seed": added by the seed document
-    custom: Callable | None = field(default=None, compare=False)
-    # The yolo.py whose parse_model gave the rule (with the branch's line when unmapped).
-    registered_by: str | None = field(default=None, compare=False)
-    # A user's class named like a table entry: what differs from that entry's class, in words.
-    differs: str | None = field(default=None, compare=False)
-
-    def load(self) -> Any:
-        if self.cls is not None:
-            return self.cls
-        module, _, attribute = self.factory.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+BLOCKS = "yolodiag.dialects.yolov5.blocks"
+HEADS = "yolodiag.dialects.yolov5.heads"
+SEED = "yolodiag.dialects.yolov5.seed"
 
 
 def _entries() -> dict[str, ModuleEntry]:
@@ -83,8 +56,3 @@ ACTIVATIONS = ("SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid",
                "Tanh", "Mish", "GELU", "ELU", "CELU", "SELU", "PReLU", "Softplus", "Identity")
 
 MODULES: dict[str, ModuleEntry] = _entries()
-
-
-def canonical_name(name: str) -> str:
-    """`torch.nn.Upsample` and `nn.Upsample` are the same class in YOLOv5's namespace."""
-    return "nn." + name[len("torch.nn."):] if name.startswith("torch.nn.") else name

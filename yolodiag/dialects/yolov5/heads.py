@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from yolodiag.reference.blocks import Conv
+from yolodiag.dialects.yolov5.blocks import Conv
 
 
 class Detect(nn.Module):

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolodiag.checkpoint_format import damaged, foreign, refusal, ultralytics_global, unreadable
+from yolodiag.dialects.yolov5.checkpoint_format import (
+    damaged,
+    foreign,
+    refusal,
+    ultralytics_global,
+    unreadable,
+)
 from yolodiag.findings import Unsupported
 
 # Modules whose classes YOLOv5 checkpoints pickle: the git checkout's and the pip package's.
@@ -85,7 +91,7 @@ class CheckpointInfo:
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
     """Read a YOLOv5 `.pt` (either layout, with or without optimizer and EMA, with numpy values)
-    or a plain state dict. Raises InputRefused: YD508 for a file that is no readable torch
+    or a plain state dict. Raises Refused: YD508 for a file that is no readable torch
     checkpoint (empty, text, truncated), YD509 for another framework's checkpoint, YD504
     naming the globals outside the allow-list (nothing is built)."""
     import torch
@@ -283,7 +289,7 @@ def transfer(checkpoint: CheckpointInfo, cfg_spec, nc: int | None = None, *,
     state intersected with the model's by key and shape, without anchor keys when a cfg is
     given and it does not resume. `cfg_spec` None: no --cfg (the embedded YAML is built).
     `modules`: the user's blocks (--modules), for either YAML."""
-    from yolodiag.reference.builder import build
+    from yolodiag.build.builder import build
 
     spec = cfg_spec if cfg_spec is not None else embedded_spec(checkpoint, modules)
     nc = nc or spec.nc

@@ -3,7 +3,7 @@ archive cut short) and, from the globals its pickle names, the framework that wr
 
 Both decide only from facts that need no execution: the first bytes and the zip directory
 (Python's zipfile), and the list of globals torch finds in the pickle without unpickling it.
-The checkpoint reader refuses with the codes of CHECKPOINT_REFUSALS: YD508 for a file that is
+The checkpoint reader refuses with YD508 for a file that is
 no readable torch checkpoint, YD509 for a checkpoint of another framework, YD504 for a pickle
 that names anything else outside the allow-list. torch-free at import (report.py reads the
 codes).
@@ -14,13 +14,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from yolodiag.findings import Finding, InputRefused, Location, Severity
-
-CHECKPOINT_REFUSALS = {  # the codes the checkpoint reader refuses a file with, and their names
-    "YD504": "unsafe-checkpoint",
-    "YD508": "checkpoint-unreadable",
-    "YD509": "foreign-checkpoint",
-}
+from yolodiag.findings import Location, Refused
 
 ZIP_MAGIC = b"PK\x03\x04"  # every torch.save since torch 1.6 writes a zip archive
 PICKLE_PROTOCOL = b"\x80"  # the first opcode of a pickle of protocol 2 or newer
@@ -39,13 +33,12 @@ YOLOV7_TOP_CLASS = "models.yolo.Model"
 
 
 def refusal(code: str, message: str, hint: str, path: str | Path,
-            data: dict | None = None) -> InputRefused:
+            data: dict | None = None) -> Refused:
     """The checkpoint reader's refusal (exit code 2) with one of its codes."""
-    return InputRefused(Finding(code, CHECKPOINT_REFUSALS[code], Severity.ERROR, message, hint,
-                                Location(str(path)), data or {}))
+    return Refused(code, message, hint, Location(str(path)), data)
 
 
-def unreadable(path: Path) -> InputRefused | None:
+def unreadable(path: Path) -> Refused | None:
     """YD508 when the file cannot be a torch zip checkpoint, saying what was found instead."""
     size = path.stat().st_size
     if size == 0:
@@ -75,7 +68,7 @@ def unreadable(path: Path) -> InputRefused | None:
     return None
 
 
-def damaged(path: Path, error: Exception) -> InputRefused:
+def damaged(path: Path, error: Exception) -> Refused:
     """YD508 for a complete-looking archive whose records torch cannot read."""
     return _unreadable(path, f"a damaged torch archive: its directory is complete but torch "
                        f"cannot read its records ({type(error).__name__}: {error})",
@@ -114,13 +107,13 @@ def _as_text(head: bytes) -> str | None:
     return text if text and printable >= 0.95 * len(text) else None
 
 
-def _unreadable(path: Path, found: str, data: dict) -> InputRefused:
+def _unreadable(path: Path, found: str, data: dict) -> Refused:
     return refusal("YD508", f"{path} is not a readable checkpoint: {found}",
                    "take the file again from where it came (the run's weights/ folder, the "
                    "release page) and compare its size with the original's", path, data)
 
 
-def foreign(path: Path, names: list[str]) -> InputRefused | None:
+def foreign(path: Path, names: list[str]) -> Refused | None:
     """YD509 when the pickle's globals are another framework's: Ultralytics (its own package
     namespace) or YOLOv7 (`models.yolo.Model` with YOLOv7-only blocks)."""
     ultralytics = [n for n in names if ultralytics_global(n)]
@@ -147,7 +140,7 @@ def ultralytics_global(name: str) -> bool:
     return name.split(".")[0] == "ultralytics"
 
 
-def _foreign(path: Path, what: str, top: str, framework: str, hint: str) -> InputRefused:
+def _foreign(path: Path, what: str, top: str, framework: str, hint: str) -> Refused:
     return refusal("YD509", f"{path} is not a YOLOv5 v7.0 checkpoint: {what}; yolodiag reads "
                    "YOLOv5 checkpoints", hint, path,
                    {"framework": framework, "model_class": top})

@@ -1,0 +1,182 @@
+"""Dialects: what yolodiag knows about one family of YOLO model YAMLs, behind one shared engine.
+
+A dialect is one frozen `Dialect` value in the plain dict `DIALECTS`, registered by its own
+package (`yolodiag/dialects/<name>/`), which holds everything that family's code decides: the
+module table and channel rules its parser applies, how its model class finishes a build (head
+strides, anchors, priors), its loss, its training code's thresholds. The engine (spec reader,
+builder, trace, checks, gradflow, overfit, reports) asks the dialect and never names a module
+or head class of any family. Parts that need torch are `Lazy`: registering a dialect, reading
+a YAML and `--help` stay torch-free.
+
+`choose` picks the dialect of a YAML: the one `--dialect` names, else the first whose `sniff`
+claims the YAML, else the default (YOLOv5 v7.0, the reading every YAML got before dialects).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from yolodiag.build.plan import ModuleEntry, Rule
+    from yolodiag.spec import ModelSpec
+
+AUTO = "auto"
+DEFAULT = "yolov5"  # what a YAML no dialect claims is read as
+
+
+class Lazy:
+    """A module imported on first attribute access, so that a dialect's torch parts load only
+    when a stage needs them."""
+
+    def __init__(self, module: str):
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module(self._module), name)
+
+    def __repr__(self) -> str:
+        return f"Lazy({self._module!r})"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One YAML family. `title` is what shared messages call its code ("YOLOv5's build");
+    `capabilities` are matched against each check's `needs` (a check that needs anchors is
+    skipped, not failed, for an anchor-free family)."""
+
+    name: str
+    title: str  # e.g. "YOLOv5": "YOLOv5's assignment", "YOLOv5 requires it"
+    version: str  # e.g. "v7.0"
+    modules: Mapping[str, ModuleEntry]  # the closed module table (torch-free)
+    rules: Mapping[str, Rule]  # channel rules, by the name each table entry gives
+    activations: tuple[str, ...]  # torch.nn activation classes the YAML may name
+    required_keys: tuple[str, ...]  # top-level keys the family's parser reads unconditionally
+    head_rules: frozenset[str]  # the rules of rows the family treats as its detection head
+    head_outputs: Callable[[ModelSpec, int], int]  # outputs per head level for `nc` classes
+    sniff: Callable[[Any], str | None]  # the YAML's data -> why it is ours, or None
+    # PROBE_SIZE, activation_scope, measure_head, initialize_weights, untrainable,
+    # objectness_prior: what the family's model class does around the layers built
+    model: Any
+    loss: Any = None  # HYP, train_hyp, loss_terms, compute_loss, assign, prior_loss
+    checkpoint: Any = None  # read_checkpoint, transfer, embedded_spec: --weights
+    runs: Any = None  # read_run, locate_inputs: a finished training run's folder
+    repo: Any = None  # repo_traced: --repo, the model built by the user's own checkout
+    checkout: Any = None  # find_checkout, read_registration: a checkout's parse_model, read
+    stockmatch: Any = None  # differences: a user's class against the table's of that name
+    namespace: Callable[[], dict[str, Any]] | None = None  # what a --modules file sees
+    # The family's own names that advice cites: "block" (a channel-aware module), "head" (its
+    # detection head), "stem" (a stride-2 stem row), "pooling" (its pyramid pooling block).
+    advice: Mapping[str, str] = field(default_factory=dict)
+    bundled: Path | None = None  # the example model `yolodiag check` runs without a YAML
+    bundled_note: str = ""  # what that example is, in a few words
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    # Anchor rows (pixels) of the family's stock YAMLs -> the stride each was designed for.
+    default_anchors: Mapping[tuple[int, ...], int] = field(default_factory=dict)
+    # GFLOPs at 640x640 of the family's stock models by width_multiple (capability "stock-cost").
+    stock_gflops: Mapping[float, float] = field(default_factory=dict)
+
+    @property
+    def full_title(self) -> str:
+        return f"{self.title} {self.version}"
+
+    @property
+    def head_modules(self) -> frozenset[str]:
+        """The table's own head modules (their names: a user's class may take one over)."""
+        return frozenset(name for name, entry in self.modules.items()
+                         if entry.rule in self.head_rules)
+
+    def example(self, key: str) -> str:
+        """A name advice cites (see `advice`); the table's first module when the family gives
+        none."""
+        return self.advice.get(key) or next(iter(self.modules), key)
+
+    def can(self, needs: frozenset[str]) -> bool:
+        return needs <= self.capabilities
+
+
+DIALECTS: dict[str, Dialect] = {}
+
+
+def register(dialect: Dialect) -> Dialect:
+    if dialect.name == AUTO or dialect.name in DIALECTS:
+        raise ValueError(f"dialect {dialect.name!r} is registered twice or reserved")
+    DIALECTS[dialect.name] = dialect
+    return dialect
+
+
+def unregister(name: str) -> None:
+    """Remove a dialect registered at run time (tests)."""
+    if name == DEFAULT:
+        raise ValueError("the default dialect cannot be removed")
+    DIALECTS.pop(name, None)
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The dialect a YAML is read as, and why (the report says both)."""
+
+    dialect: Dialect
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.dialect.name, "title": self.dialect.full_title,
+                "reason": self.reason}
+
+
+class UnknownDialect(ValueError):
+    pass
+
+
+def choose(data: Any, requested: str = AUTO) -> Chosen:
+    """The dialect for a YAML's data: `requested` unless it is "auto", else the first that
+    claims the data (in registration order, the default last), else the default."""
+    if requested != AUTO:
+        if requested not in DIALECTS:
+            raise UnknownDialect(f"unknown dialect {requested!r}: choose one of "
+                                 f"{', '.join(names())}")
+        return Chosen(DIALECTS[requested], f"--dialect {requested}")
+    order = [d for name, d in DIALECTS.items() if name != DEFAULT] + [DIALECTS[DEFAULT]]
+    for dialect in order:
+        reason = dialect.sniff(data)
+        if reason:
+            return Chosen(dialect, reason)
+    default = DIALECTS[DEFAULT]
+    return Chosen(default, f"no dialect claims it: read as {default.full_title}, the default")
+
+
+def choose_file(path: str | Path | None, requested: str = AUTO) -> Chosen:
+    """`choose` for a YAML file before it is read in full (for --modules and --repo, which
+    need the dialect first); a file that cannot be read gets the default, and the spec reader
+    says why it cannot."""
+    import yaml
+
+    from yolodiag.yaml_text import ascii_text
+
+    data = None
+    if path is not None:
+        try:
+            data = yaml.safe_load(ascii_text(Path(path).read_bytes())[0])
+        except (OSError, yaml.YAMLError):
+            pass
+    return choose(data, requested)
+
+
+def names() -> list[str]:
+    """What `--dialect` accepts."""
+    return [AUTO, *DIALECTS]
+
+
+def dialect_of(spec: ModelSpec) -> Dialect:
+    return DIALECTS[spec.dialect or DEFAULT]
+
+
+def chosen(spec: ModelSpec) -> Chosen:
+    """The dialect a spec was read as, and the reader's reason."""
+    return Chosen(dialect_of(spec), spec.dialect_reason or "the default")
+
+
+from yolodiag.dialects import yolov5 as _yolov5  # noqa: E402,F401  (registers itself)

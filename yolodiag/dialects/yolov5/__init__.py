@@ -1,0 +1,84 @@
+"""YOLOv5 v7.0: the first dialect, and the reading of any YAML no other dialect claims.
+
+Everything yolodiag knows about YOLOv5's own code lives in this package: the module table and
+channel rules of `parse_model` (`table`, `rules`), its blocks and heads (`blocks`, `heads`, and
+the seed document's `seed`), what `DetectionModel.__init__` does after the layers are built
+(`model`), its loss and target assignment (`loss`), its checkpoints and what train.py transfers
+from them (`checkpoint`, `checkpoint_format`), its run folders (`runs`), a user's checkout
+(`registration`, `stockmatch`, `repo`, `repo_worker`), and the bundled example models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from yolodiag.build.plan import canonical_name
+from yolodiag.dialects import Dialect, Lazy, register
+from yolodiag.dialects.yolov5.anchors import DEFAULT_ANCHOR_ROWS
+from yolodiag.dialects.yolov5.rules import RULES
+from yolodiag.dialects.yolov5.table import ACTIVATIONS, MODULES
+
+HEAD_RULES = frozenset({"detect", "segment"})
+REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
+
+
+def _head_outputs(spec: Any, nc: int) -> int:
+    """Detect's channels per level: per anchor, (x, y, w, h, objectness) and nc class scores."""
+    return spec.na * (nc + 5)
+
+
+def _sniff(data: Any) -> str | None:
+    """Ours when the YAML has parse_model's keys and every row names a module of our table."""
+    if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
+        return None
+    rows = [row for key in ("backbone", "head") if isinstance(data[key], list)
+            for row in data[key]]
+    names = {canonical_name(row[2]) for row in rows
+             if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str)}
+    if not names or not names <= set(MODULES):
+        return None
+    return "its keys and module names are YOLOv5 v7.0's"
+
+
+def _namespace() -> dict[str, Any]:
+    """The classes and functions of our blocks, heads and seed: what YOLOv5's common.py and
+    yolo.py put in a --modules file's reach."""
+    import inspect
+
+    from yolodiag.dialects.yolov5 import blocks, heads, seed
+
+    return {name: value for module in (blocks, heads, seed) for name, value in vars(module).items()
+            if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
+            and value.__module__ == module.__name__}
+
+
+YOLOV5 = register(Dialect(
+    name="yolov5",
+    title="YOLOv5",
+    version="v7.0",
+    modules=MODULES,
+    rules=RULES,
+    activations=ACTIVATIONS,
+    required_keys=REQUIRED_KEYS,
+    head_rules=HEAD_RULES,
+    head_outputs=_head_outputs,
+    sniff=_sniff,
+    model=Lazy("yolodiag.dialects.yolov5.model"),
+    loss=Lazy("yolodiag.dialects.yolov5.loss"),
+    checkpoint=Lazy("yolodiag.dialects.yolov5.checkpoint"),
+    runs=Lazy("yolodiag.dialects.yolov5.runs"),
+    repo=Lazy("yolodiag.dialects.yolov5.repo"),
+    checkout=Lazy("yolodiag.dialects.yolov5.registration"),
+    stockmatch=Lazy("yolodiag.dialects.yolov5.stockmatch"),
+    namespace=_namespace,
+    advice={"block": "Conv", "head": "Detect", "stem": "`[-1, 1, Conv, [64, 6, 2, 2]]`",
+            "pooling": "SPPF"},
+    bundled=Path(__file__).parent / "models" / "yolov5s-resnet18.yaml",
+    bundled_note="the seed's ResNet-18 BasicBlock backbone under the YOLOv5s head",
+    capabilities=frozenset({"anchors", "objectness", "loss", "stock-cost"}),
+    default_anchors=DEFAULT_ANCHOR_ROWS,
+    # yolov5n/s/m/l/x (one P5 layout at each width_multiple), counted by YOLOv5's rules
+    # (yolov5s: 16.6, as YOLOv5 prints).
+    stock_gflops={0.25: 4.56, 0.5: 16.62, 0.75: 49.23, 1.0: 109.58, 1.25: 206.31},
+))
