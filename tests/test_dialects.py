@@ -9,6 +9,7 @@ chosen.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def test_registry_names_are_unique():
     with pytest.raises(ValueError):
         register(DIALECTS[DEFAULT])
     with pytest.raises(ValueError):
-        register(TOY.__class__(**{**TOY.__dict__, "name": AUTO}))
+        register(dataclasses.replace(TOY, name=AUTO))
 
 
 def test_a_refusal_is_made_by_its_codes_registered_info():

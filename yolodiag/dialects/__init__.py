@@ -179,4 +179,15 @@ def chosen(spec: ModelSpec) -> Chosen:
     return Chosen(dialect_of(spec), spec.dialect_reason or "the default")
 
 
-from yolodiag.dialects import yolov5 as _yolov5  # noqa: E402,F401  (registers itself)
+def _register_packages() -> None:
+    """Each package in this folder registers its dialect when imported: the default first, so
+    that a new family is one folder and no shared file changes."""
+    import pkgutil
+
+    importlib.import_module(f"{__name__}.{DEFAULT}")
+    for package in pkgutil.iter_modules(__path__):
+        if package.ispkg:
+            importlib.import_module(f"{__name__}.{package.name}")
+
+
+_register_packages()
