@@ -77,6 +77,7 @@ def _rules_for(file: str) -> dict[str, str]:
     return REGISTERED[matches[0]]
 
 
+@pytest.mark.community
 def test_the_index_lists_eighteen_yamls_each_with_its_rules():
     rows = community_rows()
     assert len(rows) == 18
@@ -84,6 +85,7 @@ def test_the_index_lists_eighteen_yamls_each_with_its_rules():
         _rules_for(row["file"])
 
 
+@pytest.mark.community
 @pytest.mark.parametrize("number", range(18))
 def test_community_yaml_builds_as_its_repository_did(number, tmp_path):
     row = community_rows()[number]

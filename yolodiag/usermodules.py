@@ -185,7 +185,7 @@ def load_modules(files: Iterable[str | Path], rules: Iterable[str] = (),
     declared: dict[str, Any] = {}
     for file in files:
         path = Path(file)
-        root = dialect.checkout.find_checkout(path)
+        root = dialect.checkout.find_checkout(path) if dialect.checkout is not None else None
         registration = dialect.checkout.read_registration(root) if root is not None else None
         namespace["__name__"] = f"yolodiag.user.{path.stem}"
         namespace.pop("YOLODIAG_RULES", None)
@@ -226,7 +226,8 @@ def _entry(name: str, cls: type, path: Path, registration: Any,
     registered = _registered(name, cls, registration)
     table = dialect.modules.get(name)
     differs = (dialect.stockmatch.differences(cls, table.load(), name, table.rule)
-               if table is not None and table.decided in ("table", "seed") else None)
+               if table is not None and table.decided in ("table", "seed")
+               and dialect.stockmatch is not None else None)
     if table is not None and differs is None and table.decided in ("table", "seed"):
         if registered is None:
             return None

@@ -79,7 +79,7 @@ class RuleInput:
 
 @dataclass(frozen=True)
 class Completion:
-    """The constructor arguments, output width and number of stacked copies the parser arrives at."""
+    """The constructor arguments, output width and stacked copies the parser arrives at."""
 
     args: tuple[Any, ...]
     c2: int
@@ -113,7 +113,7 @@ class PlannedRow:
 
 
 def scaled_number(number: int, depth_multiple: float) -> int:
-    """Repeats after depth_multiple, with Python's round, as the YOLO parsers: round(2 * 0.33) == 1."""
+    """Repeats after depth_multiple, with Python's round, as the parsers: round(2 * 0.33) == 1."""
     return max(round(number * depth_multiple), 1) if number > 1 else number
 
 
