@@ -232,7 +232,10 @@ class _OperationProbe(TorchFunctionMode):
     @staticmethod
     def _mismatched_maps(args) -> tuple[Shape, Shape] | None:
         tensors = [a for a in args[:2] if isinstance(a, torch.Tensor)]
-        if len(tensors) == 2 and all(t.dim() == 4 for t in tensors):
+        # A learnt (1, c, 1, 1) term (YOLOR's implicit layers in YOLOv7's heads) broadcasts by
+        # design: only two feature maps make a shortcut.
+        if len(tensors) == 2 and all(t.dim() == 4 and not isinstance(t, nn.Parameter)
+                                     for t in tensors):
             a, b = (list(t.shape) for t in tensors)
             if a != b:
                 return a, b

@@ -46,11 +46,14 @@ COPIED_FILES = (
     "golden/numerics/yolov5n.numerics.pt",
     "golden/numerics/yolov5n-resnet18.numerics.pt",
     "golden/numerics/ap_per_class.pt",
+    "golden/yolov7/build.json",  # test_yolov7_golden
+    "yamls/yolov7/resnet18/yolov7-tiny-resnet18.yaml",
+    "yamls/yolov7/resnet18/yolov7-tiny-resnet18-fixed.yaml",
 )
 # YOLOv5's stock YAMLs (test_checks and test_fuzz read every one) are AGPL-3.0 text: only their
 # facts are kept, every comment removed and every line kept, so that line numbers stay the
 # originals'.
-STRIPPED = ("yamls/stock",)
+STRIPPED = ("yamls/stock", "yamls/yolov7/stock")  # YOLOv7's are GPL-3.0 text: the same
 SHRUNK = (
     "golden/checkpoints/yolov5s-release-format.pt",
     "golden/checkpoints/yolov5n-midtrain-pkg.pt",

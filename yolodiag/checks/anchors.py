@@ -94,11 +94,13 @@ def anchor_level_count(facts: Facts) -> Iterator[Problem]:
                       "give every level the same number of anchors", where,
                       {"anchors_per_row": [n // 2 for n in lengths]})
     for row in facts.spec.layers:
+        per_row = facts.dialect.head_inputs_per_row.get(row.module, 1)
         if row.module in facts.dialect.head_modules and not isinstance(row.from_, int) \
-                and len(row.from_) != len(anchors):
+                and len(row.from_) != len(anchors) * per_row:
+            inputs = "one row per input" if per_row == 1 else f"one row per {per_row} inputs"
             yield Problem(
                 f"{row.module} reads {len(row.from_)} layers {list(row.from_)} but there are "
-                f"{len(anchors)} anchor rows: {facts.title} needs one row per input",
+                f"{len(anchors)} anchor rows: {facts.title} needs {inputs}",
                 f"add or remove anchor rows (or {row.module} inputs) so that they match",
                 facts.where(row.index), {"inputs": len(row.from_), "rows": len(anchors)})
 

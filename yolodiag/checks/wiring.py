@@ -171,12 +171,31 @@ def tap_skips_block(facts: Facts) -> Iterator[Problem]:
             if before is None or after is None or before.channels is None \
                     or before.out_shape[1:] != after.out_shape[1:]:
                 continue
+            if not facts.built.layers[refiner].params or _aggregates_chain(facts, size, row, i):
+                continue  # a parallel pooling branch, or an ELAN stack tapped at every stage
             yield Problem(
                 f"layer {row.index} {row.module} taps layer {i} {layers[i].module}, but layer "
                 f"{refiner} {layers[refiner].module} refines it at the same resolution and "
                 f"width ({format_shape(after.out_shape)}); the head skips that block",
                 f"tap layer {refiner} instead of {i} (recount the backbone indices)",
                 facts.where(row.index), {"tapped": i, "refined_by": refiner})
+
+
+def _aggregates_chain(facts: Facts, size, row, tapped: int) -> bool:
+    """Whether `row` also reads a later layer of the chain that runs on from `tapped` at the
+    same resolution: then tapping `tapped` is deliberate, one of several stages of that chain
+    joined (YOLOv7's ELAN blocks written out as Conv and Concat rows), not a skipped block."""
+    layers, read = facts.spec.layers, set(row.sources)
+    shape = size.layer(tapped).out_shape[2:]
+    k = tapped + 1
+    while k < row.index and layers[k].from_ in (-1, k - 1):
+        traced = size.layer(k)
+        if traced is None or traced.channels is None or traced.out_shape[2:] != shape:
+            return False
+        if k in read and k > tapped + 1:
+            return True
+        k += 1
+    return False
 
 
 @check("YD205", "stride-arg-ignored", W, Stage.TRACE)

@@ -76,6 +76,8 @@ class Dialect:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     # Anchor rows (pixels) of the family's stock YAMLs -> the stride each was designed for.
     default_anchors: Mapping[tuple[int, ...], int] = field(default_factory=dict)
+    # Head modules that read more than one input per anchor row (YOLOv7's IAuxDetect: two).
+    head_inputs_per_row: Mapping[str, int] = field(default_factory=dict)
     # GFLOPs at 640x640 of the family's stock models by width_multiple (capability "stock-cost").
     stock_gflops: Mapping[float, float] = field(default_factory=dict)
 

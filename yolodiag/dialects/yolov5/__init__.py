@@ -15,7 +15,7 @@ from typing import Any
 
 from yolodiag.build.plan import canonical_name
 from yolodiag.dialects import Dialect, Lazy, register
-from yolodiag.dialects.yolov5.anchors import DEFAULT_ANCHOR_ROWS
+from yolodiag.dialects.common.anchors import DEFAULT_ANCHOR_ROWS
 from yolodiag.dialects.yolov5.rules import RULES
 from yolodiag.dialects.yolov5.table import ACTIVATIONS, MODULES
 

@@ -1,4 +1,5 @@
-"""YOLOv5 v7.0's default anchor rows: the stock model YAMLs' and `models/hub/anchors.yaml`'s.
+"""The default anchor rows of YOLOv5 v7.0's stock YAMLs and `models/hub/anchors.yaml`, which
+YOLOv7's stock YAMLs use too (P5 at 640, P6 at 1280).
 
 Plain data, torch-free: the anchor checks recognise a default row exactly and size a user's
 row against the nearest default one (`Dialect.default_anchors`).

@@ -1,0 +1,79 @@
+"""YOLOv7 (WongKinYiu/yolov7 at commit a207844): the second dialect, the seed author's working
+variant.
+
+What its parse_model and Model.__init__ decide: the module table (`table`), the channel rules it
+shares with YOLOv5 (`dialects/common/rules.py`, plus Shortcut and ReOrg), its blocks
+(`blocks`), its heads Detect, IDetect and IAuxDetect (`heads`) and what its model class does
+after the layers are built (`model`). Not yet: its losses (ComputeLoss, ComputeLossOTA), its
+checkpoints and run folders, --repo on a YOLOv7 checkout: the commands that need them say so in
+one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yolodiag.build.plan import canonical_name
+from yolodiag.dialects import Dialect, Lazy, register
+from yolodiag.dialects.common.anchors import DEFAULT_ANCHOR_ROWS
+from yolodiag.dialects.common.rules import RULES
+from yolodiag.dialects.yolov7.table import ACTIVATIONS, MODULES, YOLOV7_ONLY
+
+REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
+HEAD_RULES = frozenset({"detect"})
+
+
+def _head_outputs(spec: Any, nc: int) -> int:
+    """A head level's channels: per anchor, (x, y, w, h, objectness) and nc class scores."""
+    return spec.na * (nc + 5)
+
+
+def _sniff(data: Any) -> str | None:
+    """Ours when a row names a module only YOLOv7 has (IDetect, RepConv, MP, SPPCSPC...)."""
+    if not isinstance(data, dict):
+        return None
+    rows = [row for key in ("backbone", "head") if isinstance(data.get(key), list)
+            for row in data[key]]
+    names = {canonical_name(row[2]) for row in rows
+             if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str)}
+    found = sorted(names & YOLOV7_ONLY)
+    if not found:
+        return None
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    return f"it uses modules only YOLOv7 has ({shown})"
+
+
+def _namespace() -> dict[str, Any]:
+    """Our YOLOv7 blocks and heads: what its common.py and yolo.py put in a --modules file's
+    reach."""
+    import inspect
+
+    from yolodiag.dialects.yolov7 import blocks, heads
+
+    return {name: value for module in (blocks, heads) for name, value in vars(module).items()
+            if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
+            and value.__module__ == module.__name__}
+
+
+YOLOV7 = register(Dialect(
+    name="yolov7",
+    title="YOLOv7",
+    version="a207844",
+    modules=MODULES,
+    rules=RULES,
+    activations=ACTIVATIONS,
+    required_keys=REQUIRED_KEYS,
+    head_rules=HEAD_RULES,
+    head_outputs=_head_outputs,
+    sniff=_sniff,
+    model=Lazy("yolodiag.dialects.yolov7.model"),
+    namespace=_namespace,
+    advice={"block": "Conv", "head": "IDetect", "stem": "`[-1, 1, Conv, [32, 3, 2]]`",
+            "pooling": "SPPCSPC"},
+    capabilities=frozenset({"anchors", "objectness"}),
+    # YOLOv5's rows (tiny, the P6 models, the baselines) and YOLOv7's own P5 rows (yolov7,
+    # yolov7x, yolor-csp, yolov4-csp at 640), each with the stride it serves in them.
+    default_anchors={**DEFAULT_ANCHOR_ROWS, (12, 16, 19, 36, 40, 28): 8,
+                     (36, 75, 76, 55, 72, 146): 16, (142, 110, 192, 243, 459, 401): 32},
+    head_inputs_per_row={"IAuxDetect": 2},  # lead levels, then as many auxiliary ones
+))
