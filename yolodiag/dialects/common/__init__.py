@@ -1,2 +1,4 @@
-"""What two or more dialects share exactly, and nothing else: YOLOv5 v7.0's and YOLOv7's
-parse_model complete rows by the same channel rules (`rules`). No dialect registers here."""
+"""What two or more dialects share exactly, and nothing else: the channel rules of the parse_model
+YOLOv5 v7.0 and YOLOv7 share (`rules`), their stock YAMLs' default anchor rows (`anchors`), and
+the small readers their packages use to sniff a YAML and to list their blocks (`reading`). No
+dialect registers here."""

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from yolodiag.build.plan import canonical_name
 from yolodiag.dialects import Dialect, Lazy, register
 from yolodiag.dialects.common.anchors import DEFAULT_ANCHOR_ROWS
+from yolodiag.dialects.common.reading import public_definitions, row_module_names
 from yolodiag.dialects.yolov5.rules import RULES
 from yolodiag.dialects.yolov5.table import ACTIVATIONS, MODULES
 
@@ -32,10 +32,7 @@ def _sniff(data: Any) -> str | None:
     """Ours when the YAML has parse_model's keys and every row names a module of our table."""
     if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
         return None
-    rows = [row for key in ("backbone", "head") if isinstance(data[key], list)
-            for row in data[key]]
-    names = {canonical_name(row[2]) for row in rows
-             if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str)}
+    names = row_module_names(data)
     if not names or not names <= set(MODULES):
         return None
     return "its keys and module names are YOLOv5 v7.0's"
@@ -44,13 +41,9 @@ def _sniff(data: Any) -> str | None:
 def _namespace() -> dict[str, Any]:
     """The classes and functions of our blocks, heads and seed: what YOLOv5's common.py and
     yolo.py put in a --modules file's reach."""
-    import inspect
-
     from yolodiag.dialects.yolov5 import blocks, heads, seed
 
-    return {name: value for module in (blocks, heads, seed) for name, value in vars(module).items()
-            if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
-            and value.__module__ == module.__name__}
+    return public_definitions(blocks, heads, seed)
 
 
 YOLOV5 = register(Dialect(

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from yolodiag.build.plan import canonical_name
 from yolodiag.dialects import Dialect, Lazy, register
 from yolodiag.dialects.common.anchors import DEFAULT_ANCHOR_ROWS
+from yolodiag.dialects.common.reading import public_definitions, row_module_names
 from yolodiag.dialects.common.rules import RULES
 from yolodiag.dialects.yolov7.table import ACTIVATIONS, MODULES, YOLOV7_ONLY
 
@@ -30,13 +30,7 @@ def _head_outputs(spec: Any, nc: int) -> int:
 
 def _sniff(data: Any) -> str | None:
     """Ours when a row names a module only YOLOv7 has (IDetect, RepConv, MP, SPPCSPC...)."""
-    if not isinstance(data, dict):
-        return None
-    rows = [row for key in ("backbone", "head") if isinstance(data.get(key), list)
-            for row in data[key]]
-    names = {canonical_name(row[2]) for row in rows
-             if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str)}
-    found = sorted(names & YOLOV7_ONLY)
+    found = sorted(row_module_names(data) & YOLOV7_ONLY)
     if not found:
         return None
     shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
@@ -46,13 +40,9 @@ def _sniff(data: Any) -> str | None:
 def _namespace() -> dict[str, Any]:
     """Our YOLOv7 blocks and heads: what its common.py and yolo.py put in a --modules file's
     reach."""
-    import inspect
-
     from yolodiag.dialects.yolov7 import blocks, heads
 
-    return {name: value for module in (blocks, heads) for name, value in vars(module).items()
-            if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
-            and value.__module__ == module.__name__}
+    return public_definitions(blocks, heads)
 
 
 YOLOV7 = register(Dialect(
