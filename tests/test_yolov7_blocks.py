@@ -22,9 +22,15 @@ from torch import nn
 
 from conftest import shared
 from yolodiag.build.meta import shape_only
-from yolodiag.dialects.yolov7 import blocks
+from yolodiag.dialects.yolov7 import blocks, csp
 
 GOLDEN = ("golden", "yolov7", "build.json")
+
+
+def _ours(name: str):
+    """Our class of that name (the basic blocks, or the CSP family), or None."""
+    return getattr(blocks, name, None) or getattr(csp, name, None)
+
 META = torch.device("meta")
 # Layer types of the recorded models that are not blocks of ours: torch's upsampling, the
 # detection heads, and the seed document's BasicBlock (resnet18/ models).
@@ -89,7 +95,7 @@ def test_parse_args():
 
 
 def _build(layer: dict[str, Any]) -> nn.Module:
-    cls = getattr(blocks, layer["type"])
+    cls = _ours(layer["type"])
     args = parse_args(layer["args"])
     with torch.device(META):
         if layer["n"] > 1:
@@ -133,7 +139,7 @@ def test_layer_matches_yolov7(name, index):
 def test_every_recorded_block_type_is_ours():
     types = {layer["type"] for name, model in _golden().items() if not name.startswith("_")
              for layer in model["layers"]}
-    assert {t for t in types - NOT_OURS if not hasattr(blocks, t)} == set()
+    assert {t for t in types - NOT_OURS if _ours(t) is None} == set()
 
 
 def test_implicit_layers_match_the_heads_recorded_keys():

@@ -3,7 +3,7 @@ variant.
 
 What its parse_model and Model.__init__ decide: the module table (`table`), the channel rules it
 shares with YOLOv5 (`dialects/common/rules.py`, plus Shortcut and ReOrg), its blocks
-(`blocks`), its heads Detect, IDetect and IAuxDetect (`heads`) and what its model class does
+(`blocks`, `csp`), its heads Detect, IDetect and IAuxDetect (`heads`) and what its model class does
 after the layers are built (`model`). Not yet: its losses (ComputeLoss, ComputeLossOTA), its
 checkpoints and run folders, --repo on a YOLOv7 checkout: the commands that need them say so in
 one line.
@@ -40,9 +40,9 @@ def _sniff(data: Any) -> str | None:
 def _namespace() -> dict[str, Any]:
     """Our YOLOv7 blocks and heads: what its common.py and yolo.py put in a --modules file's
     reach."""
-    from yolodiag.dialects.yolov7 import blocks, heads
+    from yolodiag.dialects.yolov7 import blocks, csp, heads
 
-    return public_definitions(blocks, heads)
+    return public_definitions(blocks, csp, heads)
 
 
 YOLOV7 = register(Dialect(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from yolodiag.build.plan import ModuleEntry
 
 BLOCKS = "yolodiag.dialects.yolov7.blocks"
+CSP = "yolodiag.dialects.yolov7.csp"
 HEADS = "yolodiag.dialects.yolov7.heads"
 SEED = "yolodiag.dialects.yolov5.seed"  # the seed document's BasicBlock: one class, both trees
 
@@ -32,13 +33,16 @@ def _entries() -> dict[str, ModuleEntry]:
         table[name] = ModuleEntry(name, factory, rule, decided=decided)
 
     # The channel-aware list: c1 inserted, c2 width-scaled (unless it is the head's `no`).
-    for name in ("Conv", "RepConv", "SPP", "Stem", "Bottleneck"):
+    for name in ("Conv", "RepConv", "SPP", "Stem"):
         add(name, f"{BLOCKS}:{name}", "channels")
+    add("Bottleneck", f"{CSP}:Bottleneck", "channels")
     add("nn.Conv2d", "torch.nn:Conv2d", "channels")
     # ... of which these also get the repeat count inserted as their third argument.
-    for name in ("DownC", "SPPCSPC", "BottleneckCSPA", "BottleneckCSPB", "BottleneckCSPC",
-                 "ResCSPB", "ResCSPC", "ResXCSPB", "ResXCSPC"):
+    for name in ("DownC", "SPPCSPC"):
         add(name, f"{BLOCKS}:{name}", "channels+repeats")
+    for name in ("BottleneckCSPA", "BottleneckCSPB", "BottleneckCSPC", "ResCSPA", "ResCSPB",
+                 "ResCSPC", "ResXCSPA", "ResXCSPB", "ResXCSPC"):
+        add(name, f"{CSP}:{name}", "channels+repeats")
     # The seed document appends BasicBlock to the channel-aware list (not the repeat list).
     add("BasicBlock", f"{SEED}:BasicBlock", "channels", decided="seed")
     add("nn.BatchNorm2d", "torch.nn:BatchNorm2d", "batchnorm")
@@ -58,6 +62,6 @@ def _entries() -> dict[str, ModuleEntry]:
 MODULES: dict[str, ModuleEntry] = _entries()
 # Modules of YOLOv7's table that YOLOv5 v7.0's has not: a YAML using one is YOLOv7's.
 YOLOV7_ONLY = frozenset({"RepConv", "Stem", "DownC", "SPPCSPC", "BottleneckCSPA",
-                         "BottleneckCSPB", "BottleneckCSPC", "ResCSPB", "ResCSPC", "ResXCSPB",
-                         "ResXCSPC", "Shortcut", "ReOrg", "IDetect", "IAuxDetect", "MP", "SP",
-                         "ImplicitA", "ImplicitM"})
+                         "BottleneckCSPB", "BottleneckCSPC", "ResCSPA", "ResCSPB", "ResCSPC",
+                         "ResXCSPA", "ResXCSPB", "ResXCSPC", "Shortcut", "ReOrg", "IDetect",
+                         "IAuxDetect", "MP", "SP", "ImplicitA", "ImplicitM"})
