@@ -78,7 +78,7 @@ class Facts:
 
     @property
     def head_module(self) -> str:
-        """The head row's module name (YOLOv5: "Detect"), for messages."""
+        """The head row's module name as the YAML writes it, for messages (YD301, YD302)."""
         index = self.built.head_index if self.built is not None else None
         if index is not None and self.spec is not None:
             return self.spec.layers[index].module
