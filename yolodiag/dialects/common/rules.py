@@ -133,6 +133,19 @@ def expand(r: RuleInput) -> Completion:
     return Completion(r.args, _single_input(r) // gain**2, r.number)
 
 
+# The top-level keys both parse_models read unconditionally.
+REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
+# torch.nn activation classes a YAML may name (the `activation:` key, `nn.SiLU()` arguments).
+ACTIVATIONS = ("SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid", "Sigmoid",
+               "Tanh", "Mish", "GELU", "ELU", "CELU", "SELU", "PReLU", "Softplus", "Identity")
+
+
+def head_outputs(spec, nc: int) -> int:
+    """A head level's channels (parse_model's `no`): per anchor, (x, y, w, h, objectness) and
+    nc class scores."""
+    return spec.na * (nc + 5)
+
+
 RULES: dict[str, Rule] = {
     "channels": channels,
     "channels+repeats": channels_repeats,

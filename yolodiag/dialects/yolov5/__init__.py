@@ -16,16 +16,11 @@ from typing import Any
 from yolodiag.dialects import Dialect, Lazy, register
 from yolodiag.dialects.common.anchors import DEFAULT_ANCHOR_ROWS
 from yolodiag.dialects.common.reading import public_definitions, row_module_names
+from yolodiag.dialects.common.rules import REQUIRED_KEYS, head_outputs
 from yolodiag.dialects.yolov5.rules import RULES
 from yolodiag.dialects.yolov5.table import ACTIVATIONS, MODULES
 
 HEAD_RULES = frozenset({"detect", "segment"})
-REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
-
-
-def _head_outputs(spec: Any, nc: int) -> int:
-    """Detect's channels per level: per anchor, (x, y, w, h, objectness) and nc class scores."""
-    return spec.na * (nc + 5)
 
 
 def _sniff(data: Any) -> str | None:
@@ -55,7 +50,7 @@ YOLOV5 = register(Dialect(
     activations=ACTIVATIONS,
     required_keys=REQUIRED_KEYS,
     head_rules=HEAD_RULES,
-    head_outputs=_head_outputs,
+    head_outputs=head_outputs,
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.yolov5.model"),
     loss=Lazy("yolodiag.dialects.yolov5.loss"),

@@ -10,6 +10,7 @@ fallback that passes raw arguments through for everything else, every `torch.nn`
 from __future__ import annotations
 
 from yolodiag.build.plan import ModuleEntry, canonical_name  # noqa: F401  (its spellings)
+from yolodiag.dialects.common.rules import ACTIVATIONS
 
 BLOCKS = "yolodiag.dialects.yolov5.blocks"
 HEADS = "yolodiag.dialects.yolov5.heads"
@@ -50,9 +51,5 @@ def _entries() -> dict[str, ModuleEntry]:
         add(f"nn.{name}", f"torch.nn:{name}", "passthrough")
     return table
 
-
-# Activation classes the `activation:` key and activation arguments may name (`nn.SiLU()`).
-ACTIVATIONS = ("SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid", "Sigmoid",
-               "Tanh", "Mish", "GELU", "ELU", "CELU", "SELU", "PReLU", "Softplus", "Identity")
 
 MODULES: dict[str, ModuleEntry] = _entries()

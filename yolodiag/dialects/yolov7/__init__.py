@@ -16,16 +16,10 @@ from typing import Any
 from yolodiag.dialects import Dialect, Lazy, register
 from yolodiag.dialects.common.anchors import DEFAULT_ANCHOR_ROWS
 from yolodiag.dialects.common.reading import public_definitions, row_module_names
-from yolodiag.dialects.common.rules import RULES
+from yolodiag.dialects.common.rules import REQUIRED_KEYS, RULES, head_outputs
 from yolodiag.dialects.yolov7.table import ACTIVATIONS, MODULES, YOLOV7_ONLY
 
-REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
 HEAD_RULES = frozenset({"detect"})
-
-
-def _head_outputs(spec: Any, nc: int) -> int:
-    """A head level's channels: per anchor, (x, y, w, h, objectness) and nc class scores."""
-    return spec.na * (nc + 5)
 
 
 def _sniff(data: Any) -> str | None:
@@ -54,7 +48,7 @@ YOLOV7 = register(Dialect(
     activations=ACTIVATIONS,
     required_keys=REQUIRED_KEYS,
     head_rules=HEAD_RULES,
-    head_outputs=_head_outputs,
+    head_outputs=head_outputs,
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.yolov7.model"),
     namespace=_namespace,

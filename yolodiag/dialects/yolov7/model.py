@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from yolodiag.build.meta import shape_only
+from yolodiag.dialects.yolov7 import HEAD_RULES
 from yolodiag.dialects.yolov7.heads import Detect
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from yolodiag.spec import ModelSpec
 
 PROBE_SIZE = 256
-HEAD_RULES = frozenset({"detect"})
 AUX_PROBE_MAPS = 4  # YOLOv7 measures IAuxDetect's strides on forward(...)[:4]
 
 

@@ -11,6 +11,7 @@ passes raw arguments through. Classes are imported only when building: the table
 from __future__ import annotations
 
 from yolodiag.build.plan import ModuleEntry
+from yolodiag.dialects.common.rules import ACTIVATIONS
 
 BLOCKS = "yolodiag.dialects.yolov7.blocks"
 CSP = "yolodiag.dialects.yolov7.csp"
@@ -22,8 +23,6 @@ TORCH_PASSTHROUGH = ("Upsample", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
                      "AdaptiveMaxPool2d", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d",
                      "ReplicationPad2d", "Identity", "Dropout", "Dropout2d", "PixelShuffle",
                      "PixelUnshuffle", "ConvTranspose2d")
-ACTIVATIONS = ("SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid", "Sigmoid",
-               "Tanh", "Mish", "GELU", "ELU", "CELU", "SELU", "PReLU", "Softplus", "Identity")
 
 
 def _entries() -> dict[str, ModuleEntry]:
