@@ -34,6 +34,8 @@ ROOT = HERE.parents[1]
 COPIED_FOLDERS = (
     "golden/data/shapes",         # test_data, test_data_paths, test_runs copy the dataset
     "golden/runs/seed-stale",     # test_checkpoint reads the run folder
+    "golden/yolov7/runs/tiny-scratch",  # the YOLOv7 run folders `run` reads
+    "golden/yolov7/runs/resnet18-scratch",
 )
 COPIED_FILES = (
     "yamls/resnet18/basicblock_seed.py",
@@ -47,6 +49,9 @@ COPIED_FILES = (
     "golden/numerics/yolov5n-resnet18.numerics.pt",
     "golden/numerics/ap_per_class.pt",
     "golden/yolov7/build.json",  # test_yolov7_golden
+    "golden/yolov7/numerics/yolov7-tiny.numerics.pt",
+    "golden/yolov7/numerics/ap_per_class.pt",
+    "golden/yolov7/transfers.json",
     "yamls/yolov7/resnet18/yolov7-tiny-resnet18.yaml",
     "yamls/yolov7/resnet18/yolov7-tiny-resnet18-fixed.yaml",
 )
