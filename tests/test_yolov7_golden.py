@@ -97,3 +97,21 @@ def test_the_seeds_yolov7_recipe_is_diagnosed_in_yolov7_terms(golden):
                                              "anchors are YOLOv7's default rows")
     assert [f.data["tapped"] for f in report.findings if f.code == "YD204"] == [6, 4]
     assert report.model.dialect["name"] == "yolov7"
+
+
+def test_reversed_anchors_are_reported_with_yolov7s_own_flip_rule(tmp_path):
+    """yolov7-tiny with its anchor rows reversed: YOLOv7 reverses them back (its rule compares
+    the very first and very last anchor's areas), and YD402 says which rule did it."""
+    import yaml
+
+    from yolodiag import commands
+
+    data = yaml.safe_load(_yaml("training/yolov7-tiny.yaml").read_text())
+    data["anchors"] = data["anchors"][::-1]
+    path = tmp_path / "reversed.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    report = commands.check(path, ((640, 640),))
+    found = [f for f in report.findings if f.code == "YD402"]
+    assert len(found) == 1 and found[0].data["flipped"] is True
+    assert "YOLOv7 flips the rows silently (it compares only the areas of the very first and " \
+           "very last anchor" in found[0].message

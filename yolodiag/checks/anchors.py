@@ -110,8 +110,10 @@ def anchor_order(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
         Anchor rows not ordered like the Detect strides (small anchors for the fine level
-        first). YOLOv5 compares only the first and last rows and flips the whole list
-        silently; a row out of order in the middle stays where it is.
+        first). YOLOv5 compares only the mean anchor areas of the first and last rows and flips
+        the whole list silently; a row out of order in the middle stays where it is. YOLOv7
+        compares the areas of the very first and very last anchor, and flips also when the two
+        are equal.
     Why it zeroes P and R:
         After a flip the model differs from the YAML without a word; a middle row out of order
         sends large objects to a fine level and small ones to a coarse level.
@@ -133,10 +135,11 @@ def anchor_order(facts: Facts) -> Iterator[Problem]:
     if ordered:
         return
     flipped = facts.built.anchors_flipped
-    what = (f"{facts.title} flips the rows silently" + (", and the order is still wrong"
+    rule = getattr(facts.dialect.model, "ANCHOR_ORDER_RULE", "it compares only the first and last")
+    what = (f"{facts.title} flips the rows silently ({rule})" + (
+            ", and the order is still wrong"
             if not all((b > a) == increasing for a, b in zip(sizes[::-1], sizes[-2::-1])) else "")
-            if flipped else f"{facts.title} keeps them as they are (it compares only the first "
-            "and last)")
+            if flipped else f"{facts.title} keeps them as they are ({rule})")
     yield Problem(
         f"anchor row sizes {sizes} (pixels) are not ordered like the strides "
         f"{[plain_number(s) for s in strides]}: {what}",

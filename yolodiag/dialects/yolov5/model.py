@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from yolodiag.build.builder import BuiltModel, DetectionNet, LayerRecord
     from yolodiag.spec import ModelSpec
 
+# What YD402 says of the flip rule: the mean anchor areas of the first and last rows only.
+ANCHOR_ORDER_RULE = "it compares only the first and last"
 PROBE_SIZE = 256  # YOLOv5 measures Detect strides with one 256x256 forward
 
 

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from yolodiag.spec import ModelSpec
 
 PROBE_SIZE = 256
+# What YD402 says of check_anchor_order: YOLOv7's rule differs from YOLOv5's in both respects.
+ANCHOR_ORDER_RULE = ("it compares only the areas of the very first and very last anchor, and "
+                     "reverses every row also when the two are equal")
 AUX_PROBE_MAPS = 4  # YOLOv7 measures IAuxDetect's strides on forward(...)[:4]
 
 
