@@ -46,6 +46,8 @@ class Family:
     layout: Callable[[str], str]  # the top model class's pickled name -> the layout's name
     unsafe_hint: str  # the hint of YD504 when the weights-only loader refuses
     pass_hint: str  # the hint of YD509 for a torch file that is no checkpoint of ours
+    # A narrower rule for the model classes than "any class of model_modules" (None: that one).
+    allowed: Callable[[str], bool] | None = None
 
 
 class Record:
@@ -153,6 +155,8 @@ def read_checkpoint(path: str | Path, family: Family) -> CheckpointInfo:
 
 def _allowed(name: str, family: Family) -> bool:
     module, _, attribute = name.rpartition(".")
+    if family.allowed is not None and family.allowed(name):
+        return True
     if module in family.model_modules:
         return attribute.isidentifier()
     if TORCH_MODULES.fullmatch(module):
