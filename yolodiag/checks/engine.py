@@ -121,7 +121,8 @@ class Facts:
         """Layer index -> module name in the checkpoint's embedded YAML (empty without one)."""
         if self.checkpoint is None or self.checkpoint.yaml is None:
             return {}
-        embedded = self.dialect.checkpoint.embedded_spec(self.checkpoint, self.modules)
+        reader = DIALECTS.get(self.checkpoint.dialect, self.dialect).checkpoint
+        embedded = reader.embedded_spec(self.checkpoint, self.modules)
         return {row.index: row.module for row in embedded.layers}
 
     @cached_property

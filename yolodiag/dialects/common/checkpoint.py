@@ -19,6 +19,7 @@ import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ class CheckpointInfo:
     optimizer_groups: tuple[int, ...] | None = None
     ema_shapes: dict[str, tuple[int, ...]] | None = None  # the saved EMA model's state dict
 
-    @property
+    @cached_property  # read by YD505 and by the report: one pass over every tensor
     def nonfinite(self) -> list[str]:
         import torch
 
