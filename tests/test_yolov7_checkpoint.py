@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from checkpoints import crafted, yolov7_tiny_per_epoch
-from conftest import shared
+from conftest import shared, validate
 from yolodiag import commands
 from yolodiag.build.builder import build
 from yolodiag.cli import app
@@ -58,7 +58,7 @@ def logged_groups(run: str) -> tuple[int, int, int]:
 def test_stripped_checkpoint_reads_as_a_finished_runs_last_pt_and_matches_our_build():
     info = read_checkpoint(shared(*STRIPPED))
     assert (info.layout, info.epoch, info.nc, info.half) == (
-        "git checkout (models.yolo)", -1, 80, True)
+        "YOLOv7 checkout (models.yolo)", -1, 80, True)
     assert not info.has_optimizer and not info.has_ema and info.stride == [8.0, 16.0, 32.0]
     ours = build(embedded_spec(info), nc=info.nc, device="meta").model.state_dict()
     assert list(ours) == list(info.state) and len(ours) == 344
@@ -83,7 +83,7 @@ def test_transfer_counts_equal_what_train_py_logged(scenario):
 def test_seed_recipe_from_the_tiny_checkpoint_leaves_the_backbone_random():
     report = commands.weights(shared(*RECIPE), shared(*STRIPPED), nc=3)
     assert report.sections["transfer"]["log"] == "Transferred 44/362 items"
-    assert report.sections["checkpoint"]["layout"] == "git checkout (models.yolo)"
+    assert report.sections["checkpoint"]["layout"] == "YOLOv7 checkout (models.yolo)"
     found = {f.code: f for f in report.findings}
     assert found["YD502"].data["transferred"] == 44 and 1 in found["YD502"].data["random_layers"]
     assert "YD511" not in found and report.exit_code in (0, 1)
@@ -142,6 +142,10 @@ def test_per_epoch_checkpoint_into_another_architecture_stops_at_the_optimizer(t
     assert stops.data["part"] == "optimizer" and stops.data["error"] == PARAMETER_GROUP_ERROR
     assert "61, 58, 58" in stops.data["saved"] and "64, 61, 61" in stops.data["needed"]
     assert other.exit_code == 1
+    result = runner.invoke(app, ["weights", str(shared(*RECIPE)), "--weights", str(epoch),
+                                 "--nc", "3", "-f", "json"])
+    assert result.exit_code == 1
+    validate(json.loads(result.stdout))
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def _foreign(path: Path, what: str, top: str, framework: str, use: str) -> Refus
 
 FAMILY = reader.Family(
     dialect="yolov7", title=TITLE, model_modules=(), foreign=foreign,
-    foreign_global=_foreign_global, layout=lambda model_class: "git checkout (models.yolo)",
+    foreign_global=_foreign_global, layout=lambda model_class: "YOLOv7 checkout (models.yolo)",
     unsafe_hint="check that this is a YOLOv7 checkpoint",
     pass_hint="pass a YOLOv7 .pt (yolov7-tiny.pt, a train.py weights/last.pt)",
     allowed=_allowed_name)
