@@ -1,10 +1,12 @@
 """Checkpoints the tests write: crafted ones whose pickles would run code, and YOLOv5-layout
-ones of our own models (pickled as YOLOv5 pickles its modules: classes of models.yolo,
-models.common and torch.nn, each instance carrying its module __dict__). YOLOv5 is not
-needed: stand-in classes with those module names are pickled, never imported by the reader."""
+(and YOLOv7 per-epoch) ones of our own models, pickled as those train.py files pickle their
+modules: classes of models.yolo, models.common and torch.nn, each instance carrying its module
+__dict__. Neither YOLOv5 nor YOLOv7 is needed: stand-in classes with those module names are
+pickled, never imported by the reader."""
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import types
@@ -41,6 +43,28 @@ def yolov5_layout(model: nn.Module, yaml: dict, path: Path, *,
     """Save `model` as train.py saves `ckpt['model']`: the module tree pickled under YOLOv5's
     module names (models.yolo.DetectionModel, models.common.<Block>, torch.nn classes).
     `top_class`: "Model" for the name YOLOv5 up to v6.2 pickles."""
+    return _pickled(model, yaml, path, top_class, ("Detect", "Segment"),
+                    {"epoch": -1, "optimizer": None, **extra})
+
+
+def yolov7_per_epoch(model: nn.Module, yaml: dict, path: Path,
+                     optimizer_groups: tuple[int, ...]) -> Path:
+    """Save `model` as YOLOv7's train.py saves `epoch_NNN.pt`: model and EMA in half under
+    YOLOv7's module names (models.yolo.Model, its heads in models.yolo, blocks in
+    models.common), and an optimizer state whose parameter groups hold `optimizer_groups`
+    tensors (no-decay, weights, biases)."""
+    first = [sum(optimizer_groups[:i]) for i in range(len(optimizer_groups))]
+    optimizer = {"state": {}, "param_groups": [
+        {"lr": 0.01, "momentum": 0.937, "nesterov": True, "params": list(range(a, a + n))}
+        for a, n in zip(first, optimizer_groups)]}
+    half = copy.deepcopy(model).half()
+    return _pickled(half, yaml, path, "Model", ("Detect", "IDetect", "IAuxDetect"),
+                    {"epoch": 2, "best_fitness": 0.0, "training_results": "", "updates": 6,
+                     "optimizer": optimizer, "wandb_id": None}, ema=True)
+
+
+def _pickled(model: nn.Module, yaml: dict, path: Path, top_class: str,
+             head_classes: tuple[str, ...], entries: dict, *, ema: bool = False) -> Path:
     fakes: dict[str, type] = {}
 
     def stand_in(module: nn.Module, top: bool) -> object:
@@ -49,7 +73,7 @@ def yolov5_layout(model: nn.Module, yaml: dict, path: Path, *,
             record = cls.__new__(cls)  # torch's own class, its children replaced below
         else:
             where, name = (("models.yolo", top_class) if top else
-                           ("models.yolo" if cls.__name__ in ("Detect", "Segment")
+                           ("models.yolo" if cls.__name__ in head_classes
                             else "models.common", cls.__name__))
             key = f"{where}.{name}"
             if key not in fakes:
@@ -69,12 +93,14 @@ def yolov5_layout(model: nn.Module, yaml: dict, path: Path, *,
     saved = {name: sys.modules.get(name) for name in ("models", "models.yolo", "models.common")}
     try:
         tree = stand_in(model, True)
+        if ema:
+            entries = {**entries, "ema": stand_in(model, True)}
         for name in ("models", "models.yolo", "models.common"):
             sys.modules[name] = types.ModuleType(name)
         for key, cls in fakes.items():
             module, _, name = key.rpartition(".")
             setattr(sys.modules[module], name, cls)
-        torch.save({"epoch": -1, "model": tree, "optimizer": None, **extra}, path)
+        torch.save({"model": tree, **entries}, path)
     finally:
         for name, module in saved.items():
             if module is None:
@@ -82,3 +108,23 @@ def yolov5_layout(model: nn.Module, yaml: dict, path: Path, *,
             else:
                 sys.modules[name] = module
     return path
+
+
+def yolov7_tiny_per_epoch(path: Path) -> Path:
+    """YOLOv7's `epoch_NNN.pt` of the tiny-scratch run's model: cfg/training/yolov7-tiny.yaml
+    at nc=3, its optimizer groups as that run's train.py logged them."""
+    import re
+
+    import yaml
+
+    from conftest import shared
+    from yolodiag.build.builder import build
+    from yolodiag.spec import load_spec
+
+    cfg = shared("yamls", "yolov7", "stock", "training", "yolov7-tiny.yaml")
+    log = shared("golden", "yolov7", "runs", "tiny-scratch", "train-log-excerpt.txt").read_text()
+    biases, weights, other = map(int, re.search(
+        r"Optimizer groups: (\d+) \.bias, (\d+) conv\.weight, (\d+) other", log).groups())
+    model = build(load_spec(cfg), nc=3, device="cpu").model
+    return yolov7_per_epoch(model, yaml.safe_load(cfg.read_text()), path,
+                            (other, weights, biases))

@@ -55,12 +55,13 @@ def checkpoint_example(path: Path, first: str) -> str:
     """An example's first line with its placeholders filled: {shared} (the golden files),
     {here} (the example's folder), {crafted} (a checkpoint calling os.system), {own} (a
     YOLOv5-layout checkpoint of the example's own model), {nan} (the same with a NaN),
-    {truncated} (the first half of its bytes)."""
+    {truncated} (the first half of its bytes), {yolov7-epoch} (a YOLOv7 per-epoch checkpoint
+    of yolov7-tiny at nc=3, optimizer state included)."""
     import tempfile
 
     import yaml as pyyaml
 
-    from checkpoints import crafted, yolov5_layout
+    from checkpoints import crafted, yolov5_layout, yolov7_tiny_per_epoch
     from yolodiag.build.builder import build
     from yolodiag.spec import load_spec
 
@@ -70,6 +71,8 @@ def checkpoint_example(path: Path, first: str) -> str:
     if "{crafted}" in first:
         first = first.replace("{crafted}", str(crafted(folder / "crafted.pt",
                                                        folder / "ran")))
+    if "{yolov7-epoch}" in first:
+        first = first.replace("{yolov7-epoch}", str(yolov7_tiny_per_epoch(folder / "epoch.pt")))
     for key in ("{own}", "{nan}", "{truncated}"):
         if key in first:
             built = build(load_spec(path), device="cpu")

@@ -12,7 +12,7 @@ import math
 import warnings
 from pathlib import Path
 
-from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, choose_file
+from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, choose_checkpoint, choose_file
 from yolodiag.findings import COMMAND_STAGES, Refused, Severity, Unsupported
 from yolodiag.report import Report, model_section, provenance_sections
 
@@ -76,7 +76,8 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
             dialect: str = AUTO) -> Report:
     """What train.py v7.0 does with `--weights`: the checkpoint read safely, the model it
     builds (the YAML with --cfg, the checkpoint's own without or with --resume), and the
-    tensors it transfers, per layer (YD501-YD505, YD510)."""
+    tensors it transfers, per layer (YD501-YD505, YD510, YD511). Without --cfg (or with
+    --resume) the checkpoint's own family reads it (`choose_checkpoint`), else the YAML's."""
     from yolodiag.checks import Facts, Selection, run_checks
     from yolodiag.spec import load_spec
 
@@ -87,8 +88,10 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
         facts.spec = load_spec(path, extra_modules=frozenset(facts.modules), dialect=dialect)
     except Refused as e:
         facts.stopped, stopped = e.finding, e
+    writer = choose_checkpoint(weights, dialect) if not cfg_given or resume else None
     if stopped is None:
-        stopped = _transfer_facts(facts, weights, nc, cfg_given=cfg_given, resume=resume)
+        stopped = _transfer_facts(facts, weights, nc, cfg_given=cfg_given, resume=resume,
+                                  family=writer.dialect if writer else None)
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["weights"])
     return _report("weights", facts, findings, fail_on, _transfer_sections(facts), stopped,
                    bundled=model is None)
@@ -131,11 +134,13 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
 
 
 def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,
-                    resume: bool) -> Refused | None:
-    """Facts.checkpoint and Facts.transfer; the refusal (YD504/YD508/YD509, a build) if any."""
-    checkpoints = facts.dialect.checkpoint
+                    resume: bool, family=None) -> Refused | None:
+    """Facts.checkpoint and Facts.transfer; the refusal (YD504/YD508/YD509, a build) if any.
+    `family`: the dialect that reads the checkpoint (None: the YAML's)."""
+    family = family or facts.dialect
+    checkpoints = family.checkpoint
     if checkpoints is None:
-        raise Unsupported(f"--weights: yolodiag reads no {facts.title} checkpoints yet")
+        raise Unsupported(f"--weights: yolodiag reads no {family.title} checkpoints yet")
     try:
         facts.checkpoint = checkpoints.read_checkpoint(weights)
         facts.transfer = checkpoints.transfer(

@@ -10,6 +10,7 @@ from yolodiag.checks import (  # noqa: F401  (registration)
     geometry,
     gradients,
     schema,
+    training_state,
     transfer,
     width,
     wiring,

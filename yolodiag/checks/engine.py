@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from yolodiag.build.plan import PlannedRow
     from yolodiag.data import DataInfo
     from yolodiag.dialects import Dialect
-    from yolodiag.dialects.yolov5.checkpoint import CheckpointInfo, Transfer
+    from yolodiag.dialects.common.checkpoint import CheckpointInfo
+    from yolodiag.dialects.common.transfer import Transfer
     from yolodiag.dialects.yolov5.runs import RunInfo
     from yolodiag.gradflow import GradFlow
     from yolodiag.overfit import OverfitHistory
@@ -120,7 +121,8 @@ class Facts:
         """Layer index -> module name in the checkpoint's embedded YAML (empty without one)."""
         if self.checkpoint is None or self.checkpoint.yaml is None:
             return {}
-        embedded = self.dialect.checkpoint.embedded_spec(self.checkpoint, self.modules)
+        reader = DIALECTS.get(self.checkpoint.dialect, self.dialect).checkpoint
+        embedded = reader.embedded_spec(self.checkpoint, self.modules)
         return {row.index: row.module for row in embedded.layers}
 
     @cached_property

@@ -21,7 +21,9 @@ describe("YD504", "unsafe-checkpoint", Severity.ERROR, Stage.CKPT, refuses=True,
     What it detects:
         A checkpoint whose pickle names a global outside yolodiag's allow-list: the classes of
         YOLOv5's model modules (models.yolo, models.common and the pip package's yolov5.models;
-        read as inert records, never imported), torch.nn module classes (inert records too),
+        read as inert records, never imported), for a YOLOv7 checkpoint only the classes of
+        YOLOv7's own table and blocks in its models.yolo, models.common and
+        models.experimental, torch.nn module classes (inert records too),
         tensors through torch's weights-only loader, and numpy's array, scalar and dtype
         reconstructors. The globals are listed before anything is built; the file is refused
         with their names and nothing in it runs.
@@ -71,7 +73,9 @@ describe("YD509", "foreign-checkpoint", Severity.ERROR, Stage.CKPT, refuses=True
         `ultralytics` package (ultralytics.nn.tasks.DetectionModel); a YOLOv7 one pickles
         `models.yolo.Model` with classes YOLOv5 v7.0 has none of (IDetect, IAuxDetect, MP, SP,
         SPPCSPC, RepConv, ImplicitA ...). YOLOv5 v7.0 itself pickles DetectionModel; a YOLOv5
-        v6 checkpoint (`models.yolo.Model` with YOLOv5 blocks only) is read as YOLOv5. Also a
+        v6 checkpoint (`models.yolo.Model` with YOLOv5 blocks only) is read as YOLOv5. Read
+        for a YOLOv7 cfg, a YOLOv5 v7.0 checkpoint (DetectionModel) is foreign too; without
+        --cfg a YOLOv7 checkpoint is read as YOLOv7 whatever the YAML. Also a
         torch file holding neither train.py's checkpoint dict nor a state dict, and a plain
         state dict where the model would be built from its (absent) embedded YAML.
     Why it zeroes P and R:

@@ -286,7 +286,7 @@ def weights_command(
     dialect: DialectOption = "auto",
 ) -> None:
     """What train.py v7.0 does with --weights: which model it builds, which tensors it
-    transfers into which layers, and which stay random (YD501-YD505, YD510).
+    transfers into which layers, and which stay random (YD501-YD505, YD510, YD511).
 
     The checkpoint is read without running anything in it: globals outside an allow-list are
     refused (YD504), a corrupt or truncated file (YD508) and another framework's checkpoint

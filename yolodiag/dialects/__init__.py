@@ -10,6 +10,7 @@ a YAML and `--help` stay torch-free.
 
 `choose` picks the dialect of a YAML: the one `--dialect` names, else the first whose `sniff`
 claims the YAML, else the default (YOLOv5 v7.0, the reading every YAML got before dialects).
+`choose_checkpoint` does the same for a checkpoint train.py builds its own model from.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Dialect:
     # objectness_prior: what the family's model class does around the layers built
     model: Any
     loss: Any = None  # HYP, train_hyp, loss_terms, compute_loss, assign, prior_loss
-    checkpoint: Any = None  # read_checkpoint, transfer, embedded_spec: --weights
+    checkpoint: Any = None  # read_checkpoint, transfer, embedded_spec, claims: --weights
     runs: Any = None  # read_run, locate_inputs: a finished training run's folder
     repo: Any = None  # repo_traced: --repo, the model built by the user's own checkout
     checkout: Any = None  # find_checkout, read_registration: a checkout's parse_model, read
@@ -165,6 +166,20 @@ def choose_file(path: str | Path | None, requested: str = AUTO) -> Chosen:
         except (OSError, yaml.YAMLError):
             pass
     return choose(data, requested)
+
+
+def choose_checkpoint(path: str | Path, requested: str = AUTO) -> Chosen | None:
+    """The dialect whose training code wrote a checkpoint, for when no --cfg decides it: the
+    one `--dialect` names, else the first whose checkpoint part claims the file (from the
+    globals its pickle names, nothing unpickled), else None (the YAML's dialect reads it)."""
+    if requested != AUTO:
+        return choose(None, requested)
+    order = [d for name, d in DIALECTS.items() if name != DEFAULT] + [DIALECTS[DEFAULT]]
+    for dialect in order:
+        reason = dialect.checkpoint.claims(path) if dialect.checkpoint is not None else None
+        if reason:
+            return Chosen(dialect, reason)
+    return None
 
 
 def names() -> list[str]:

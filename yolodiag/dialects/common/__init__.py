@@ -1,4 +1,6 @@
 """What two or more dialects share exactly, and nothing else: the channel rules of the parse_model
-YOLOv5 v7.0 and YOLOv7 share (`rules`), their stock YAMLs' default anchor rows (`anchors`), and
-the small readers their packages use to sniff a YAML and to list their blocks (`reading`). No
-dialect registers here."""
+YOLOv5 v7.0 and YOLOv7 share (`rules`), their stock YAMLs' default anchor rows (`anchors`), the
+small readers their packages use to sniff a YAML and to list their blocks (`reading`), and the
+safe checkpoint reader (`checkpoint`, `checkpoint_format`) and name-and-shape transfer
+(`transfer`) their train.py files share, each parameterised by the dialect. No dialect registers
+here."""
