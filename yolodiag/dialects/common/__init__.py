@@ -1,4 +1,6 @@
 """What two or more dialects share exactly, and nothing else: the channel rules of the parse_model
 YOLOv5 v7.0 and YOLOv7 share (`rules`), their stock YAMLs' default anchor rows (`anchors`), and
-the small readers their packages use to sniff a YAML and to list their blocks (`reading`). No
-dialect registers here."""
+the small readers their packages use to sniff a YAML and to list their blocks (`reading`), the
+anchor candidate matcher of their losses (`matching`) and the loss mathematics on top of it
+(`loss_math`: CIoU, BCE/focal, the objectness balance, train.py's gain scaling). No dialect
+registers here."""
