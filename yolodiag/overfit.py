@@ -214,8 +214,8 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
             raw = model(images)
         # The loss in float32: under autocast YOLOv5's loss ops (BCE with logits, sums) run in
         # float32 as well.
-        loss, items = objective.compute_loss(built.anchors, [r.float() for r in raw], targets,
-                                             hyp)
+        # `built`, not only its anchors: a family's loss may need the strides (YOLOv7's OTA).
+        loss, items = objective.compute_loss(built, [r.float() for r in raw], targets, hyp)
         if not torch.isfinite(loss).all():
             history.nonfinite_step, history.nonfinite_what = step, "loss"
             history.stopped = "nonfinite"

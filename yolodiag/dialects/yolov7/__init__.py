@@ -4,9 +4,10 @@ variant.
 What its parse_model and Model.__init__ decide: the module table (`table`), the channel rules it
 shares with YOLOv5 (`dialects/common/rules.py`, plus Shortcut and ReOrg), its blocks
 (`blocks`, `csp`), its heads Detect, IDetect and IAuxDetect (`heads`) and what its model class does
-after the layers are built (`model`). Not yet: its losses (ComputeLoss, ComputeLossOTA), its
-checkpoints and run folders, --repo on a YOLOv7 checkout: the commands that need them say so in
-one line.
+after the layers are built (`model`), its losses: ComputeLossOTA, which train.py trains with, and
+ComputeLoss, its validation loss (`loss`, `ota`; the anchor matcher and loss mathematics shared
+with YOLOv5 in `dialects/common/`). Not yet: its checkpoints and run folders, --repo on a YOLOv7
+checkout: the commands that need them say so in one line.
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ YOLOV7 = register(Dialect(
     head_outputs=head_outputs,
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.yolov7.model"),
+    loss=Lazy("yolodiag.dialects.yolov7.loss"),
     checkpoint=Lazy("yolodiag.dialects.yolov7.checkpoint"),
     namespace=_namespace,
     advice={"block": "Conv", "head": "IDetect", "stem": "`[-1, 1, Conv, [32, 3, 2]]`",
             "pooling": "SPPCSPC"},
-    capabilities=frozenset({"anchors", "objectness"}),
+    capabilities=frozenset({"anchors", "objectness", "loss"}),
     # YOLOv5's rows (tiny, the P6 models, the baselines) and YOLOv7's own P5 rows (yolov7,
     # yolov7x, yolor-csp, yolov4-csp at 640), each with the stride it serves in them.
     default_anchors={**DEFAULT_ANCHOR_ROWS, (12, 16, 19, 36, 40, 28): 8,

@@ -92,11 +92,23 @@ class Detect(nn.Module):
         for convs in self._prior_convs():
             for conv, s in zip(convs, strides):  # s: a float32 tensor, rounding as YOLOv7's
                 b = conv.bias.view(self.na, -1)
-                b[:, 4] += math.log(8 / (640 / s) ** 2)
-                b[:, 5:] += math.log(0.6 / (self.nc - 0.99))
+                b[:, 4] += objectness_prior_logit(s)
+                b[:, 5:] += class_prior_logit(self.nc)
 
     def _prior_convs(self) -> list[nn.ModuleList]:
         return [self.m]
+
+
+def objectness_prior_logit(stride) -> float:
+    """YOLOv7's objectness bias init: about 8 objects per 640x640 image per level, spread over
+    its (640 / stride)^2 cells. `stride` may be a float32 tensor: the arithmetic then rounds as
+    YOLOv7's does."""
+    return math.log(8 / (640 / stride) ** 2)
+
+
+def class_prior_logit(nc: int) -> float:
+    """YOLOv7's class bias init: each class at probability about 0.6 / (nc - 0.99)."""
+    return math.log(0.6 / (nc - 0.99))
 
 
 class IDetect(Detect):

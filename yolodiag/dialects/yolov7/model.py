@@ -83,4 +83,14 @@ def initialize_weights(net: nn.Module) -> None:
 
 
 def untrainable(built: BuiltModel) -> str | None:
-    return "a YOLOv7 loss (ComputeLossOTA is not implemented yet)"
+    """Why gradflow and overfit cannot train this model (None: they can). IAuxDetect's lead and
+    auxiliary maps need train_aux.py's ComputeLossAuxOTA, which we do not implement; YOLOv7's
+    train.py fails on them too (its losses read one map per anchor level: IndexError)."""
+    head = built.model.head
+    if not isinstance(head, Detect):
+        return "a Detect or IDetect head"
+    if head.lead_levels_only:
+        return ("a Detect or IDetect head (an IAuxDetect model trains with YOLOv7's "
+                "train_aux.py and its ComputeLossAuxOTA, which yolodiag does not implement; "
+                "YOLOv7's train.py fails on its auxiliary maps)")
+    return None
