@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from yolodiag.build.plan import PlannedRow
     from yolodiag.data import DataInfo
     from yolodiag.dialects import Dialect
+    from yolodiag.dialects.common.runs import RunInfo
     from yolodiag.dialects.yolov5.checkpoint import CheckpointInfo, Transfer
-    from yolodiag.dialects.yolov5.runs import RunInfo
     from yolodiag.gradflow import GradFlow
     from yolodiag.overfit import OverfitHistory
     from yolodiag.spec import ModelSpec
