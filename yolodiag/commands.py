@@ -12,7 +12,7 @@ import math
 import warnings
 from pathlib import Path
 
-from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, choose_file
+from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, choose_file, choose_run
 from yolodiag.findings import COMMAND_STAGES, Refused, Severity, Unsupported
 from yolodiag.report import Report, model_section, provenance_sections
 
@@ -98,23 +98,30 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
         weights: str | Path | None = None, nc: int | None = None, selection=None,
         fail_on: Severity = Severity.ERROR, modules: dict | None = None,
         dialect: str = AUTO) -> Report:
-    """A finished YOLOv5 run folder: its options and results; the cfg, weights and data YAML
+    """A finished training run folder, in the dialect whose train.py wrote it (--dialect, else
+    the one that claims its files): its options and results; the cfg, weights and data YAML
     it names (found in the checkout train.py ran in, or given); the cfg checked as `check`
-    checks it at the run's image size and class count (its findings located in the cfg), what
-    train.py transferred, and why the metrics stayed at zero (YD501-YD507)."""
+    checks it, in that dialect, at the run's image size and class count (its findings located
+    in the cfg), what train.py transferred, and why the metrics stayed at zero (YD501-YD507)."""
     from yolodiag.checks import Facts, Selection, run_checks
 
     selection, modules = selection or Selection(), modules or {}
-    family = DIALECTS[DEFAULT if dialect == AUTO else dialect]
+    chosen = choose_run(folder, dialect)
+    family = chosen.dialect
     if family.runs is None:
         raise Unsupported(f"yolodiag reads no {family.title} run folders yet")
     runs = family.runs
     info = runs.read_run(folder)
     runs.locate_inputs(info, cfg, weights, nc)
-    facts, stopped = Facts(info.path, modules=modules, requested_dialect=dialect), None
+    facts = Facts(info.path, modules=modules, requested_dialect=family.name)
+    stopped = None
     if info.cfg_path is not None:
         size = (info.imgsz, info.imgsz)
-        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, dialect)
+        read_as = _cfg_dialect(info.cfg_path, chosen, dialect)
+        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, read_as)
+        if facts.spec is not None and read_as != dialect:  # by the run's name, not --dialect
+            facts.spec = dataclasses.replace(
+                facts.spec, dialect_reason=f"the run folder is {family.title}'s: {chosen.reason}")
         facts.data = info.data if runs.pillow_available() else None
         info.cfg_findings = run_checks(facts, selection, COMMAND_STAGES["check"])
         facts.stopped = None  # a refused cfg's finding is among cfg_findings already
@@ -122,12 +129,23 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
             info.nc = facts.built.nc
     facts.run = info
     if stopped is None and info.cfg_path is not None and info.weights_path is not None:
-        stopped = _transfer_facts(facts, info.weights_path, info.nc, cfg_given=True,
-                                  resume=False)
+        if facts.dialect.checkpoint is None:  # the transfer is left out, the rest goes on
+            info.transfer_note = f"yolodiag reads no {facts.title} checkpoints yet"
+        else:
+            stopped = _transfer_facts(facts, info.weights_path, info.nc, cfg_given=True,
+                                      resume=False)
     findings = info.cfg_findings + run_checks(facts, selection, COMMAND_STAGES["run"])
     return _report("run", facts, findings, fail_on,
                    {"run": info.as_dict(), **_data_section(facts),
                     **_transfer_sections(facts)}, stopped, path=info.path)
+
+
+def _cfg_dialect(cfg: Path, chosen, requested: str) -> str:
+    """The dialect a run's cfg is read in: --dialect as given; else the run's own, by the
+    cfg's sniff where that agrees (its reason is the clearer), by name where it does not."""
+    if requested != AUTO or choose_file(cfg).dialect is chosen.dialect:
+        return requested
+    return chosen.dialect.name
 
 
 def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,

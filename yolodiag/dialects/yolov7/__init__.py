@@ -51,6 +51,7 @@ YOLOV7 = register(Dialect(
     head_outputs=head_outputs,
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.yolov7.model"),
+    runs=Lazy("yolodiag.dialects.yolov7.runs"),
     namespace=_namespace,
     advice={"block": "Conv", "head": "IDetect", "stem": "`[-1, 1, Conv, [32, 3, 2]]`",
             "pooling": "SPPCSPC"},
