@@ -98,26 +98,25 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
         weights: str | Path | None = None, nc: int | None = None, selection=None,
         fail_on: Severity = Severity.ERROR, modules: dict | None = None,
         dialect: str = AUTO) -> Report:
-    """A finished training run folder, in the dialect whose train.py wrote it (--dialect, else
-    the one that claims its files): its options and results; the cfg, weights and data YAML
-    it names (found in the checkout train.py ran in, or given); the cfg checked as `check`
-    checks it, in that dialect, at the run's image size and class count (its findings located
-    in the cfg), what train.py transferred, and why the metrics stayed at zero (YD501-YD507)."""
+    """A finished run folder, read in the dialect whose train.py wrote it: its options and
+    results; the cfg, weights and data YAML it names (found in the checkout train.py ran in, or
+    given); the cfg checked as `check` checks it at the run's image size and class count (its
+    findings located in the cfg), what train.py transferred, why the metrics stayed at zero."""
     from yolodiag.checks import Facts, Selection, run_checks
 
     selection, modules = selection or Selection(), modules or {}
     chosen = choose_run(folder, dialect)
-    family = chosen.dialect
-    if family.runs is None:
+    family, runs = chosen.dialect, chosen.dialect.runs
+    if runs is None:
         raise Unsupported(f"yolodiag reads no {family.title} run folders yet")
-    runs = family.runs
     info = runs.read_run(folder)
     runs.locate_inputs(info, cfg, weights, nc)
-    facts = Facts(info.path, modules=modules, requested_dialect=family.name)
-    stopped = None
+    facts, stopped = Facts(info.path, modules=modules, requested_dialect=family.name), None
     if info.cfg_path is not None:
         size = (info.imgsz, info.imgsz)
-        read_as = _cfg_dialect(info.cfg_path, chosen, dialect)
+        # The cfg in the run's dialect: by its own sniff where that agrees (the clearer reason)
+        read_as = dialect if dialect != AUTO or choose_file(info.cfg_path).dialect is family \
+            else family.name
         facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, read_as)
         if facts.spec is not None and read_as != dialect:  # by the run's name, not --dialect
             facts.spec = dataclasses.replace(
@@ -138,14 +137,6 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
     return _report("run", facts, findings, fail_on,
                    {"run": info.as_dict(), **_data_section(facts),
                     **_transfer_sections(facts)}, stopped, path=info.path)
-
-
-def _cfg_dialect(cfg: Path, chosen, requested: str) -> str:
-    """The dialect a run's cfg is read in: --dialect as given; else the run's own, by the
-    cfg's sniff where that agrees (its reason is the clearer), by name where it does not."""
-    if requested != AUTO or choose_file(cfg).dialect is chosen.dialect:
-        return requested
-    return chosen.dialect.name
 
 
 def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,
