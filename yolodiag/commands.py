@@ -12,9 +12,9 @@ import math
 import warnings
 from pathlib import Path
 
-from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, choose_checkpoint, choose_file
+from yolodiag.dialects import AUTO, DEFAULT, DIALECTS, choose_checkpoint, choose_file, choose_run
 from yolodiag.findings import COMMAND_STAGES, Refused, Severity, Unsupported
-from yolodiag.report import Report, model_section, provenance_sections
+from yolodiag.report import Report, model_section, provenance_sections, transfer_sections
 
 BUNDLED_MODEL = DIALECTS[DEFAULT].bundled
 # 640 (training), 320, and the 384x640 (height x width) letterbox YOLOv5's rectangular
@@ -58,7 +58,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
     sections = _data_section(facts)
     if weights is not None and stopped_by is None:
         stopped_by = _transfer_facts(facts, weights, nc, cfg_given=True, resume=False)
-        sections.update(_transfer_sections(facts))
+        sections.update(transfer_sections(facts))
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["check"])
     try:
         assignment = facts.assignment if facts.trace is not None else None
@@ -93,7 +93,7 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
         stopped = _transfer_facts(facts, weights, nc, cfg_given=cfg_given, resume=resume,
                                   family=writer.dialect if writer else None)
     findings = run_checks(facts, selection or Selection(), COMMAND_STAGES["weights"])
-    return _report("weights", facts, findings, fail_on, _transfer_sections(facts), stopped,
+    return _report("weights", facts, findings, fail_on, transfer_sections(facts), stopped,
                    bundled=model is None)
 
 
@@ -101,23 +101,29 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
         weights: str | Path | None = None, nc: int | None = None, selection=None,
         fail_on: Severity = Severity.ERROR, modules: dict | None = None,
         dialect: str = AUTO) -> Report:
-    """A finished YOLOv5 run folder: its options and results; the cfg, weights and data YAML
-    it names (found in the checkout train.py ran in, or given); the cfg checked as `check`
-    checks it at the run's image size and class count (its findings located in the cfg), what
-    train.py transferred, and why the metrics stayed at zero (YD501-YD507)."""
+    """A finished run folder, read in the dialect whose train.py wrote it: its options and
+    results; the cfg, weights and data YAML it names (found in the checkout train.py ran in, or
+    given); the cfg checked as `check` checks it at the run's image size and class count (its
+    findings located in the cfg), what train.py transferred, why the metrics stayed at zero."""
     from yolodiag.checks import Facts, Selection, run_checks
 
     selection, modules = selection or Selection(), modules or {}
-    family = DIALECTS[DEFAULT if dialect == AUTO else dialect]
-    if family.runs is None:
+    chosen = choose_run(folder, dialect)
+    family, runs = chosen.dialect, chosen.dialect.runs
+    if runs is None:
         raise Unsupported(f"yolodiag reads no {family.title} run folders yet")
-    runs = family.runs
     info = runs.read_run(folder)
     runs.locate_inputs(info, cfg, weights, nc)
-    facts, stopped = Facts(info.path, modules=modules, requested_dialect=dialect), None
+    facts, stopped = Facts(info.path, modules=modules, requested_dialect=family.name), None
     if info.cfg_path is not None:
         size = (info.imgsz, info.imgsz)
-        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, dialect)
+        # The cfg in the run's dialect: by its own sniff where that agrees (the clearer reason)
+        read_as = dialect if dialect != AUTO or choose_file(info.cfg_path).dialect is family \
+            else family.name
+        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, read_as)
+        if facts.spec is not None and read_as != dialect:  # by the run's name, not --dialect
+            facts.spec = dataclasses.replace(
+                facts.spec, dialect_reason=f"the run folder is {family.title}'s: {chosen.reason}")
         facts.data = info.data if runs.pillow_available() else None
         info.cfg_findings = run_checks(facts, selection, COMMAND_STAGES["check"])
         facts.stopped = None  # a refused cfg's finding is among cfg_findings already
@@ -125,12 +131,15 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
             info.nc = facts.built.nc
     facts.run = info
     if stopped is None and info.cfg_path is not None and info.weights_path is not None:
-        stopped = _transfer_facts(facts, info.weights_path, info.nc, cfg_given=True,
-                                  resume=False)
+        if facts.dialect.checkpoint is None:  # the transfer is left out, the rest goes on
+            info.transfer_note = f"yolodiag reads no {facts.title} checkpoints yet"
+        else:
+            stopped = _transfer_facts(facts, info.weights_path, info.nc, cfg_given=True,
+                                      resume=False)
     findings = info.cfg_findings + run_checks(facts, selection, COMMAND_STAGES["run"])
     return _report("run", facts, findings, fail_on,
                    {"run": info.as_dict(), **_data_section(facts),
-                    **_transfer_sections(facts)}, stopped, path=info.path)
+                    **transfer_sections(facts)}, stopped, path=info.path)
 
 
 def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bool,
@@ -150,19 +159,6 @@ def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bo
         facts.stopped = e.finding
         return e
     return None
-
-
-def _transfer_sections(facts) -> dict:
-    checkpoint = facts.checkpoint
-    if checkpoint is None:
-        return {"checkpoint": None, "transfer": None}
-    return {"checkpoint": {"path": checkpoint.path, "layout": checkpoint.layout,
-                           "epoch": checkpoint.epoch, "date": checkpoint.date,
-                           "nc": checkpoint.nc, "half": checkpoint.half,
-                           "optimizer": checkpoint.has_optimizer, "ema": checkpoint.has_ema,
-                           "stride": checkpoint.stride, "tensors": len(checkpoint.state),
-                           "nonfinite": checkpoint.nonfinite},
-            "transfer": facts.transfer.as_dict() if facts.transfer else None}
 
 
 GRADFLOW_SIZE = (256, 256)

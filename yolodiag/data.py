@@ -98,11 +98,12 @@ class DataInfo:
 
 
 def read_data(path: str | Path, nc: int | None = None, *,
-              root: str | Path | None = None) -> DataInfo:
+              root: str | Path | None = None, honour_path: bool = True) -> DataInfo:
     """Read data.yaml and every split's labels. `nc`: the class count to judge class ids by
     (default: the data's). `root`: the YOLOv5 checkout a relative `path:` is resolved against,
     as v7.0 resolves it (default: the working directory, where train.py is normally run).
-    Raises Unsupported for a file that is not a YOLOv5 data YAML."""
+    `honour_path` False: the splits are relative to `root` whatever `path:` says (a train.py
+    that reads no `path:`). Raises Unsupported for a file that is not a YOLOv5 data YAML."""
     import yaml
 
     path = Path(path)
@@ -121,7 +122,8 @@ def read_data(path: str | Path, nc: int | None = None, *,
     names = tuple(str(v) for _, v in sorted(names.items())) if isinstance(names, dict) else \
         tuple(str(v) for v in names)
     written_nc = data.get("nc") if isinstance(data.get("nc"), int) else None
-    located = locate(path, data, root)
+    located = locate(path, data if honour_path else
+                     {key: value for key, value in data.items() if key != "path"}, root)
     info = DataInfo(path, located.base, written_nc, names, {}, lines, located)
     classes = nc or info.classes
     for name in SPLITS:

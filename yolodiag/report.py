@@ -244,3 +244,17 @@ def provenance_sections(facts) -> dict[str, Any]:
         "blocks": [{"name": e.name, "class": e.factory, "rule": e.rule, "decided": e.decided,
                     "registered_by": registration_file(e) if e.registered_by else None,
                     "differs": e.differs} for e in entries]}}
+
+
+def transfer_sections(facts) -> dict:
+    """The JSON sections of a --weights read: the checkpoint's facts and what train.py transfers."""
+    checkpoint = facts.checkpoint
+    if checkpoint is None:
+        return {"checkpoint": None, "transfer": None}
+    return {"checkpoint": {"path": checkpoint.path, "layout": checkpoint.layout,
+                           "epoch": checkpoint.epoch, "date": checkpoint.date,
+                           "nc": checkpoint.nc, "half": checkpoint.half,
+                           "optimizer": checkpoint.has_optimizer, "ema": checkpoint.has_ema,
+                           "stride": checkpoint.stride, "tensors": len(checkpoint.state),
+                           "nonfinite": checkpoint.nonfinite},
+            "transfer": facts.transfer.as_dict() if facts.transfer else None}

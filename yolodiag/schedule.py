@@ -9,6 +9,10 @@ loop (recorded from YOLOv5 v7.0's train.py), computed from the run's options; no
   warmup_bias_lr), and gradients accumulate over a number of batches that rises linearly from
   1 to round(64 / batch) (64 being its nominal batch size).
 - An optimiser step is taken when at least that many batches have passed since the last one.
+
+Another family's loop differs in two numbers, which its run reader passes: the warm-up's floor
+(`min_warmup`: YOLOv7's train.py waits 1000 iterations) and the step rule (`steps_on_multiples`:
+YOLOv7 steps at every iteration that is a multiple of the accumulation, counted from 0).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Schedule:
     requested_batch: int  # --batch-size
     warmup_epochs: float  # hyp warmup_epochs
     epochs_done: int
+    min_warmup: int = MIN_WARMUP_ITERATIONS
+    steps_on_multiples: bool = False  # step when ni % accumulate == 0, not ni - last >= it
 
     @property
     def batch_size(self) -> int:
@@ -43,7 +49,7 @@ class Schedule:
 
     @property
     def warmup_iterations(self) -> int:
-        return max(round(self.warmup_epochs * self.batches_per_epoch), MIN_WARMUP_ITERATIONS)
+        return max(round(self.warmup_epochs * self.batches_per_epoch), self.min_warmup)
 
     @property
     def iterations(self) -> int:
@@ -60,6 +66,8 @@ class Schedule:
         """Optimiser steps taken in `iterations` batches, with the warm-up's rising
         accumulation (after it the accumulation stays at its final value)."""
         warmup, full = self.warmup_iterations, NOMINAL_BATCH / self.batch_size
+        if self.steps_on_multiples:
+            return self._steps_on_multiples(warmup, full)
         accumulate, last, steps = max(round(full), 1), -1, 0
         for ni in range(min(self.iterations, warmup + 1)):
             accumulate = max(1, round(float(np.interp(ni, [0, warmup], [1, full]))))
@@ -68,6 +76,17 @@ class Schedule:
         first = max(warmup + 1, last + accumulate)  # the next step after the warm-up
         if self.iterations > first:
             steps += (self.iterations - 1 - first) // accumulate + 1
+        return steps
+
+    def _steps_on_multiples(self, warmup: int, full: float) -> int:
+        """The same count where a step falls on every iteration divisible by the accumulation
+        of that moment (after the warm-up: its last value)."""
+        accumulate, steps = 1, 0
+        for ni in range(min(self.iterations, warmup + 1)):
+            accumulate = max(1, round(float(np.interp(ni, [0, warmup], [1, full]))))
+            steps += ni % accumulate == 0
+        if self.iterations > warmup + 1:
+            steps += (self.iterations - 1) // accumulate - warmup // accumulate
         return steps
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,10 +99,12 @@ class Schedule:
 
 
 def schedule(train_images: int | None, batch_size: Any, warmup_epochs: Any,
-             epochs_done: int) -> Schedule | None:
+             epochs_done: int, *, min_warmup: int = MIN_WARMUP_ITERATIONS,
+             steps_on_multiples: bool = False) -> Schedule | None:
     """The schedule, or None where a number it needs is unknown (no train images counted,
-    --batch-size -1 for AutoBatch)."""
+    --batch-size -1 for AutoBatch). `min_warmup`, `steps_on_multiples`: the family's loop."""
     if not train_images or not isinstance(batch_size, int) or batch_size < 1:
         return None
     warmup = warmup_epochs if isinstance(warmup_epochs, (int, float)) else 3.0
-    return Schedule(train_images, batch_size, float(warmup), epochs_done)
+    return Schedule(train_images, batch_size, float(warmup), epochs_done, min_warmup,
+                    steps_on_multiples)

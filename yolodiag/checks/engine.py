@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from yolodiag.data import DataInfo
     from yolodiag.dialects import Dialect
     from yolodiag.dialects.common.checkpoint import CheckpointInfo
+    from yolodiag.dialects.common.runs import RunInfo
     from yolodiag.dialects.common.transfer import Transfer
-    from yolodiag.dialects.yolov5.runs import RunInfo
     from yolodiag.gradflow import GradFlow
     from yolodiag.overfit import OverfitHistory
     from yolodiag.spec import ModelSpec

@@ -335,8 +335,9 @@ def run_incomplete(facts: Facts) -> Iterator[Problem]:
     run = facts.run
     if run.results == "ok":
         return
-    state = {"missing": "no results.csv", "empty": "an empty results.csv",
-             "header-only": "a results.csv with only its header"}[run.results]
+    name = run.results_path.name  # results.csv, or the family's own file
+    state = {"missing": f"no {name}", "empty": f"an empty {name}",
+             "header-only": f"a {name} with only its header"}[run.results]
     crashes = facts.crashes if facts.trace is not None else []
     if crashes:
         named = f"; the cfg's forward crashes at {run.imgsz}: " + ", ".join(

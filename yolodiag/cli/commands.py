@@ -313,7 +313,7 @@ def weights_command(
 @app.command("run")
 def run_command(
     *,
-    folder: Annotated[Path, typer.Argument(help="A YOLOv5 run folder (runs/train/exp).")],
+    folder: Annotated[Path, typer.Argument(help="A run folder train.py wrote (runs/train/exp).")],
     cfg: Annotated[Path | None, typer.Option(
         "--cfg", help="The model YAML the run trained (default: opt.yaml's cfg, where it can "
                       "be found).")] = None,
@@ -336,12 +336,14 @@ def run_command(
     rule: RuleOption,
     dialect: DialectOption = "auto",
 ) -> None:
-    """Post-mortem of a finished YOLOv5 training run: zero metrics (YD506) and their causes
-    ranked by evidence (the iterations against train.py's warm-up first), a run that stopped
-    before its first epoch (YD507); the cfg checked at the run's size and class count.
+    """Post-mortem of a finished training run: zero metrics (YD506) and their causes ranked
+    by evidence (the iterations against train.py's warm-up first), a run that stopped before
+    its first epoch (YD507); the cfg checked at the run's size and class count.
 
-    The cfg, weights and data YAML opt.yaml names are looked for in the YOLOv5 checkout train.py
-    ran in (the run folder less its save_dir, runs/train/<name>), as given, and beside the run.
+    The folder is read in the dialect whose train.py wrote it (--dialect, else the one its
+    files show: YOLOv5's results.csv, YOLOv7's results.txt). The cfg, weights and data YAML
+    opt.yaml names are looked for in the checkout train.py ran in (the run folder less its
+    save_dir, runs/train/<name>), as given, and beside the run.
     """
     from yolodiag.findings import Severity
 

@@ -10,7 +10,8 @@ a YAML and `--help` stay torch-free.
 
 `choose` picks the dialect of a YAML: the one `--dialect` names, else the first whose `sniff`
 claims the YAML, else the default (YOLOv5 v7.0, the reading every YAML got before dialects).
-`choose_checkpoint` does the same for a checkpoint train.py builds its own model from.
+`choose_checkpoint` does the same for a checkpoint train.py builds its own model from, and
+`choose_run` for a training run's folder (each dialect's `checkpoint.claims`, `runs.claims`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Dialect:
     model: Any
     loss: Any = None  # HYP, train_hyp, loss_terms, compute_loss, assign, prior_loss
     checkpoint: Any = None  # read_checkpoint, transfer, embedded_spec, claims: --weights
-    runs: Any = None  # read_run, locate_inputs: a finished training run's folder
+    runs: Any = None  # claims, read_run, locate_inputs: a finished training run's folder
     repo: Any = None  # repo_traced: --repo, the model built by the user's own checkout
     checkout: Any = None  # find_checkout, read_registration: a checkout's parse_model, read
     stockmatch: Any = None  # differences: a user's class against the table's of that name
@@ -149,6 +150,23 @@ def choose(data: Any, requested: str = AUTO) -> Chosen:
             return Chosen(dialect, reason)
     default = DIALECTS[DEFAULT]
     return Chosen(default, f"no dialect claims it: read as {default.full_title}, the default")
+
+
+def choose_run(folder: str | Path, requested: str = AUTO) -> Chosen:
+    """The dialect of a training run's folder: `requested` unless it is "auto", else the first
+    whose `runs.claims(folder)` recognises the files its train.py writes (the default last),
+    else the default."""
+    if requested != AUTO:
+        return choose(None, requested)
+    folder = Path(folder)
+    order = [d for name, d in DIALECTS.items() if name != DEFAULT] + [DIALECTS[DEFAULT]]
+    for dialect in order:
+        reason = dialect.runs.claims(folder) if dialect.runs is not None else None
+        if reason:
+            return Chosen(dialect, reason)
+    default = DIALECTS[DEFAULT]
+    return Chosen(default, f"no dialect claims the folder: read as {default.full_title}'s, "
+                           "the default")
 
 
 def choose_file(path: str | Path | None, requested: str = AUTO) -> Chosen:

@@ -1,381 +1,68 @@
-"""A finished YOLOv5 training run (runs/train/exp), read as plain data: opt.yaml, hyp.yaml and
-results.csv (its headers are space-padded); the files it names, found where train.py read them
-(the YOLOv5 checkout it ran in); and the causes the evidence gives when its metrics stayed at
-zero, ranked. Reads files; never loads weights itself (the command does, safely).
+"""A finished YOLOv5 training run (runs/train/exp): opt.yaml, hyp.yaml and results.csv (its
+headers are space-padded), read into the shared `RunInfo` (`dialects/common/runs.py`, which
+finds the files opt.yaml names and ranks the causes of zero metrics) with the facts of v7.0's
+train.py loop. Reads files; never loads weights itself (the command does, safely).
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from yolodiag.findings import REGISTRY, Finding, Severity, Stage, Unsupported
-from yolodiag.schedule import MIN_WARMUP_ITERATIONS, Schedule, schedule
-from yolodiag.shapes import format_runs
+from yolodiag.dialects.common.runs import (
+    RunInfo,
+    RunLayout,
+    locate_inputs,
+    open_run,
+    pillow_available,
+    read_yaml,
+)
+from yolodiag.schedule import MIN_WARMUP_ITERATIONS
 
-if TYPE_CHECKING:
-    from yolodiag.data import DataInfo
+__all__ = ["LAYOUT", "RunInfo", "claims", "locate_inputs", "pillow_available", "read_run"]
 
 # YOLOv5's released models were trained from scratch for 300 epochs on COCO (its README's
 # training command: `--weights '' --epochs 300`); random layers get that long there.
 SCRATCH_EPOCHS = 300
-DEFAULT_IMGSZ = 640  # train.py's --imgsz default
+
+LAYOUT = RunLayout(
+    title="YOLOv5",
+    results_file="results.csv",
+    min_warmup=MIN_WARMUP_ITERATIONS,
+    scratch_recipe=(f"YOLOv5 trains its released models from scratch for {SCRATCH_EPOCHS} "
+                    "epochs (on COCO)"),
+    scratch_epochs=SCRATCH_EPOCHS,
+    imgsz_key="imgsz",  # train.py's --imgsz, an int (default 640)
+    lr_column="x/lr1",
+)
 
 
-@dataclass
-class RunInfo:
-    """The run as its files give it, plus what the post-mortem found beside it: the checkout
-    root train.py ran in, the cfg, weights and data YAML it named, the class count the model
-    was built with and where that came from, and the cfg's own check findings."""
-
-    path: str
-    opt: dict[str, Any]
-    hyp: dict[str, Any]
-    rows: list[dict[str, float]] = field(default_factory=list)
-    results: str = "ok"  # "ok" | "missing" (no results.csv) | "empty" | "header-only"
-    root: Path | None = None
-    cfg_path: Path | None = None
-    weights_path: Path | None = None
-    data_path: Path | None = None
-    data: DataInfo | None = None
-    data_note: str = ""  # why the data YAML was not read, when it was not
-    nc: int | None = None
-    nc_source: str = ""
-    cfg_findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def epochs(self) -> int:
-        return len(self.rows)
-
-    def column(self, name: str) -> list[float]:
-        return [row[name] for row in self.rows if name in row]
-
-    def _best(self, name: str) -> float | None:
-        values = [v for v in self.column(name) if math.isfinite(v)]
-        return max(values) if values else None
-
-    @property
-    def best_map50(self) -> float | None:
-        return self._best("metrics/mAP_0.5")
-
-    @property
-    def best_precision(self) -> float:
-        return self._best("metrics/precision") or 0.0
-
-    @property
-    def best_recall(self) -> float:
-        return self._best("metrics/recall") or 0.0
-
-    @property
-    def losses_finite(self) -> bool:
-        losses = [k for k in (self.rows[0] if self.rows else {}) if k.endswith("_loss")]
-        return all(math.isfinite(row[k]) for row in self.rows for k in losses)
-
-    @property
-    def weights(self) -> str:
-        return str(self.opt.get("weights") or "")
-
-    @property
-    def cfg(self) -> str:
-        return str(self.opt.get("cfg") or "")
-
-    @property
-    def imgsz(self) -> int:
-        size = self.opt.get("imgsz")
-        return size if isinstance(size, int) and size > 0 else DEFAULT_IMGSZ
-
-    @property
-    def results_path(self) -> Path:
-        return Path(self.path) / "results.csv"
-
-    @property
-    def looked_in(self) -> str:
-        """Where opt.yaml's relative paths were looked for, in words."""
-        if self.root is None:
-            return ("in the working directory or beside the run (no YOLOv5 checkout around "
-                    "the folder: it is not at opt.yaml's save_dir)")
-        return f"in the checkout {self.root}, the working directory or beside the run"
-
-    @property
-    def frozen_layers(self) -> list[int]:
-        """train.py's `--freeze`: [N] freezes layers 0..N-1, a longer list those indices."""
-        freeze = self.opt.get("freeze") or [0]
-        freeze = freeze if isinstance(freeze, list) else [freeze]
-        return list(freeze) if len(freeze) > 1 else list(range(int(freeze[0])))
-
-    @property
-    def train_images(self) -> int | None:
-        """The train split's images train.py keeps (those with corrupt labels dropped)."""
-        split = self.data.splits.get("train") if self.data else None
-        return len(split.images) - split.dropped if split else None
-
-    @property
-    def schedule(self) -> Schedule | None:
-        return schedule(self.train_images, self.opt.get("batch_size"),
-                        self.hyp.get("warmup_epochs"), self.epochs)
-
-    def findings_by_code(self, data: bool) -> str:
-        """The cfg's check errors and warnings (data=True: those on the data), by code."""
-        groups = []
-        for severity in (Severity.ERROR, Severity.WARNING):
-            counts: dict[str, int] = {}
-            for f in self.cfg_findings:
-                if f.severity is severity and (_stage(f.code) is Stage.DATA) == data:
-                    counts[f.code] = counts.get(f.code, 0) + 1
-            if counts:
-                groups.append(f"{severity.value}s " + ", ".join(
-                    code + (f" x{n}" if n > 1 else "") for code, n in counts.items()))
-        return "; ".join(groups)
-
-    def causes(self, transfer=None, width=None) -> list[tuple[str, str]]:
-        """(kind, text) of each likely reason for zero metrics, the most evidence first: the
-        iterations against the warm-up, random layers against the epochs they need, the cfg's
-        own findings, the transfer, the data; last, the experiment that settles the model.
-        `width`: the checkpoint's width against the cfg's (checks.width), when they differ."""
-        causes = [cause for cause in (self._warmup_cause(), self._scratch_cause(transfer))
-                  if cause]
-        own = self.findings_by_code(data=False)
-        if own:
-            causes.append(("cfg", f"the cfg's own findings (`yolodiag check` at {self.imgsz} "
-                                  f"with nc={self.nc}): {own}"))
-        elif self.cfg_path is None and self.cfg:
-            causes.append(("cfg", f"--cfg {self.cfg} not found {self.looked_in}: pass --cfg "
-                                  "to check it"))
-        causes += self._transfer_causes(transfer, width)
-        causes.append(("data", self._data_cause()))
-        model = self.cfg or "MODEL.yaml"
-        data = f" --data {self.data_path}" if self.data else ""
-        causes.append(("overfit", f"whether the model can learn at all: `yolodiag overfit "
-                                  f"{model}{data} --batch 4`"))
-        return causes
-
-    def _warmup_cause(self) -> tuple[str, str] | None:
-        plan = self.schedule
-        if plan is None:
-            if self.epochs >= MIN_WARMUP_ITERATIONS:
-                return None
-            batch = self.opt.get("batch_size")
-            unknown = ("the data YAML was not read" if self.data is None
-                       else "its train split holds no images" if not self.train_images
-                       else f"--batch-size {batch}")
-            return ("warmup", f"train.py's warm-up lasts at least {MIN_WARMUP_ITERATIONS} "
-                              f"iterations; {self.epochs} epochs pass it only with "
-                              f"{math.ceil(MIN_WARMUP_ITERATIONS / max(self.epochs, 1))} or more "
-                              f"batches per epoch (batches per epoch unknown: {unknown})")
-        done = (f"{plan.epochs_done} epochs x {plan.batches_per_epoch} batches "
-                f"({plan.train_images} train images, batch {plan.batch_size}) = "
-                f"{plan.iterations} iterations ({plan.optimizer_steps} optimiser steps)")
-        warmup = (f"train.py's warm-up of {plan.warmup_iterations} iterations (max(round("
-                  f"warmup_epochs {plan.warmup_epochs:g} x {plan.batches_per_epoch}), "
-                  f"{MIN_WARMUP_ITERATIONS}))")
-        lr = self._best("x/lr1")
-        reached = (f"; results.csv's weight learning rate x/lr1 peaked at {lr:.3g} against "
-                   f"lr0 {self.hyp.get('lr0', 0.01):g}" if lr is not None else "")
-        if plan.ended_in_warmup:
-            return ("warmup", f"the whole run was warm-up: {done}, all inside {warmup}, so "
-                              f"the learning rate never rose to lr0{reached}")
-        if plan.warmup_iterations * 2 > plan.iterations:
-            return ("warmup", f"most of the run was warm-up: {done}, the first "
-                              f"{plan.warmup_iterations} of them in {warmup}")
-        return None
-
-    def _scratch_cause(self, transfer) -> tuple[str, str] | None:
-        if self.epochs >= SCRATCH_EPOCHS:
-            return None
-        if not self.weights:
-            random = "every layer starts random (--weights '')"
-        elif transfer is not None and transfer.random_layers():
-            random = f"layers {format_runs(transfer.random_layers())} start random"
-        else:
-            return None
-        return ("scratch", f"{random} and trained {self.epochs} epochs; YOLOv5 trains its "
-                           f"released models from scratch for {SCRATCH_EPOCHS} epochs (on COCO)")
-
-    def _transfer_causes(self, transfer, width=None) -> list[tuple[str, str]]:
-        causes = []
-        if self.weights and self.cfg:
-            if transfer is not None and width is not None:
-                causes.append(("transfer", f"--weights {self.weights} was trained at "
-                               f"width_multiple {width.checkpoint_width:g}, the --cfg builds "
-                               f"{width.cfg_width:g}: train.py transferred {transfer.transferred}/"
-                               f"{transfer.total} items, {width.counters} of them BatchNorm "
-                               "counters, so nothing useful transferred (YD510)"))
-            elif transfer is not None:
-                listed = format_runs(transfer.random_layers()) or "none"
-                shape = sum(k.status == "shape" for k in transfer.keys)
-                causes.append(("transfer", f"--weights {self.weights} with an edited --cfg "
-                               f"{self.cfg}: train.py transferred {transfer.transferred}/"
-                               f"{transfer.total} items by name and shape, layers {listed} "
-                               f"stayed random, {shape} tensors skipped for another shape"))
-            else:
-                causes.append(("transfer", f"--weights {self.weights} with --cfg {self.cfg}: "
-                               "train.py transfers by name and shape, so an edited backbone "
-                               "stays random under a pretrained head (not simulated: "
-                               f"{'the cfg' if self.cfg_path is None else 'the weights'} not "
-                               "found; pass --cfg and --weights)"))
-        elif self.weights:
-            causes.append(("transfer", f"--weights {self.weights} without --cfg: train.py "
-                                       "built the checkpoint's own YAML, not the edited one "
-                                       "(YD501)"))
-        if self.frozen_layers:
-            causes.append(("transfer", f"--freeze keeps layers {self.frozen_layers[0]}-"
-                                       f"{self.frozen_layers[-1]} fixed"
-                                       + (" at random weights" if transfer is not None else "")))
-        return causes
-
-    def _data_cause(self) -> str:
-        if self.data is None:
-            built = (f"the model was built with {self.nc_source}, {self.nc}"
-                     if self.nc is not None else "the class count train.py used is unknown")
-            return (f"the data YAML {self.opt.get('data') or '(none in opt.yaml)'} was not "
-                    f"read ({self.data_note}): {built}")
-        findings = self.findings_by_code(data=True)
-        train = self.data.splits.get("train")
-        objects = train.as_dict()["objects"] if train else 0
-        return (f"the data ({self.data_path}): {self.train_images or 0} train images with "
-                f"{objects} objects, {self.data.classes} classes; "
-                + (findings if findings else "no findings on its labels"))
-
-    def as_dict(self) -> dict[str, Any]:
-        plan = self.schedule
-        return {"path": self.path, "epochs": self.epochs, "weights": self.weights,
-                "cfg": self.cfg, "freeze": self.frozen_layers,
-                "best_map50": self.best_map50, "best_precision": self.best_precision,
-                "best_recall": self.best_recall, "losses_finite": self.losses_finite,
-                "results": self.rows, "results_state": self.results,
-                "root": _text(self.root), "cfg_path": _text(self.cfg_path),
-                "weights_path": _text(self.weights_path), "data_path": _text(self.data_path),
-                "data_note": self.data_note, "nc": self.nc, "nc_source": self.nc_source,
-                "imgsz": self.imgsz, "schedule": plan.as_dict() if plan else None,
-                "cfg_findings": self.findings_by_code(data=False)}
+def claims(folder: Path) -> str | None:
+    """Ours when train.py v7.0 left its marks: a results.csv, or opt.yaml's `imgsz`."""
+    if (folder / "results.csv").is_file():
+        return "it holds results.csv, which YOLOv5's train.py writes"
+    if "imgsz" in read_yaml(folder / "opt.yaml"):
+        return "its opt.yaml has YOLOv5's `imgsz`"
+    return None
 
 
 def read_run(folder: str | Path) -> RunInfo:
     """opt.yaml, hyp.yaml and results.csv of a run folder. Unsupported when the folder does
     not exist or holds no opt.yaml (train.py writes it before training starts); a missing,
     empty or header-only results.csv is the run's state, not an error."""
-    import yaml
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise Unsupported(f"{folder}: no such folder (pass a YOLOv5 run folder, "
-                          "runs/train/<name>)")
-    if not (folder / "opt.yaml").is_file():
-        raise Unsupported(f"{folder}: no opt.yaml, so not a folder train.py wrote (it writes "
-                          "opt.yaml before the first epoch; pass runs/train/<name>)")
-    opt = _yaml(folder / "opt.yaml", yaml)
-    hyp = _yaml(folder / "hyp.yaml", yaml) or (opt.get("hyp") if isinstance(opt.get("hyp"),
-                                                                         dict) else {})
-    results = folder / "results.csv"
+    run = open_run(folder, LAYOUT)
+    results = run.results_path
     if not results.is_file():
-        return RunInfo(str(folder), opt, hyp, results="missing")
+        run.results = "missing"
+        return run
     with results.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
-        rows = [{name: _float(value) for name, value in zip(header, row)}
-                for row in reader if row]
-    state = "ok" if rows else ("header-only" if header else "empty")
-    return RunInfo(str(folder), opt, hyp, rows, results=state)
-
-
-def locate_inputs(run: RunInfo, cfg: str | Path | None = None,
-                  weights: str | Path | None = None, nc: int | None = None) -> None:
-    """Fill in the checkout root, the cfg, weights and data YAML (given ones as given: a
-    missing --weights or --cfg is Unsupported), and the class count: --nc, else
-    --single-cls's 1, else the data's (names win over nc), else the cfg's (stated)."""
-    folder = Path(run.path)
-    run.root = checkout_root(folder, run.opt)
-    for option, given in (("--cfg", cfg), ("--weights", weights)):
-        if given is not None and not Path(given).is_file():
-            raise Unsupported(f"{option} {given}: no such file")
-    run.cfg_path = Path(cfg) if cfg is not None else locate(run.cfg, run.root, folder)
-    run.weights_path = (Path(weights) if weights is not None
-                        else locate(run.weights, run.root, folder))
-    written = str(run.opt.get("data") or "")
-    run.data_path = locate(written, run.root, folder)
-    if run.data_path is None:
-        run.data_note = f"not found {run.looked_in}" if written else "opt.yaml names none"
-    else:
-        run.data, run.data_note = read_run_data(run.data_path, checkout_root=run.root, nc=nc)
-    if nc is not None:
-        run.nc, run.nc_source = nc, "--nc"
-    elif run.opt.get("single_cls"):
-        run.nc, run.nc_source = 1, "--single-cls"
-    elif run.data is not None and run.data.classes:
-        key = "names" if run.data.names else "nc"
-        run.nc, run.nc_source = run.data.classes, f"the {key} of {run.data_path}"
-    else:
-        run.nc_source = "the cfg's nc (the data's class count is unknown)"
-
-
-def read_run_data(data_yaml: Path, checkout_root: Path | None,
-                  nc: int | None) -> tuple[DataInfo | None, str]:
-    """The run's data YAML read as train.py read it, or None and why not. The one place `run`
-    reads data: `checkout_root` is where train.py ran, which v7.0 resolves a relative `path:`
-    against."""
-    from yolodiag.data import read_data
-
-    try:
-        return read_data(data_yaml, nc, root=checkout_root), ""
-    except Unsupported as e:
-        return None, str(e)
-
-
-def checkout_root(folder: Path, opt: dict[str, Any]) -> Path | None:
-    """The folder train.py ran in: the run folder less opt.yaml's relative `save_dir`
-    (runs/train/<name>), else the parent of a `runs/<task>/<name>` folder; None when neither
-    fits."""
-    resolved = folder.resolve()
-    save_dir = Path(str(opt.get("save_dir") or ""))
-    depth = len(save_dir.parts)
-    if (save_dir.parts and not save_dir.is_absolute() and len(resolved.parts) > depth
-            and resolved.parts[-depth:] == save_dir.parts):
-        return resolved.parents[depth - 1]
-    if len(resolved.parents) > 2 and resolved.parents[1].name == "runs":
-        return resolved.parents[2]
-    return None
-
-
-def locate(name: str, root: Path | None, folder: Path) -> Path | None:
-    """A file opt.yaml names: relative to the checkout train.py ran in, as given (or relative
-    to the working directory), or beside the run folder."""
-    if not name:
-        return None
-    path = Path(name)
-    candidates = [path] if path.is_absolute() else [
-        *([root / path] if root else []), path, folder / path, folder / path.name]
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def pillow_available() -> bool:
-    """The data's label checks read image sizes with Pillow (the `data` extra)."""
-    return importlib.util.find_spec("PIL") is not None
-
-
-def _stage(code: str) -> Stage | None:
-    info = REGISTRY.get(code)
-    return info.stage if info else None
-
-
-def _text(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
-
-
-def _yaml(path: Path, yaml) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise Unsupported(f"{path}{where}: cannot read it: {problem}") from e
-    return data if isinstance(data, dict) else {}
+        run.rows = [{name: _float(value) for name, value in zip(header, row)}
+                    for row in reader if row]
+    run.results = "ok" if run.rows else ("header-only" if header else "empty")
+    return run
 
 
 def _float(value: str) -> float:

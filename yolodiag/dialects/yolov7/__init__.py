@@ -54,6 +54,7 @@ YOLOV7 = register(Dialect(
     model=Lazy("yolodiag.dialects.yolov7.model"),
     loss=Lazy("yolodiag.dialects.yolov7.loss"),
     checkpoint=Lazy("yolodiag.dialects.yolov7.checkpoint"),
+    runs=Lazy("yolodiag.dialects.yolov7.runs"),
     namespace=_namespace,
     advice={"block": "Conv", "head": "IDetect", "stem": "`[-1, 1, Conv, [32, 3, 2]]`",
             "pooling": "SPPCSPC"},
