@@ -52,6 +52,7 @@ YOLOV7 = register(Dialect(
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.yolov7.model"),
     namespace=_namespace,
+    evaluation=Lazy("yolodiag.dialects.yolov7.evaluation"),
     advice={"block": "Conv", "head": "IDetect", "stem": "`[-1, 1, Conv, [32, 3, 2]]`",
             "pooling": "SPPCSPC"},
     capabilities=frozenset({"anchors", "objectness"}),
