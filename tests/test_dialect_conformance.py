@@ -20,7 +20,7 @@ PART_INTERFACE = {
               "untrainable", "objectness_prior", "ANCHOR_ORDER_RULE"),
     "loss": ("HYP", "train_hyp", "loss_terms", "compute_loss", "assign", "prior_loss"),
     "checkpoint": ("read_checkpoint", "transfer", "embedded_spec", "claims"),
-    "runs": ("read_run", "locate_inputs", "pillow_available"),
+    "runs": ("claims", "read_run", "locate_inputs", "pillow_available"),
     "repo": ("repo_traced",),
     "checkout": ("find_checkout", "read_registration"),
     "stockmatch": ("differences",),

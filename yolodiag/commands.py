@@ -237,6 +237,9 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
                        {"overfit": None, **_data_section(facts)}, stopped_by,
                        bundled=model is None)
     built = _seeded_build(facts.spec, seed, device, modules, facts.built.nc)
+    if built.dialect.evaluation is None:
+        raise Unsupported(f"overfit: yolodiag scores predictions as {built.dialect.title}'s "
+                          "validation does, and knows none yet")
     size = facts.trace.sizes[0].img
     images, targets = _batch(facts.data, built.nc, size, batch, seed, device,
                              built.pixel_anchors)

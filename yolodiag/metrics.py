@@ -31,6 +31,16 @@ def xywh2xyxy(x: Tensor | np.ndarray) -> Tensor | np.ndarray:
     return y
 
 
+def clip_boxes(boxes: Tensor, window: Sequence[float]) -> Tensor:
+    """A copy of (n, 4+) boxes x1, y1, x2, y2, ... with the corners clamped into `window` (x1, y1,
+    x2, y2): the image a box was predicted on, as validation clips before matching."""
+    x1, y1, x2, y2 = window
+    clipped = boxes.clone()
+    clipped[:, 0:4:2] = clipped[:, 0:4:2].clamp(x1, x2)
+    clipped[:, 1:4:2] = clipped[:, 1:4:2].clamp(y1, y2)
+    return clipped
+
+
 def box_iou(box1: Tensor, box2: Tensor, eps: float = 1e-7) -> Tensor:
     """IoU of every pair of xyxy boxes: box1 (N, 4), box2 (M, 4) -> (N, M).
 

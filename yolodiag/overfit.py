@@ -1,14 +1,15 @@
 """Overfit one batch: the decisive experiment for "precision and recall stay at zero".
 
 A sound model memorises one fixed batch within a few hundred steps. `overfit` trains a copy of a
-built model on one batch with YOLOv5's loss and SGD settings, and every few steps evaluates the
-same batch twice with val.py's settings (conf 0.001, IoU 0.6): in train mode (BatchNorm on the
-batch's statistics, as the loss sees it) and in eval mode (BatchNorm on its running statistics,
-as validation sees it). The history it returns separates the ways a model fails: the loss does
-not fall, it falls but train-mode predictions stay wrong, train mode is right but eval mode is
-not, or values turn non-finite. The loop reads top to bottom; it never touches the caller's
-model (it trains a deep copy) and never prints: `progress` is called after each step and
-after each evaluation.
+built model on one batch with its family's loss and YOLOv5's SGD settings, and every few steps
+evaluates the same batch twice as the family's per-epoch validation would (its thresholds, NMS,
+matching and AP: `dialect.evaluation`; conf 0.001, IoU 0.6 for YOLOv5's val.py and YOLOv7's
+test.py alike): in train mode (BatchNorm on the batch's statistics, as the loss sees it) and in
+eval mode (BatchNorm on its running statistics, as validation sees it). The history it returns
+separates the ways a model fails: the loss does not fall, it falls but train-mode predictions
+stay wrong, train mode is right but eval mode is not, or values turn non-finite. The loop reads
+top to bottom; it never touches the caller's model (it trains a deep copy) and never prints:
+`progress` is called after each step and after each evaluation.
 
 The run stops as soon as its verdict cannot change: the pass mark reached, a non-finite value, a
 loss that no parameter can move, a flat loss, or predictions that cannot reach the pass mark in
@@ -22,14 +23,14 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from yolodiag.build.builder import BuiltModel
-from yolodiag.metrics import detection_metrics, match_predictions, non_max_suppression, xywh2xyxy
+from yolodiag.metrics import xywh2xyxy
 from yolodiag.probes import preserved
 
 
@@ -44,8 +45,10 @@ class FitSettings:
     weight_decay: float = 5e-4  # on convolution and linear weights only, as YOLOv5
     max_grad_norm: float = 10.0  # train.py v7.0 clips the gradient norm at 10
     pass_mark: float = 0.5  # eval-mode mAP@0.5 on the training batch
-    conf: float = 0.001  # val.py's confidence threshold
-    iou: float = 0.6  # val.py's NMS IoU threshold
+    # Validation's confidence and NMS IoU thresholds; None: those of the family's training-time
+    # validation (`dialect.evaluation.CONF`, `IOU`), filled in when the run starts.
+    conf: float | None = None
+    iou: float | None = None
     amp: bool = False  # autocast: float16 and a GradScaler on CUDA, bfloat16 on the CPU
     # Early stops. Flat: every step's loss within flat_band of step 0's for flat_steps steps.
     flat_steps: int = 50
@@ -58,13 +61,19 @@ class FitSettings:
     plateau_steps: int = 50
     plateau: float = 0.9
 
+    def for_family(self, evaluation: Any) -> FitSettings:
+        """These settings with the family's validation thresholds wherever none was given."""
+        return replace(self, conf=evaluation.CONF if self.conf is None else self.conf,
+                       iou=evaluation.IOU if self.iou is None else self.iou)
+
 
 STOP_REASONS = ("passed", "budget", "nonfinite", "untrainable", "flat", "out-of-reach")
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The training batch predicted in one mode at one step, scored as val.py scores it."""
+    """The training batch predicted in one mode at one step, scored as the family's validation
+    scores it."""
 
     step: int
     mode: str  # "train" (batch statistics) or "eval" (running statistics)
@@ -173,6 +182,8 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
     head = model.head
     nl = len(built.stride)
     objective = built.dialect.loss  # the family's loss, target assignment and hyp
+    evaluation = built.dialect.evaluation  # how the family's validation scores predictions
+    settings = settings.for_family(evaluation)
     # train.py scales the loss gains to the class count, image size and number of levels.
     hyp = objective.train_hyp(objective.HYP, head.nc, max(img), nl)
     amp_dtype = autocast_dtype(device) if settings.amp else None
@@ -194,7 +205,7 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         if step % settings.eval_every == 0 or step == settings.steps:
             for mode in ("train", "eval"):
                 history.evaluations.append(_evaluate(model, images, targets, windows, step,
-                                                     mode, settings, amp_dtype))
+                                                     mode, settings, amp_dtype, evaluation))
             history.seconds = time.perf_counter() - start
             if progress is not None:
                 progress(history)
@@ -323,9 +334,10 @@ def _priors(head) -> tuple[Prior, ...]:
 
 
 def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, windows: Tensor, step: int,
-              mode: str, settings: FitSettings, amp_dtype: torch.dtype | None) -> Evaluation:
+              mode: str, settings: FitSettings, amp_dtype: torch.dtype | None,
+              evaluation: Any) -> Evaluation:
     """Predict the batch in `mode` (restoring the BatchNorm statistics a train-mode forward
-    would move) and score it with val.py's clipping, matching and AP."""
+    would move) and score it with the family's validation: NMS, clipping, matching and AP."""
     head = model.head
     with torch.no_grad(), preserved(model), torch.autocast(
             images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -335,29 +347,31 @@ def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, windows: Tensor
     scores = decoded[..., 4:5] * decoded[..., 5:] if head.nc > 1 else decoded[..., 4:5]
     above = int(((decoded[..., 4] > settings.conf)
                  & (scores.amax(-1) > settings.conf)).sum())
-    metrics, detections = score(decoded, targets, windows, images.shape[-2:], settings)
+    metrics, detections = score(decoded, targets, windows, images.shape[-2:], settings,
+                                evaluation)
     return Evaluation(step, mode, metrics["mp"], metrics["mr"], metrics["map50"], metrics["map"],
                       above, detections)
 
 
 def score(decoded: Tensor, targets: Tensor, windows: Tensor, img: tuple[int, int],
-          settings: FitSettings) -> tuple[dict[str, float], int]:
-    """val.py on decoded predictions (b, n, 5 + nc) of images `img` (h, w): multi-label NMS,
-    each detection clipped to its image's window, matched to the targets, AP. Returns the
-    metrics and the number of detections."""
-    # val.py's NMS: multi-label, every class whose confidence passes `conf` is a detection
-    detections = non_max_suppression(decoded, conf_thres=settings.conf, iou_thres=settings.iou,
-                                     multi_label=True)
+          settings: FitSettings, evaluation: Any = None) -> tuple[dict[str, float], int]:
+    """The family's validation on decoded predictions (b, n, 5 + nc) of images `img` (h, w): its
+    NMS, each image's detections clipped to its window and matched to the targets, its AP.
+    `evaluation` is the family's `dialect.evaluation` (default: the default dialect's).
+    Returns the metrics and the number of detections."""
+    if evaluation is None:
+        from yolodiag.dialects import DEFAULT, DIALECTS
+
+        evaluation = DIALECTS[DEFAULT].evaluation
+    settings = settings.for_family(evaluation)
+    detections = evaluation.non_max_suppression(decoded, settings.conf, settings.iou)
     h, w = img
     scale = torch.tensor([w, h, w, h], device=decoded.device)
     stats = []
     for i, found in enumerate(detections):
         truth = targets[targets[:, 0] == i]
         labels = torch.cat((truth[:, 1:2], xywh2xyxy(truth[:, 2:6]) * scale), 1)
-        boxes = found.clone()  # the matching sees clipped boxes; NMS and AP do not need them
-        x1, y1, x2, y2 = windows[i].tolist()
-        boxes[:, 0:4:2] = boxes[:, 0:4:2].clamp(x1, x2)
-        boxes[:, 1:4:2] = boxes[:, 1:4:2].clamp(y1, y2)
-        stats.append((match_predictions(boxes, labels), found[:, 4], found[:, 5], truth[:, 1]))
-    metrics = detection_metrics([torch.cat(column, 0) for column in zip(*stats)])
+        correct = evaluation.correct(found, labels, windows[i].tolist())
+        stats.append((correct, found[:, 4], found[:, 5], truth[:, 1]))
+    metrics = evaluation.detection_metrics([torch.cat(column, 0) for column in zip(*stats)])
     return metrics, sum(len(d) for d in detections)

@@ -71,14 +71,12 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     expected = [d for d, _ in designs]
     whose = f"{facts.title}'s default rows" if default else f"sized like {facts.title}'s rows"
     culprits, hint = _missing_downsampling(facts, strides, expected)
-    from yolodiag.overfit import FitSettings  # the model is built: torch is imported
-
     objectness_prior = facts.dialect.model.objectness_prior
 
     priors = [objectness_prior(s) for s in strides]
     starts = "/".join(f"{p:.2g}" for p in priors)
     designed = "/".join(f"{objectness_prior(d):.2g}" for d in expected if d is not None)
-    conf = FitSettings.conf  # val.py's: boxes below it never reach NMS
+    conf = facts.dialect.evaluation.CONF  # validation's: boxes below it never reach NMS
     below = [slashed([s]) for s, p in zip(strides, priors) if p < conf]
     shows = (f" (the stride {'/'.join(below)} objectness alone starts below val.py's conf "
              f"{conf:g}: validation sees no box from there until training lifts it)"

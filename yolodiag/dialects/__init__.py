@@ -3,10 +3,10 @@
 A dialect is one frozen `Dialect` value in the plain dict `DIALECTS`, registered by its own
 package (`yolodiag/dialects/<name>/`), which holds everything that family's code decides: the
 module table and channel rules its parser applies, how its model class finishes a build (head
-strides, anchors, priors), its loss, its training code's thresholds. The engine (spec reader,
-builder, trace, checks, gradflow, overfit, reports) asks the dialect and never names a module
-or head class of any family. Parts that need torch are `Lazy`: registering a dialect, reading
-a YAML and `--help` stay torch-free.
+strides, anchors, priors), its loss, how its validation scores predictions (thresholds, NMS,
+matching, AP). The engine (spec reader, builder, trace, checks, gradflow, overfit, reports) asks
+the dialect and never names a module or head class of any family. Parts that need torch are
+`Lazy`: registering a dialect, reading a YAML and `--help` stay torch-free.
 
 `choose` picks the dialect of a YAML: the one `--dialect` names, else the first whose `sniff`
 claims the YAML, else the default (YOLOv5 v7.0, the reading every YAML got before dialects).
@@ -64,6 +64,10 @@ class Dialect:
     # objectness_prior: what the family's model class does around the layers built
     model: Any
     loss: Any = None  # HYP, train_hyp, loss_terms, compute_loss, assign, prior_loss
+    # CONF, IOU (the thresholds of train.py's per-epoch validation), non_max_suppression,
+    # correct (clipping and prediction/label matching), detection_metrics (P, R, mAP): how
+    # the family's validation scores predictions, which overfit reproduces
+    evaluation: Any = None
     checkpoint: Any = None  # read_checkpoint, transfer, embedded_spec, claims: --weights
     runs: Any = None  # claims, read_run, locate_inputs: a finished training run's folder
     repo: Any = None  # repo_traced: --repo, the model built by the user's own checkout

@@ -3,9 +3,10 @@
 Everything yolodiag knows about YOLOv5's own code lives in this package: the module table and
 channel rules of `parse_model` (`table`, `rules`), its blocks and heads (`blocks`, `heads`, and
 the seed document's `seed`), what `DetectionModel.__init__` does after the layers are built
-(`model`), its loss and target assignment (`loss`), its checkpoints and what train.py transfers
-from them (`checkpoint`, `checkpoint_format`), its run folders (`runs`), a user's checkout
-(`registration`, `stockmatch`, `repo`, `repo_worker`), and the bundled example models.
+(`model`), its loss and target assignment (`loss`), its per-epoch validation (`evaluation`),
+its checkpoints and what train.py transfers from them (`checkpoint`, `checkpoint_format`), its
+run folders (`runs`), a user's checkout (`registration`, `stockmatch`, `repo`, `repo_worker`),
+and the bundled example models.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ YOLOV5 = register(Dialect(
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.yolov5.model"),
     loss=Lazy("yolodiag.dialects.yolov5.loss"),
+    evaluation=Lazy("yolodiag.dialects.yolov5.evaluation"),
     checkpoint=Lazy("yolodiag.dialects.yolov5.checkpoint"),
     runs=Lazy("yolodiag.dialects.yolov5.runs"),
     repo=Lazy("yolodiag.dialects.yolov5.repo"),

@@ -56,6 +56,7 @@ YOLOV7 = register(Dialect(
     checkpoint=Lazy("yolodiag.dialects.yolov7.checkpoint"),
     runs=Lazy("yolodiag.dialects.yolov7.runs"),
     namespace=_namespace,
+    evaluation=Lazy("yolodiag.dialects.yolov7.evaluation"),
     advice={"block": "Conv", "head": "IDetect", "stem": "`[-1, 1, Conv, [32, 3, 2]]`",
             "pooling": "SPPCSPC"},
     capabilities=frozenset({"anchors", "objectness", "loss"}),
