@@ -19,6 +19,7 @@ PART_INTERFACE = {
     "model": ("PROBE_SIZE", "activation_scope", "measure_head", "initialize_weights",
               "untrainable", "objectness_prior", "ANCHOR_ORDER_RULE"),
     "loss": ("HYP", "train_hyp", "loss_terms", "compute_loss", "assign", "prior_loss"),
+    "evaluation": ("CONF", "IOU", "non_max_suppression", "correct", "detection_metrics"),
     "checkpoint": ("read_checkpoint", "transfer", "embedded_spec", "claims"),
     "runs": ("claims", "read_run", "locate_inputs", "pillow_available"),
     "repo": ("repo_traced",),
