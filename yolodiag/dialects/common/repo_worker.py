@@ -1,5 +1,7 @@
-"""The `--repo` worker: runs in the user's interpreter, imports their YOLOv5, builds the YAML with
-it and writes what came back as plain JSON for yolodiag/repo.py (which explains the protocol).
+"""The `--repo` worker: runs in the user's interpreter, imports their checkout's yolo module (a
+YOLOv5 or a YOLOv7 one: both name their model class `Model` and keep the layers in `.model`),
+builds the YAML with it and writes what came back as plain JSON for `common/repo.py` (which
+explains the protocol). Family-neutral: each dialect's repo.py says which module to import.
 
 Run as a script (`python repo_worker.py --worker REQUEST.json RESULT.json`): it needs torch,
 numpy and pyyaml in that interpreter, not an installed yolodiag (our package is loaded from this
