@@ -171,3 +171,20 @@ def test_the_oracle_patch_registers_basicblock_in_the_channel_aware_list_only(tm
     assert text.count("BasicBlock") == 1 and text.index("BasicBlock") < text.index("DownC")
     assert "class BasicBlock" in (copy / "models" / "common.py").read_text()
     assert (checkout / "models" / "yolo.py").read_text() == lists  # the checkout untouched
+
+
+def test_modules_of_a_yolov7_checkout_take_its_rules_and_are_judged_by_yolov7s_classes():
+    from yolodiag.dialects import DIALECTS
+    from yolodiag.usermodules import RuleSource, load_modules
+
+    yolov7 = DIALECTS["yolov7"]
+    entries = load_modules([FAKE / "models" / "common.py"], dialect=yolov7)
+    yolo_py = str((FAKE / "models" / "yolo.py").resolve())
+    gate = entries["Gate"]
+    assert (gate.rule, gate.decided, gate.registered_by) == ("channels", RuleSource.YOLO_PY,
+                                                             yolo_py)
+    # The file's Shortcut behaves as YOLOv7's: it is the stock one, with its rule read.
+    assert entries["Shortcut"].cls is None and entries["Shortcut"].differs is None
+    assert entries["Shortcut"].rule == "shortcut"
+    assert entries["Shortcut"].registered_by == yolo_py
+    assert "computes other values" in entries["ReOrg"].differs
