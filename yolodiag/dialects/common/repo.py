@@ -303,8 +303,8 @@ def _signature_stub(name: str, parameters: list[tuple[str, object]]) -> type:
 
 
 def _flipped(spec, anchors, stride) -> bool:
-    """Whether their build reversed the YAML's anchor rows (YOLOv5 does when the sizes run
-    against the strides)."""
+    """Whether their build reversed the YAML's anchor rows (YOLOv5 and YOLOv7 do when the sizes
+    run against the strides)."""
     import torch
 
     if anchors is None or stride is None or not isinstance(spec.anchors, tuple):

@@ -173,7 +173,7 @@ def _naming(index: int, forward, LayerFailed):
 
 def _failing_layer(error: BaseException, nn) -> int | None:
     """The row their code was on: parse_model's loop index `i`, else the innermost running
-    layer (YOLOv5 sets `i` on each layer module)."""
+    layer (YOLOv5 and YOLOv7 set `i` on each layer module)."""
     frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
     for frame in frames:
         if frame.f_code.co_name == "parse_model" and _is_index(frame.f_locals.get("i")):
