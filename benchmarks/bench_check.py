@@ -1,12 +1,15 @@
-"""Wall time and peak memory of `yolodiag check` against YOLOv5's own `Model(yaml)` build.
+"""Wall time and peak memory of `yolodiag check` against the family's own `Model(yaml)` build.
 
 Each run is a fresh process (imports included: that is what a user waits for). Peak memory is
-the process's maximum resident set size from wait4(). Cases: the bundled seed model and
-yolov5x6, `check` with its defaults (640, 320 and 384x640, every check); YOLOv5 builds the
-same YAML where the yolov5 pip package is importable in this interpreter or in $YOLOV5_PYTHON
-(see tests/test_yolov5_oracle.py). Prints medians and our/YOLOv5 ratios. Not run by CI.
+the process's maximum resident set size from wait4(). `check` runs with its defaults (640, 320
+and 384x640, each rounded up to the model's largest stride; every check).
+`--family yolov5` (default): the bundled seed model and yolov5x6; YOLOv5 builds the same YAML
+where the yolov5 pip package is importable in this interpreter or in $YOLOV5_PYTHON (see
+tests/test_yolov5_oracle.py). `--family yolov7`: yolov7-e6e (and yolov7-tiny); YOLOv7 builds it
+where $YOLOV7_PYTHON imports the checkout at $YOLOV7_REPO (benchmarks/make_yolov7_venv.sh).
+Prints medians and our/their ratios. Not run by CI.
 
-    python benchmarks/bench_check.py [--repeat 5] [--json results.json]
+    python benchmarks/bench_check.py [--family yolov7] [--repeat 5] [--json results.json]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,17 +28,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("YOLODIAG_SHARED", ROOT.parent / "shared"))
 SEED = ROOT / "yolodiag" / "dialects" / "yolov5" / "models" / "yolov5s-resnet18.yaml"
 CASES = {"seed (bundled)": SEED, "yolov5x6": SHARED / "yamls" / "stock" / "yolov5x6.yaml"}
+YOLOV7_STOCK = SHARED / "yamls" / "yolov7" / "stock" / "training"
+YOLOV7_CASES = {"yolov7-e6e": YOLOV7_STOCK / "yolov7-e6e.yaml",
+                "yolov7-tiny": YOLOV7_STOCK / "yolov7-tiny.yaml"}
 
 
 def measure(command: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in MiB) of one fresh process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, "YOLO_OFFLINE": "1"})
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        sys.exit(f"failed: {' '.join(command)}\n{process.stderr.read().decode()}")
+    with tempfile.TemporaryFile() as stderr:  # a pipe nobody reads would block a chatty child
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   env={**os.environ, "YOLO_OFFLINE": "1"})
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            stderr.seek(0)
+            sys.exit(f"failed: {' '.join(command)}\n{stderr.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024
 
 
@@ -45,47 +54,84 @@ def yolov5_python() -> str | None:
     return python if ok else None
 
 
+def yolov7_oracle() -> list[str] | None:
+    """The harness command that builds with YOLOv7 itself, when $YOLOV7_PYTHON imports the
+    checkout at $YOLOV7_REPO; None otherwise."""
+    python, repo = os.environ.get("YOLOV7_PYTHON"), os.environ.get("YOLOV7_REPO")
+    if not python or not repo:
+        return None
+    ok = subprocess.run([python, "-W", "ignore", "-c", "import models.yolo"], cwd=repo,
+                        capture_output=True).returncode == 0
+    return [python, "-W", "ignore", str(ROOT / "benchmarks" / "yolov7_build.py"), "--repo",
+            repo] if ok else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--family", choices=("yolov5", "yolov7"), default="yolov5")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.family == "yolov7":
+        harness = yolov7_oracle()
+        cases, theirs = YOLOV7_CASES, "yolov7 Model(yaml)"
+        command = (lambda yaml: [*harness, str(yaml)]) if harness else None
+    else:
+        cases, theirs, command = CASES, "yolov5 Model(yaml)", yolov5_command()
+    results = measure_cases(cases, args.repeat, theirs, command)
+    print(f"median of {args.repeat} fresh processes; check at its default sizes")
+    print(f"{'model':16} {'tool':20} {'wall s':>8} {'peak MiB':>9}")
+    for (name, tool), r in results.items():
+        print(f"{name:16} {tool:20} {r['wall_s']:8.2f} {r['peak_rss_mib']:9.0f}")
+    for name in cases:
+        ours, their = results.get((name, "yolodiag check")), results.get((name, theirs))
+        if ours and their:
+            print(f"{name}: wall {ours['wall_s'] / their['wall_s']:.2f}x, "
+                  f"memory {ours['peak_rss_mib'] / their['peak_rss_mib']:.2f}x of "
+                  f"{theirs.split()[0]}'s")
+    if args.json:
+        args.json.write_text(json.dumps({f"{n} | {t}": r for (n, t), r in results.items()},
+                                        indent=2))
+
+
+def yolov5_command():
+    """YAML -> the command that builds it with YOLOv5 itself (the seed with BasicBlock
+    registered), or None without the yolov5 package."""
     oracle = yolov5_python()
+    if not oracle:
+        return None
     basicblock = SHARED / "yamls" / "resnet18" / "basicblock_seed.py"
     harness = [str(ROOT / "benchmarks" / "yolov5_build.py")]
-    if oracle:  # prepare the patched copy outside the timed runs
-        subprocess.run([oracle, *harness, str(SEED), "--basicblock", str(basicblock),
-                        "--prepare-only"], check=True)
+    # prepare the patched copy outside the timed runs
+    subprocess.run([oracle, *harness, str(SEED), "--basicblock", str(basicblock),
+                    "--prepare-only"], check=True)
+
+    def command(yaml: Path) -> list[str]:
+        extra = ["--basicblock", str(basicblock)] if yaml == SEED else []
+        return [oracle, "-W", "ignore", *harness, str(yaml), *extra]
+    return command
+
+
+def measure_cases(cases: dict[str, Path], repeat: int, theirs: str, their_command) -> dict:
+    """(case, tool) -> median wall, median peak RSS and every run, for `yolodiag check` and,
+    given `their_command(yaml)`, the family's own build."""
     results = {}
-    for name, yaml in CASES.items():
+    for name, yaml in cases.items():
         if not yaml.exists():
             print(f"skip {name}: {yaml} not found")
             continue
         commands = {"yolodiag check": [sys.executable, "-m", "yolodiag", "check", str(yaml),
                                        "--format", "json"]}
-        if oracle:
-            extra = ["--basicblock", str(basicblock)] if yaml == SEED else []
-            commands["yolov5 Model(yaml)"] = [oracle, "-W", "ignore", *harness, str(yaml), *extra]
+        if their_command is not None:
+            commands[theirs] = their_command(yaml)
         for tool, command in commands.items():
-            runs = [measure(command) for _ in range(args.repeat)]
+            runs = [measure(command) for _ in range(repeat)]
             results[(name, tool)] = {
                 "wall_s": statistics.median(r[0] for r in runs),
                 "peak_rss_mib": statistics.median(r[1] for r in runs),
                 "runs": runs,
             }
-    print(f"median of {args.repeat} fresh processes; check at its default sizes")
-    print(f"{'model':16} {'tool':20} {'wall s':>8} {'peak MiB':>9}")
-    for (name, tool), r in results.items():
-        print(f"{name:16} {tool:20} {r['wall_s']:8.2f} {r['peak_rss_mib']:9.0f}")
-    for name in CASES:
-        ours = results.get((name, "yolodiag check"))
-        theirs = results.get((name, "yolov5 Model(yaml)"))
-        if ours and theirs:
-            print(f"{name}: wall {ours['wall_s'] / theirs['wall_s']:.2f}x, "
-                  f"memory {ours['peak_rss_mib'] / theirs['peak_rss_mib']:.2f}x of YOLOv5's")
-    if args.json:
-        args.json.write_text(json.dumps({f"{n} | {t}": r for (n, t), r in results.items()},
-                                        indent=2))
+    return results
 
 
 if __name__ == "__main__":

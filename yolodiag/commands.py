@@ -51,7 +51,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
         # Rounded to 32, not to the largest stride: that is known once their code has run.
         facts, stopped_by = family.repo.repo_traced(_model_path(model), tuple(sizes),
                                                     traced_sizes(sizes or DEFAULT_SIZES, None),
-                                                    repo, repo_python, nc)
+                                                    repo, repo_python, nc, dialect=dialect)
     else:
         facts, stopped_by = _traced(model, sizes, modules, nc, dialect)
     facts.data = dataset

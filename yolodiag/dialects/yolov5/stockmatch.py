@@ -1,51 +1,25 @@
-"""Whether a --modules class named like an entry of yolodiag's module table is that entry's class.
-
-A user's `models/common.py` holds the stock YOLOv5 classes next to their own. A class there
-named like a stock one is the stock one when it behaves like it, judged by behaviour and
-nothing of YOLOv5's source: both are built with the same representative arguments, their
-state_dicts compared key by key (names and shapes), the reference weights loaded into the
-user's, and one train-mode forward of the same seeded input compared. `differences` says what
-differs, in words, or None when nothing does.
+"""Whether a --modules class named like an entry of YOLOv5's module table is that entry's class:
+the family-neutral comparison (`dialects/common/stockmatch.py`, which explains it) on the
+representative arguments of YOLOv5's rules and of its blocks that need their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from yolodiag.dialects.common.stockmatch import ANCHORS, RULE_PROBES, Probes, maps
+from yolodiag.dialects.common.stockmatch import differences as _differences
 
-ANCHORS = ([10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119])
-
-
-def _maps(*shapes: tuple[int, ...]) -> Callable[[], Any]:
-    """A fresh seeded input per forward (heads rewrite their input list in place)."""
-    def make():
-        import torch
-
-        generator = torch.Generator().manual_seed(0)
-        tensors = [torch.randn(shape, generator=generator) for shape in shapes]
-        return tensors if len(tensors) > 1 else tensors[0]
-    return make
-
-
-# Per rule: the constructor calls tried, each with its input. Two widths per block, so that a
-# difference between the input and the output width's use shows.
-_BY_RULE: dict[str, list[tuple[tuple, Callable[[], Any]]]] = {
-    "channels": [((16, 16), _maps((2, 16, 8, 8))), ((8, 16), _maps((2, 8, 8, 8)))],
-    "channels+repeats": [((16, 16, 1), _maps((2, 16, 8, 8))), ((8, 16, 2), _maps((2, 8, 8, 8)))],
-    "concat-sum": [((1,), _maps((2, 8, 4, 4), (2, 16, 4, 4)))],
-    "contract": [((2,), _maps((2, 8, 8, 8)))],
-    "expand": [((2,), _maps((2, 16, 8, 8)))],
-    "detect": [((2, ANCHORS, (8, 16)), _maps((2, 8, 8, 8), (2, 16, 4, 4)))],
-    "segment": [((2, ANCHORS, 4, 16, (8, 16)), _maps((2, 8, 8, 8), (2, 16, 4, 4)))],
+_BY_RULE: dict[str, Probes] = {
+    **RULE_PROBES,
+    "segment": [((2, ANCHORS, 4, 16, (8, 16)), maps((2, 8, 8, 8), (2, 16, 4, 4)))],
 }
-_BY_NAME: dict[str, list[tuple[tuple, Callable[[], Any]]]] = {
-    "TransformerLayer": [((16, 2), _maps((4, 2, 16)))],
-    "TransformerBlock": [((8, 16, 2, 1), _maps((2, 8, 4, 4)))],
-    "Proto": [((8, 16, 4), _maps((2, 8, 4, 4)))],
+_BY_NAME: dict[str, Probes] = {
+    "TransformerLayer": [((16, 2), maps((4, 2, 16)))],
+    "TransformerBlock": [((8, 16, 2, 1), maps((2, 8, 4, 4)))],
+    "Proto": [((8, 16, 4), maps((2, 8, 4, 4)))],
 }
 
 
-def probes(name: str, rule: str) -> list[tuple[tuple, Callable[[], Any]]]:
+def probes(name: str, rule: str) -> Probes:
     """The representative (arguments, input) pairs for a table entry; [] when it has none."""
     return _BY_NAME.get(name) or _BY_RULE.get(rule, [])
 
@@ -53,115 +27,4 @@ def probes(name: str, rule: str) -> list[tuple[tuple, Callable[[], Any]]]:
 def differences(theirs: type, ours: type, name: str, rule: str) -> str | None:
     """What differs between the user's class and the table's, in words; None when both build
     the same weights and compute the same output on every probe."""
-    import torch
-
-    calls = probes(name, rule)
-    if not calls:
-        return None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tensors of a few hundred values: threads only cost time
-    try:
-        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-            for args, make_input in calls:
-                difference = _compare(theirs, ours, name, args, make_input)
-                if difference:
-                    return difference
-    finally:
-        torch.set_num_threads(threads)
-    return None
-
-
-def _compare(theirs: type, ours: type, name: str, args: tuple,
-             make_input: Callable[[], Any]) -> str | None:
-    import torch
-
-    call = f"{name}({', '.join(map(repr, args))})"
-    reference, error = _built(ours, args)
-    mine, my_error = _built(theirs, args)
-    if error or my_error:
-        if type(error) is type(my_error):
-            return None  # both refuse these arguments alike
-        return (f"{call} raises {type(my_error).__name__}: {my_error}" if my_error else
-                f"{call} builds, where the stock one raises {type(error).__name__}")
-    state, my_state = reference.state_dict(), mine.state_dict()
-    shape_difference = _state_difference(my_state, state, call)
-    if shape_difference:
-        return shape_difference
-    try:
-        mine.load_state_dict(state)
-    except Exception as e:  # the user's own state-dict hooks
-        return f"{call} does not load the stock one's weights: {type(e).__name__}: {e}"
-    outputs = []
-    for module in (reference, mine):
-        module.train()
-        torch.manual_seed(0)
-        try:
-            with torch.no_grad():
-                outputs.append(module(make_input()))
-        except Exception as e:  # the user's forward: whatever it raises is the difference
-            outputs.append(e)
-    return _output_difference(outputs[1], outputs[0], call)
-
-
-def _built(cls: type, args: tuple):
-    import torch
-
-    torch.manual_seed(0)
-    try:
-        return cls(*args), None
-    except Exception as e:  # the user's constructor, on the arguments the stock one takes
-        return None, e
-
-
-def _state_difference(mine: dict, reference: dict, call: str) -> str | None:
-    extra = [k for k in mine if k not in reference]
-    missing = [k for k in reference if k not in mine]
-    if extra or missing:
-        parts = ([f"has {_listed(extra, mine)} that the stock one lacks"] if extra else []) + (
-            [f"lacks {_listed(missing, reference)}"] if missing else [])
-        return f"{call} {' and '.join(parts)}"
-    for key, value in reference.items():
-        if tuple(mine[key].shape) != tuple(value.shape):
-            return (f"{call} has {key} of shape {list(mine[key].shape)}, the stock one "
-                    f"{list(value.shape)}")
-    return None
-
-
-def _listed(keys: list[str], state: dict) -> str:
-    shown = ", ".join(f"{k} {list(state[k].shape)}" for k in keys[:3])
-    return shown + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-
-
-def _output_difference(mine: Any, reference: Any, call: str) -> str | None:
-    if isinstance(mine, Exception) or isinstance(reference, Exception):
-        if type(mine) is type(reference):
-            return None
-        return (f"the forward of {call} raises {type(mine).__name__}: {mine}"
-                if isinstance(mine, Exception) else
-                f"the forward of {call} works, where the stock one raises "
-                f"{type(reference).__name__}")
-    flat, flat_reference = _tensors(mine), _tensors(reference)
-    shapes = [list(t.shape) for t in flat]
-    reference_shapes = [list(t.shape) for t in flat_reference]
-    if shapes != reference_shapes:
-        return f"{call} outputs {_shapes(shapes)}, the stock one {_shapes(reference_shapes)}"
-    gap = max((float((a.float() - b.float()).abs().max()) for a, b in zip(flat, flat_reference)
-               if a.numel()), default=0.0)
-    if gap > 1e-4:
-        return (f"with the same weights, {call} computes other values (largest difference "
-                f"{gap:.3g})")
-    return None
-
-
-def _tensors(value: Any) -> list:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    return []
-
-
-def _shapes(shapes: list[list[int]]) -> str:
-    return " and ".join("x".join(map(str, s)) for s in shapes) if shapes else "no tensor"
+    return _differences(theirs, ours, name, probes(name, rule))

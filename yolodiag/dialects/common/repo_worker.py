@@ -1,5 +1,7 @@
-"""The `--repo` worker: runs in the user's interpreter, imports their YOLOv5, builds the YAML with
-it and writes what came back as plain JSON for yolodiag/repo.py (which explains the protocol).
+"""The `--repo` worker: runs in the user's interpreter, imports their checkout's yolo module (a
+YOLOv5 or a YOLOv7 one: both name their model class `Model` and keep the layers in `.model`),
+builds the YAML with it and writes what came back as plain JSON for `common/repo.py` (which
+explains the protocol). Family-neutral: each dialect's repo.py says which module to import.
 
 Run as a script (`python repo_worker.py --worker REQUEST.json RESULT.json`): it needs torch,
 numpy and pyyaml in that interpreter, not an installed yolodiag (our package is loaded from this
@@ -171,7 +173,7 @@ def _naming(index: int, forward, LayerFailed):
 
 def _failing_layer(error: BaseException, nn) -> int | None:
     """The row their code was on: parse_model's loop index `i`, else the innermost running
-    layer (YOLOv5 sets `i` on each layer module)."""
+    layer (YOLOv5 and YOLOv7 set `i` on each layer module)."""
     frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
     for frame in frames:
         if frame.f_code.co_name == "parse_model" and _is_index(frame.f_locals.get("i")):
