@@ -79,7 +79,8 @@ def render_run(report: Report, console: Console) -> None:
             f"({plan['optimizer_steps']} optimiser steps); train.py's warm-up lasts "
             f"{plan['warmup_iterations']} iterations: the run {inside}", highlight=False)
     if run.get("results_state", "ok") != "ok":
-        console.print(f"results.csv: {run['results_state']}", highlight=False)
+        console.print(f"{run.get('results_file', 'results.csv')}: {run['results_state']}",
+                      highlight=False)
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ("epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
                "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95")

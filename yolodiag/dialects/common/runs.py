@@ -4,8 +4,8 @@ the checks read (`train/box_loss`, `metrics/precision`, `metrics/mAP_0.5`...); t
 opt.yaml names, found where train.py read them (the checkout it ran in); and the causes the
 evidence gives when its metrics stayed at zero, ranked. What differs between families (the
 results file, the warm-up's floor, the step rule, the recipe a scratch run is measured against,
-extra causes) is one `RunLayout` value each dialect's `runs` module supplies, with the parser of
-its results file. Reads files; never loads weights itself (the command does, safely).
+extra causes) is one `RunLayout` value each dialect's `runs` module supplies, with its results
+file's parser. Reads files; never loads weights (the command does, safely).
 """
 
 from __future__ import annotations
@@ -270,10 +270,10 @@ class RunInfo:
     def as_dict(self) -> dict[str, Any]:
         plan = self.schedule
         return {"path": self.path, "epochs": self.epochs, "weights": self.weights,
-                "cfg": self.cfg, "freeze": self.frozen_layers,
-                "best_map50": self.best_map50, "best_precision": self.best_precision,
-                "best_recall": self.best_recall, "losses_finite": self.losses_finite,
-                "results": self.rows, "results_state": self.results,
+                "cfg": self.cfg, "freeze": self.frozen_layers, "best_map50": self.best_map50,
+                "best_precision": self.best_precision, "best_recall": self.best_recall,
+                "losses_finite": self.losses_finite, "results": self.rows,
+                "results_file": self.layout.results_file, "results_state": self.results,
                 "root": _text(self.root), "cfg_path": _text(self.cfg_path),
                 "weights_path": _text(self.weights_path), "data_path": _text(self.data_path),
                 "data_note": self.data_note, "nc": self.nc, "nc_source": self.nc_source,

@@ -1,13 +1,14 @@
 """YOLOv7 (WongKinYiu/yolov7 at commit a207844): the second dialect, the seed author's working
 variant.
 
-What its parse_model and Model.__init__ decide: the module table (`table`), the channel rules it
-shares with YOLOv5 (`dialects/common/rules.py`, plus Shortcut and ReOrg), its blocks
-(`blocks`, `csp`), its heads Detect, IDetect and IAuxDetect (`heads`) and what its model class does
-after the layers are built (`model`), its losses: ComputeLossOTA, which train.py trains with, and
-ComputeLoss, its validation loss (`loss`, `ota`; the anchor matcher and loss mathematics shared
-with YOLOv5 in `dialects/common/`). Not yet: its checkpoints and run folders, --repo on a YOLOv7
-checkout: the commands that need them say so in one line.
+What its code decides, each in its own module: the module table (`table`) and the channel rules
+it shares with YOLOv5 (`dialects/common/rules.py`, plus Shortcut and ReOrg); its blocks
+(`blocks`, `csp`) and heads Detect, IDetect and IAuxDetect (`heads`); what `Model.__init__` does
+after the layers are built (`model`); its losses, ComputeLossOTA, which train.py trains with, and
+ComputeLoss, its validation loss (`loss`, `ota`); test.py's NMS, matching and AP (`evaluation`);
+its checkpoints and what train.py transfers and then loads from them (`checkpoint`); its run
+folders (`runs`); a user's checkout for --repo and --modules (`repo`, `registration`,
+`stockmatch`). What it shares with YOLOv5 exactly is written once, in `dialects/common/`.
 """
 
 from __future__ import annotations
