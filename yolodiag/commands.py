@@ -244,6 +244,7 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
     images, targets = _batch(facts.data, built.nc, size, batch, seed, device,
                              built.pixel_anchors)
     settings = FitSettings(amp=amp) if steps is None else FitSettings(steps=steps, amp=amp)
+    settings = settings.for_family(built.dialect.evaluation)  # the thresholds it trains with
     facts.fit = train_on_one_batch(built, images, targets, settings, progress,
                                    _windows(facts.data, size, batch))
     findings = run_checks(facts, selection, COMMAND_STAGES["overfit"])
