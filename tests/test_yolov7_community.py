@@ -58,11 +58,12 @@ def _built(row: dict) -> dict | None:
             "strides": [int(s) for s in row["strides"].split("/")]}
 
 
-def _check(row: dict) -> subprocess.CompletedProcess:
+def _check(row: dict, rules: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`yolodiag check` on a row's YAML with its blocks, under `rules` (default: INDEX's)."""
     folder = shared(*FOLDER)
     args = [sys.executable, "-m", "yolodiag", "check", str(folder / row["file"]), "--img", "640",
             "-f", "json", "--modules", str(folder / f"{_stem(row)}.modules.py")]
-    for name, rule in REGISTERED[_stem(row)].items():
+    for name, rule in (REGISTERED[_stem(row)] if rules is None else rules).items():
         args += ["--rule", f"{name}={rule}"]
     path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
     return subprocess.run(args, capture_output=True, text=True, timeout=300,
@@ -106,3 +107,18 @@ def test_community_yolov7_yaml_checks_as_its_repository_built_it(stem):
     assert failed[0]["location"]["layer"] is not None
     cause = row["build"].split("`")[1]
     assert cause in failed[0]["message"], (cause, failed[0]["message"])
+
+
+@pytest.mark.community
+def test_dgs_blocks_checked_without_their_registration_say_to_declare_them_passthrough():
+    """Without --rule, DGSConv(c1, c2, ...) is assumed channel-aware from its signature; its
+    rows spell out both widths as for YOLOv7's fallback, so the model checked is not the one
+    YOLOv7 built: the warning says so and what to declare."""
+    row = next(r for r in community_rows() if _stem(r).endswith("yolov7-tiny-DGS"))
+    done = _check(row, rules={})
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr
+    warned = [f for f in json.loads(done.stdout)["findings"] if f["code"] == "YD106"]
+    assert [(f["severity"], f["data"]["module"], f["location"]["layer"]) for f in warned] == [
+        ("warning", "DGSConv", 11)]
+    assert "DGSConv(64, 64, 3, 1) is checked as DGSConv(64, 64, 64, 3, 1)" in warned[0]["message"]
+    assert "--rule DGSConv=passthrough" in warned[0]["hint"]
