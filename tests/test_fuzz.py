@@ -80,8 +80,11 @@ def well_formed_rows(model: dict) -> list[list]:
     return [sec[i] for sec, i in rows(model) if isinstance(sec[i], list) and len(sec[i]) == 4]
 
 
-def mutate(data: st.DataObject, model: dict) -> str:
-    """Apply one random mutation to `model` in place; returns its description (for notes)."""
+def mutate(data: st.DataObject, model: dict, modules: st.SearchStrategy = module_names,
+           arguments: st.SearchStrategy = arg_values) -> str:
+    """Apply one random mutation to `model` in place; returns its description (for notes).
+    `modules` and `arguments` draw module names and args elements: a family's own vocabulary
+    (test_yolov7_fuzz.py passes YOLOv7's)."""
     kind = data.draw(st.sampled_from(MUTATIONS), label="mutation")
     every_row = rows(model)
     good_rows = well_formed_rows(model)
@@ -109,14 +112,14 @@ def mutate(data: st.DataObject, model: dict) -> str:
         elif kind == "set_number":
             row[1] = data.draw(number_values, label="number")
         elif kind == "set_module":
-            row[2] = data.draw(module_names, label="module")
+            row[2] = data.draw(modules, label="module")
         elif isinstance(row[3], list) and row[3] and data.draw(st.booleans(), label="replace"):
             at = data.draw(st.integers(0, len(row[3]) - 1), label="arg index")
-            row[3][at] = data.draw(arg_values, label="arg")
+            row[3][at] = data.draw(arguments, label="arg")
         elif isinstance(row[3], list):
-            row[3].append(data.draw(arg_values, label="appended arg"))
+            row[3].append(data.draw(arguments, label="appended arg"))
         else:
-            row[3] = data.draw(arg_values, label="args")
+            row[3] = data.draw(arguments, label="args")
     elif kind == "set_param":
         key = data.draw(st.sampled_from(("nc", "depth_multiple", "width_multiple")), label="key")
         model[key] = data.draw(param_values, label=key)
@@ -207,8 +210,8 @@ def not_json(constant: str) -> None:
     raise ValueError(f"{constant} in the JSON report")
 
 
-def assert_handled(path: Path) -> None:
-    """Exit 0, 1 or 2, no traceback; a JSON report on 0 or 1, one stderr line on 2."""
+def assert_handled(path: Path) -> dict | None:
+    """Exit 0, 1 or 2, no traceback; a JSON report on 0 or 1 (returned), one stderr line on 2."""
     result = runner.invoke(app, ["check", str(path), "--img", "256", "--format", "json"])
     stderr = getattr(result, "stderr", "")
     try:  # an exit 3 from a crashed check says why in the report's YD001 findings
@@ -223,7 +226,8 @@ def assert_handled(path: Path) -> None:
     # The full header: the fuzzer does try `Traceback` as a module name.
     assert TRACEBACK not in result.output and TRACEBACK not in stderr, context
     if result.exit_code in (0, 1):
-        json.loads(result.stdout, parse_constant=not_json)
+        return json.loads(result.stdout, parse_constant=not_json)
     else:  # a line break is "\n": control characters such as \x1d are not new lines
         lines = stderr.strip("\n").split("\n")
         assert len(lines) == 1 and lines[0].strip(), context
+        return None

@@ -187,6 +187,48 @@ def test_undeclared_block_is_inferred_from_its_signature_and_warned(tmp_path):
                 if f["code"] in ("YD106", "YD110")]
 
 
+SPELLED = '''
+class Spelled(nn.Module):
+    """A block whose YAML rows name both widths, for a parse_model that does not know it."""
+    def __init__(self, c1, c2, k=3, s=1, g=1):
+        super().__init__()
+        self.conv = Conv(c1, c2, k, s, None, g)
+
+    def forward(self, x):
+        return self.conv(x)
+'''
+
+
+def test_assumed_block_whose_yaml_spells_out_its_widths_is_warned_to_be_passthrough(tmp_path):
+    """`[32, 32, 3, 1]` is what a YAML writes for a block stock parse_model passes raw; the
+    rule assumed from (c1, c2) would check Spelled(32, 32, 32, 3, 1) (a 32x32 kernel)."""
+    blocks = write_yaml(tmp_path, SPELLED, "spelled.py")
+    model = write_yaml(tmp_path, TINY.replace("[-1, 2, C3, [32]],            # 2",
+                                              "[-1, 1, Spelled, [32, 32, 3, 1]],  # 2"))
+    result = runner.invoke(app, ["check", str(model), "--modules", str(blocks), "-f", "json"])
+    findings = json.loads(result.stdout)["findings"]
+    yd106 = [f for f in findings if f["code"] == "YD106"]
+    assert [(f["severity"], f["location"]["layer"]) for f in yd106] == [("warning", 2)]
+    assert "Spelled(32, 32, 3, 1) is checked as Spelled(32, 32, 32, 3, 1)" in yd106[0]["message"]
+    assert "--rule Spelled=passthrough" in yd106[0]["hint"]
+    assert not [f for f in findings if f["code"] == "YD110"]
+    declared = runner.invoke(app, ["check", str(model), "--modules", str(blocks), "--rule",
+                                   "Spelled=passthrough", "-f", "json"])
+    assert declared.exit_code == 0, declared.output
+    report = json.loads(declared.stdout)
+    assert not [f for f in report["findings"] if f["code"] in ("YD106", "YD110")]
+    assert report["model"]["layers"][2]["args"] == [32, 32, 3, 1]
+    # One parameter fewer: the assumed call cannot be built; that failure is the finding, and
+    # the rule's note says what the fallback would have built instead.
+    short = write_yaml(tmp_path, SPELLED.replace(", g=1", "").replace(", None, g", ""),
+                       "short.py")
+    failed = runner.invoke(app, ["check", str(model), "--modules", str(short), "-f", "json"])
+    findings = json.loads(failed.stdout)["findings"]
+    assert [f["code"] for f in findings] == ["YD202", "YD110"]
+    assert "which builds Spelled(32, 32, 3, 1), not the Spelled(32, 32, 32, 3, 1) of the rule " \
+        "assumed" in findings[1]["message"]
+
+
 def test_fallback_rule_is_reported_as_info(tmp_path):
     blocks = write_yaml(tmp_path, BLOCKS, "blocks.py")
     model = write_yaml(tmp_path, TINY.replace("[-1, 1, Conv, [64, 1, 1]],                   # 7",

@@ -25,10 +25,13 @@ def not_channel_aware(facts: Facts) -> Iterator[Problem]:
         block your checkout's yolo.py does not register, or one declared `passthrough`: "not
         registered"); a warning for a --modules block with no declared rule and no yolo.py
         read, which yolodiag builds as channel-aware from its signature although stock YOLOv5
-        would not, unless your yolo.py registers it. The rows of one module with the same
-        problem are one finding listing the layers. A row whose raw arguments cannot even
-        build the class is the build failure itself (YD202, which says why), and the rows
-        after it are not reported: YOLOv5 never gets there.
+        would not, unless your yolo.py registers it; also when such a block's row spells out
+        `[c1, c2, ...]` with the real widths, as written for the fallback: yolodiag's assumed
+        completion inserts the input width again and checks other arguments than stock builds
+        (DGSConv [64, 64, 3, 1] checked as DGSConv(64, 64, 64, 3, 1)). The rows of one module
+        with the same problem are one finding listing the layers. A row whose raw arguments
+        cannot even build the class is the build failure itself (YD202, which says why), and
+        the rows after it are not reported: YOLOv5 never gets there.
     Why it zeroes P and R:
         The block is built for the wrong input (a crash), or later rows are built for a width
         it does not produce; with `width_multiple` the YAML's numbers are not even scaled.
@@ -60,16 +63,34 @@ def not_channel_aware(facts: Facts) -> Iterator[Problem]:
         assumed = entry.decided == RuleSource.SIGNATURE
         if planned.done is None or not (entry.rule == "passthrough" or assumed):
             continue
-        if channel_parameters(entry.load()) is None or _width_kept(planned):
+        if channel_parameters(entry.load()) is None:
             continue
-        groups.setdefault((planned.row.module, assumed), []).append(planned)
-    for (module, assumed), rows in groups.items():
+        spelled = assumed and _spells_widths(planned)
+        if _width_kept(planned) and not spelled:
+            continue
+        groups.setdefault((planned.row.module, assumed, spelled), []).append(planned)
+    for (module, assumed, spelled), rows in groups.items():
         entry = rows[0].entry
         built = "; ".join(_raw_build(p) for p in rows)
         layers = [p.row.index for p in rows]
         data = {"module": module, "layers": layers, "args": list(rows[0].args),
                 "input_channels": rows[0].inputs[0],
                 "parse_model_output_channels": rows[0].inputs[0]}
+        if spelled:
+            first = rows[0]
+            yield Problem(
+                f"{module} ({entry.factory}) has no declared rule and no yolo.py of yours was "
+                f"read: yolodiag builds it as channel-aware from its signature, but the YAML "
+                f"spells out its widths, as for a block stock {facts.title}'s parse_model does "
+                f"not know and passes the arguments as written: layer {first.row.index} "
+                f"{module}({', '.join(map(repr, first.args))}) is checked as "
+                f"{module}({', '.join(map(repr, first.done.args))}) (layers "
+                f"{', '.join(map(str, layers))})",
+                f"if your parse_model does not register {module}, declare it: --rule "
+                f"{module}=passthrough (or YOLODIAG_RULES = {{{module!r}: 'passthrough'}}); if "
+                f"it does, write `[c2, ...]` without the input width",
+                facts.where(layers[0]), {**data, "assumed_rule": entry.rule}, severity=W)
+            continue
         if assumed:
             yield Problem(
                 f"{module} ({entry.factory}) has no declared rule and no yolo.py of yours was "
@@ -140,7 +161,7 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
     from yolodiag.usermodules import RuleSource, channel_parameters
 
     warned = {p.row.module for p in facts.plan if p.entry.decided == RuleSource.SIGNATURE
-              and p.done is not None and not _width_kept(p)}
+              and p.done is not None and (not _width_kept(p) or _spells_widths(p))}
     assumed = (RuleSource.SIGNATURE, RuleSource.FALLBACK, RuleSource.UNMAPPED)
     seen: set[str] = set()
     for planned in facts.plan:
@@ -168,8 +189,8 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
         names = channel_parameters(entry.cls)
         if names is not None:
             because = f"its constructor starts ({names[0]}, {names[1]})"
-            stock = ("passthrough (raw arguments, output width = input width), which builds "
-                     "this row the same way")
+            stock = ("passthrough (raw arguments, output width = input width), "
+                     f"{_fallback_build(planned)}")
         else:
             because = "its constructor does not start with input and output widths"
             stock = f"the same (stock {facts.title} passes unknown modules their raw arguments)"
@@ -186,9 +207,54 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
 
 
 def _width_kept(planned) -> bool:
-    """The row builds the same under YOLOv5's fallback: raw args already name the real widths."""
+    """The row's raw arguments already name the real widths: the fallback's build agrees with
+    parse_model's count of its output."""
     args, c_in = planned.args, planned.inputs[0]
     return bool(args) and args[0] == c_in and (len(args) < 2 or args[1] == c_in)
+
+
+def _bindings(planned) -> tuple[dict | None, dict | None]:
+    """The constructor values the raw and the completed call bind (None: it binds none)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(planned.entry.load())
+    except (TypeError, ValueError):
+        return None, None
+    bound = []
+    for args in (planned.args, planned.done.args if planned.done is not None else None):
+        try:
+            call = signature.bind(*args) if args is not None else None
+        except TypeError:
+            call = None
+        if call is not None:
+            call.apply_defaults()
+        bound.append(call.arguments if call is not None else None)
+    return bound[0], bound[1]
+
+
+def _fallback_build(planned) -> str:
+    """What the fallback builds of a row, beside the completion yolodiag checks."""
+    raw, done = _bindings(planned)
+    if raw is not None and raw == done:
+        return "which builds this row the same way"
+    module = planned.row.module
+    written = f"{module}({', '.join(map(repr, planned.args))})"
+    if planned.done is None:
+        return f"which builds {written}"
+    completed = f"{module}({', '.join(map(repr, planned.done.args))})"
+    return f"which builds {written}, not the {completed} of the rule assumed"
+
+
+def _spells_widths(planned) -> bool:
+    """The YAML writes `[c1, c2, ...]` with the real widths, as for a block the family's
+    parse_model does not know (its fallback builds that call as written), while the completion
+    of the rule yolodiag assumed inserts the input width again: the two calls bind other
+    constructor values (DGSConv [64, 64, 3, 1] checked as DGSConv(64, 64, 64, 3, 1))."""
+    if len(planned.args) < 2 or not _width_kept(planned):
+        return False
+    raw, done = _bindings(planned)
+    return raw is not None and done is not None and raw != done
 
 
 @check("YD111", "stock-module-replaced", INFO, Stage.SPEC)
