@@ -92,11 +92,18 @@ def _check_shapes(raw_maps: Sequence[Tensor], anchors: Tensor, nc: int, source) 
     nl, na = anchors.shape[:2]
     if len(raw_maps) != nl:
         raise ValueError(f"{len(raw_maps)} raw maps for {nl} anchor levels")
-    expected_nc = source.nc if isinstance(source, (BuiltModel, Detect)) else nc
+    expected_nc = head_nc(source) if isinstance(source, (BuiltModel, Detect)) else nc
     for i, p in enumerate(raw_maps):
         if p.dim() != 5 or p.shape[1] != na or p.shape[-1] != 5 + expected_nc:
             raise ValueError(f"raw map {i} has shape {tuple(p.shape)}; expected "
                              f"(batch, {na}, ny, nx, {5 + expected_nc})")
+
+
+def head_nc(source: BuiltModel | Detect) -> int:
+    """The classes the head predicts: a BuiltModel's nc is the YAML's, and its head may have
+    been given another (a literal class count, YD109)."""
+    head = source.model.head if isinstance(source, BuiltModel) else source
+    return getattr(head, "nc", None) or source.nc
 
 
 def prior_maps(source: BuiltModel, grid_shapes: Sequence[tuple[int, int]], batch: int
@@ -106,7 +113,7 @@ def prior_maps(source: BuiltModel, grid_shapes: Sequence[tuple[int, int]], batch
     (about 8 objects per 640x640 image per level), classes log(0.6 / (nc - 0.99999))."""
     if source.stride is None:
         raise ValueError("the model's strides are unknown (its build failed)")
-    na, nc = source.anchors.shape[1], source.nc
+    na, nc = source.anchors.shape[1], head_nc(source)
     maps = []
     for (ny, nx), stride in zip(grid_shapes, source.stride):
         p = torch.zeros(batch, na, ny, nx, 5 + nc)

@@ -68,7 +68,9 @@ def head_geometry(source: BuiltModel | Detect | HeadGeometry) -> HeadGeometry:
     if isinstance(source, BuiltModel):
         if source.anchors is None or source.stride is None:
             raise ValueError("the model's strides and anchors are unknown (its build failed)")
-        return HeadGeometry(source.anchors, torch.tensor(source.stride), source.nc)
+        # Its head's nc, not the YAML's: a head may have been given another (YD109).
+        return HeadGeometry(source.anchors, torch.tensor(source.stride),
+                            getattr(source.model.head, "nc", None))
     raise TypeError(f"need a BuiltModel, a YOLOv7 head or a HeadGeometry, got "
                     f"{type(source).__name__}")
 
@@ -156,7 +158,7 @@ def prior_maps(source: BuiltModel, grid_shapes: Sequence[tuple[int, int]], batch
     (about 8 objects per 640x640 image per level), classes log(0.6 / (nc - 0.99))."""
     if source.stride is None:
         raise ValueError("the model's strides are unknown (its build failed)")
-    na, nc = source.anchors.shape[1], source.nc
+    na, nc = source.anchors.shape[1], getattr(source.model.head, "nc", None) or source.nc
     maps = []
     for (ny, nx), stride in zip(grid_shapes, torch.tensor(source.stride)):
         p = torch.zeros(batch, na, ny, nx, 5 + nc)
