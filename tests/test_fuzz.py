@@ -16,6 +16,7 @@ import copy
 import json
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +183,18 @@ FOUND = sorted((Path(__file__).parent / "data").glob("fuzz-found-*.yaml"))
           phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_stock_yaml_never_crashes_yolodiag(seeds: dict[str, str], data: st.DataObject):
-    seed = data.draw(st.sampled_from(SEEDS), label="seed")
+    mutant_is_handled(data, seeds, SEEDS)
+
+
+def mutant_is_handled(data: st.DataObject, seeds: dict[str, str], names: Sequence[str],
+                      modules: st.SearchStrategy = module_names,
+                      arguments: st.SearchStrategy = arg_values) -> None:
+    """One to three mutations of one of the seeds `names`, drawn from a family's vocabulary
+    (`modules`, `arguments`), then `assert_handled` on the mutant."""
+    seed = data.draw(st.sampled_from(names), label="seed")
     model: Any = yaml.safe_load(seeds[seed])
     count = data.draw(st.integers(1, 3), label="mutations")
-    done = [mutate(data, model) for _ in range(count)]
+    done = [mutate(data, model, modules, arguments) for _ in range(count)]
     text = dump(model)
     assert json.dumps(yaml.safe_load(text)) == json.dumps(model), "the test's own YAML writer"
     note(f"{seed} after {done}:\n{text}")

@@ -18,19 +18,16 @@ replays.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from conftest import shared
-from test_fuzz import assert_handled, dump, mutate, numbers, odd_scalars, texts
+from test_fuzz import assert_handled, mutant_is_handled, numbers, odd_scalars, texts
 
 pytest.importorskip("hypothesis", reason="needs the test extra: pip install -e .[test]")
-from hypothesis import HealthCheck, Phase, given, note, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 # Small to mid-sized stock models, each a different head or block family: IDetect with LeakyReLU
@@ -75,15 +72,4 @@ def test_unmutated_seeds_are_read_as_yolov7_and_pass(seeds: dict[str, str]):
 @given(data=st.data())
 def test_mutated_stock_yolov7_yaml_never_crashes_yolodiag(seeds: dict[str, str],
                                                          data: st.DataObject):
-    seed = data.draw(st.sampled_from(SEEDS), label="seed")
-    model: Any = yaml.safe_load(seeds[seed])
-    count = data.draw(st.integers(1, 3), label="mutations")
-    done = [mutate(data, model, module_names, arg_values) for _ in range(count)]
-    text = dump(model)
-    assert json.dumps(yaml.safe_load(text)) == json.dumps(model), "the test's own YAML writer"
-    note(f"{seed} after {done}:\n{text}")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "mutant.yaml"
-        path.write_text(text, encoding="utf-8")
-        assert_handled(path)
+    mutant_is_handled(data, seeds, SEEDS, module_names, arg_values)
