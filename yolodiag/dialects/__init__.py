@@ -147,13 +147,19 @@ def choose(data: Any, requested: str = AUTO) -> Chosen:
             raise UnknownDialect(f"unknown dialect {requested!r}: choose one of "
                                  f"{', '.join(names())}")
         return Chosen(DIALECTS[requested], f"--dialect {requested}")
-    order = [d for name, d in DIALECTS.items() if name != DEFAULT] + [DIALECTS[DEFAULT]]
-    for dialect in order:
-        reason = dialect.sniff(data)
+    default = DIALECTS[DEFAULT]
+    return _first_claim(lambda dialect: dialect.sniff(data)) or Chosen(
+        default, f"no dialect claims it: read as {default.full_title}, the default")
+
+
+def _first_claim(claims: Callable[[Dialect], str | None]) -> Chosen | None:
+    """The first dialect (in registration order, the default last) for which `claims` gives a
+    reason, with that reason; None when none does."""
+    for dialect in [d for name, d in DIALECTS.items() if name != DEFAULT] + [DIALECTS[DEFAULT]]:
+        reason = claims(dialect)
         if reason:
             return Chosen(dialect, reason)
-    default = DIALECTS[DEFAULT]
-    return Chosen(default, f"no dialect claims it: read as {default.full_title}, the default")
+    return None
 
 
 def choose_run(folder: str | Path, requested: str = AUTO) -> Chosen:
@@ -163,14 +169,11 @@ def choose_run(folder: str | Path, requested: str = AUTO) -> Chosen:
     if requested != AUTO:
         return choose(None, requested)
     folder = Path(folder)
-    order = [d for name, d in DIALECTS.items() if name != DEFAULT] + [DIALECTS[DEFAULT]]
-    for dialect in order:
-        reason = dialect.runs.claims(folder) if dialect.runs is not None else None
-        if reason:
-            return Chosen(dialect, reason)
     default = DIALECTS[DEFAULT]
-    return Chosen(default, f"no dialect claims the folder: read as {default.full_title}'s, "
-                           "the default")
+    return _first_claim(
+        lambda dialect: dialect.runs.claims(folder) if dialect.runs is not None else None
+    ) or Chosen(default, f"no dialect claims the folder: read as {default.full_title}'s, "
+                         "the default")
 
 
 def choose_file(path: str | Path | None, requested: str = AUTO) -> Chosen:
@@ -196,12 +199,8 @@ def choose_checkpoint(path: str | Path, requested: str = AUTO) -> Chosen | None:
     globals its pickle names, nothing unpickled), else None (the YAML's dialect reads it)."""
     if requested != AUTO:
         return choose(None, requested)
-    order = [d for name, d in DIALECTS.items() if name != DEFAULT] + [DIALECTS[DEFAULT]]
-    for dialect in order:
-        reason = dialect.checkpoint.claims(path) if dialect.checkpoint is not None else None
-        if reason:
-            return Chosen(dialect, reason)
-    return None
+    return _first_claim(lambda dialect: dialect.checkpoint.claims(path)
+                        if dialect.checkpoint is not None else None)
 
 
 def names() -> list[str]:
