@@ -36,6 +36,8 @@ COPIED_FOLDERS = (
     "golden/runs/seed-stale",     # test_checkpoint reads the run folder
     "golden/yolov7/runs/tiny-scratch",  # the YOLOv7 run folders `run` reads
     "golden/yolov7/runs/resnet18-scratch",
+    "golden/ultralytics/runs/yolo11n-shapes-3ep",  # the Ultralytics run folder `run` reads
+    "yamls/ultralytics/resnet18",  # the seed's recipe in YOLO11 and YOLOv8 form, and the fix
 )
 COPIED_FILES = (
     "yamls/resnet18/basicblock_seed.py",
@@ -54,11 +56,19 @@ COPIED_FILES = (
     "golden/yolov7/transfers.json",
     "yamls/yolov7/resnet18/yolov7-tiny-resnet18.yaml",
     "yamls/yolov7/resnet18/yolov7-tiny-resnet18-fixed.yaml",
+    "golden/ultralytics/build.json",  # test_ultralytics_golden
+    "golden/ultralytics/transfers.json",
+    "golden/ultralytics/numerics/yolo11n.numerics.pt",
+    "golden/ultralytics/numerics/yolov8n.numerics.pt",
+    "golden/ultralytics/numerics/yolo11n-resnet18.numerics.pt",
+    "golden/ultralytics/numerics/ap_per_class.pt",
+    "golden/ultralytics/numerics/match_predictions.pt",
 )
 # YOLOv5's stock YAMLs (test_checks and test_fuzz read every one) are AGPL-3.0 text: only their
 # facts are kept, every comment removed and every line kept, so that line numbers stay the
 # originals'.
-STRIPPED = ("yamls/stock", "yamls/yolov7/stock")  # YOLOv7's are GPL-3.0 text: the same
+STRIPPED = ("yamls/stock", "yamls/yolov7/stock",  # YOLOv7's are GPL-3.0 text: the same
+            "yamls/ultralytics/stock")  # and Ultralytics' AGPL-3.0 text
 SHRUNK = (
     "golden/checkpoints/yolov5s-release-format.pt",
     "golden/checkpoints/yolov5n-midtrain-pkg.pt",
