@@ -17,7 +17,7 @@ from yolodiag.dialects import DIALECTS, choose
 # What the engine calls on each part (grep the shared code for `dialect.<part>.`).
 PART_INTERFACE = {
     "model": ("PROBE_SIZE", "activation_scope", "measure_head", "initialize_weights",
-              "untrainable", "objectness_prior", "ANCHOR_ORDER_RULE"),
+              "untrainable", "objectness_prior"),
     "loss": ("HYP", "train_hyp", "loss_terms", "compute_loss", "assign", "prior_loss"),
     "evaluation": ("CONF", "IOU", "non_max_suppression", "correct", "detection_metrics"),
     "checkpoint": ("read_checkpoint", "transfer", "embedded_spec", "claims"),
@@ -28,11 +28,15 @@ PART_INTERFACE = {
 }
 # A capability a check may need -> the part that must exist for it.
 CAPABILITY_PART = {"loss": "loss"}
+# A capability -> what the checks needing it call on the dialect's model part.
+CAPABILITY_MODEL = {"anchors": ("ANCHOR_ORDER_RULE",),
+                    "anchor-free": ("class_prior", "largest_box_side", "head_facts")}
 # Each real dialect's stock YAMLs in tests/shared, and the ones its sniff cannot claim because
 # they are written in YOLOv5's terms only (the default reads them; --dialect forces).
 STOCK = {
     "yolov5": (("yamls", "stock"), ()),
     "yolov7": (("yamls", "yolov7", "stock"), ("yolov3.yaml", "yolov3-spp.yaml")),
+    "ultralytics": (("yamls", "ultralytics", "stock"), ()),
 }
 REAL = sorted(STOCK)
 
@@ -67,6 +71,10 @@ def test_capabilities_agree_with_the_parts(name):
     for capability, part in CAPABILITY_PART.items():
         assert (capability in dialect.capabilities) == (getattr(dialect, part) is not None), \
             f"{name}: capability {capability!r} and part {part!r} disagree"
+    for capability, attributes in CAPABILITY_MODEL.items():
+        if capability in dialect.capabilities:
+            lacking = [a for a in attributes if not hasattr(dialect.model, a)]
+            assert lacking == [], f"{name}.model lacks {lacking} for {capability!r}"
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -105,5 +113,7 @@ def test_a_stock_yaml_builds_on_meta_with_its_head_measured(name):
     spec = load_spec(path, dialect=name)
     built = build(spec, device="meta")
     assert built.dialect.name == name
-    assert built.stride is not None and len(built.stride) == built.anchors.shape[0]
+    levels = len(spec.layers[-1].sources)
+    assert built.stride is not None and len(built.stride) == levels
+    assert built.anchors is None or built.anchors.shape[0] == levels
     assert list(built.stride) == sorted(built.stride)

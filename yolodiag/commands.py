@@ -26,7 +26,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
           selection=None, fail_on: Severity = Severity.ERROR, weights: str | Path | None = None,
           nc: int | None = None, modules: dict | None = None, repo: str | Path | None = None,
           repo_python: str | None = None, data: str | Path | None = None,
-          dialect: str = AUTO) -> Report:
+          dialect: str = AUTO, scale: str | None = None) -> Report:
     """Read, build (meta device), trace at every size and run the checks on one model YAML.
 
     `sizes`: the --img sizes as the user gave them; () traces the defaults. `weights`: also
@@ -35,7 +35,8 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
     build with the user's own YOLOv5 code instead (in a subprocess running `repo_python`).
     `data`: a data.yaml, whose labels are checked and whose class count the model gets (as
     train.py builds it), unless `nc` is given. `dialect`: the family the YAML is read as
-    ("auto": the one that claims it).
+    ("auto": the one that claims it). `scale`: the scale letter of a family with a scales
+    table (None: as its code picks it, e.g. from the file name).
     """
     from yolodiag.checks import Selection, run_checks
 
@@ -53,7 +54,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
                                                     traced_sizes(sizes or DEFAULT_SIZES, None),
                                                     repo, repo_python, nc, dialect=dialect)
     else:
-        facts, stopped_by = _traced(model, sizes, modules, nc, dialect)
+        facts, stopped_by = _traced(model, sizes, modules, nc, dialect, scale)
     facts.data = dataset
     sections = _data_section(facts)
     if weights is not None and stopped_by is None:
@@ -73,7 +74,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
 def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = True,
             resume: bool = False, nc: int | None = None, selection=None,
             fail_on: Severity = Severity.ERROR, modules: dict | None = None,
-            dialect: str = AUTO) -> Report:
+            dialect: str = AUTO, scale: str | None = None) -> Report:
     """What train.py v7.0 does with `--weights`: the checkpoint read safely, the model it
     builds (the YAML with --cfg, the checkpoint's own without or with --resume), and the
     tensors it transfers, per layer (YD501-YD505, YD510, YD511). Without --cfg (or with
@@ -85,7 +86,8 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
     facts = Facts(str(path), modules=modules or {}, requested_dialect=dialect)
     stopped = None
     try:
-        facts.spec = load_spec(path, extra_modules=frozenset(facts.modules), dialect=dialect)
+        facts.spec = load_spec(path, extra_modules=frozenset(facts.modules), dialect=dialect,
+                               scale=scale)
     except Refused as e:
         facts.stopped, stopped = e.finding, e
     writer = choose_checkpoint(weights, dialect) if not cfg_given or resume else None
@@ -258,7 +260,7 @@ def _model_path(model: str | Path | None) -> Path:
 
 
 def _traced(model: str | Path | None, sizes, modules: dict | None = None,
-            nc: int | None = None, dialect: str = AUTO):
+            nc: int | None = None, dialect: str = AUTO, scale: str | None = None):
     """Facts of the spec, the meta-device build and the traces at `sizes` (the defaults for
     ()), and the refusal that stopped them, if one did."""
     from yolodiag.build.builder import build
@@ -271,7 +273,8 @@ def _traced(model: str | Path | None, sizes, modules: dict | None = None,
     facts = Facts(str(path), requested_sizes=tuple(sizes), modules=modules,
                   requested_dialect=dialect)
     try:
-        facts.spec = load_spec(path, extra_modules=frozenset(modules), dialect=dialect)
+        facts.spec = load_spec(path, extra_modules=frozenset(modules), dialect=dialect,
+                               scale=scale)
         with warnings.catch_warnings():  # torch's remarks on odd layers: the checks say more
             warnings.simplefilter("ignore", UserWarning)
             for device in ("meta", "cpu"):

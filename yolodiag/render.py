@@ -208,6 +208,8 @@ def _model_line(model: ModelSection) -> str:
         line += f"; grids {grids} at {h}x{w}" if grids else ""
     if model.dialect:
         line += f"\nread as {model.dialect['title']}: {escape(model.dialect['reason'])}"
+        if model.dialect.get("scale"):
+            line += f"\nbuilt: {escape(model.dialect['scale']['built'])}"
     return line
 
 

@@ -196,12 +196,22 @@ def model_section(built: BuiltModel, trace: Trace, *, bundled: bool = False) -> 
             section=record.section))
     detect = None
     if built.head_index is not None and built.stride is not None:
+        # A family's head facts beyond strides and anchors (an anchor-free head's reg_max...).
+        head_facts = getattr(built.dialect.model, "head_facts", None)
         detect = {"layer": built.head_index, "strides": [_number(s) for s in built.stride],
-                  "anchors_grid": None if built.anchors is None else built.anchors.tolist()}
+                  "anchors_grid": None if built.anchors is None else built.anchors.tolist(),
+                  **(head_facts(built) if head_facts else {})}
+    dialect = chosen(built.spec).as_dict()
+    if built.spec.scale_reason:
+        spec = built.spec
+        dialect["scale"] = {"letter": spec.scale, "source": spec.scale_source,
+                            "depth_multiple": spec.depth_multiple,
+                            "width_multiple": spec.width_multiple,
+                            "max_channels": _number(spec.max_channels), "built": spec.scale_reason}
     return ModelSection(path=built.spec.path, bundled=bundled, nc=built.nc, img=first.img,
                         params=built.params, gflops=first.gflops, layers=tuple(rows),
                         detect=detect, sizes=tuple(s.img for s in trace.sizes),
-                        dialect=chosen(built.spec).as_dict())
+                        dialect=dialect)
 
 
 def finite(value: Any) -> Any:

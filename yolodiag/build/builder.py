@@ -163,7 +163,7 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
                 if done is None:
                     raise planned.error
                 cls = planned.entry.load()
-                copies = _construct(cls, done.args, done.copies, device)
+                copies = _construct(cls, done.args, done.copies, device, dict(done.keywords))
             except Exception as e:  # whatever a constructor raises on these arguments
                 raise _build_failed(spec, row, planned.args, e, planned.entry) from e
             layer = nn.Sequential(*copies) if len(copies) > 1 else copies[0]
@@ -213,18 +213,18 @@ def _instantiate(args: tuple[Any, ...]) -> list[Any]:
     return [_make_activation(a) if isinstance(a, Activation) else a for a in args]
 
 
-def _construct(cls: type, args: tuple[Any, ...], copies: int,
-               device: torch.device) -> list[nn.Module]:
+def _construct(cls: type, args: tuple[Any, ...], copies: int, device: torch.device,
+               keywords: dict[str, Any]) -> list[nn.Module]:
     """`copies` instances of cls. A user's block may need real values while it is built (a
     bias prior read with `.item()`): on the meta device it is then built on the CPU and moved,
     so only a constructor that fails on the CPU too is the user's error."""
     try:
-        return [cls(*_instantiate(args)) for _ in range(copies)]
+        return [cls(*_instantiate(args), **keywords) for _ in range(copies)]
     except Exception:
         if device.type != "meta":
             raise
     with torch.device("cpu"):
-        return [cls(*_instantiate(args)).to(device) for _ in range(copies)]
+        return [cls(*_instantiate(args), **keywords).to(device) for _ in range(copies)]
 
 
 def _jsonable(value: Any) -> Any:

@@ -75,15 +75,27 @@ class RuleInput:
     width_multiple: float
     no: int
     previous_c2: int
+    # A family with a scales table: the channel cap and the scale letter of the build, its
+    # other top-level keys (spec.options) and the module names of the rows before this one
+    # (a parser that keeps state across rows, as Ultralytics' for its head's layout), and this
+    # row's module name (a parser that adjusts one class's arguments by name).
+    max_channels: float = math.inf
+    scale: str = ""
+    options: tuple[tuple[str, Any], ...] = ()
+    earlier: tuple[str, ...] = ()
+    module: str = ""
 
 
 @dataclass(frozen=True)
 class Completion:
-    """The constructor arguments, output width and stacked copies the parser arrives at."""
+    """The constructor arguments, output width and stacked copies the parser arrives at.
+    `keywords` are decisions the parser makes about the built object rather than its
+    arguments (an attribute it sets after construction), passed to the constructor by name."""
 
     args: tuple[Any, ...]
     c2: int
     copies: int
+    keywords: tuple[tuple[str, Any], ...] = ()
 
 
 Rule = Callable[[RuleInput], Completion]
@@ -138,7 +150,8 @@ def plan(spec: ModelSpec, dialect: Dialect, extra: dict[str, ModuleEntry] | None
         try:
             rule = entry.custom or dialect.rules[entry.rule]
             done = rule(RuleInput(args, row.from_, tuple(ch), number, spec.width_multiple, no,
-                                  c2))
+                                  c2, spec.max_channels, spec.scale, spec.options,
+                                  tuple(p.row.module for p in planned), row.module))
         except Exception as e:  # arithmetic on the YAML's values: the real parser would crash too
             error = e if isinstance(e, RuleError) else RuleError(f"{type(e).__name__}: {e}")
             planned.append(PlannedRow(row, entry, number, args, inputs, None, error))

@@ -2,6 +2,7 @@
 every check in `yolodiag.findings.REGISTRY`; `run_checks` runs them over one model's Facts."""
 
 from yolodiag.checks import (  # noqa: F401  (registration)
+    anchor_free,
     anchors,
     blocks,
     cost,
@@ -9,6 +10,7 @@ from yolodiag.checks import (  # noqa: F401  (registration)
     fit,
     geometry,
     gradients,
+    scales,
     schema,
     training_state,
     transfer,

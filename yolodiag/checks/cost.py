@@ -80,7 +80,9 @@ def compute_blowup(facts: Facts) -> Iterator[Problem]:
     What it detects:
         GFLOPs at 640x640 more than twice those of stock YOLOv5 at the same width_multiple
         (4.6 / 16.6 / 49.2 / 109.6 / 206.3 for n / s / m / l / x), naming the layers that
-        cost most, with their resolution: wide convolutions at full or half resolution.
+        cost most, with their resolution: wide convolutions at full or half resolution. For a
+        family with several stock models per width (Ultralytics), the stock model of the same
+        family and scale (yolo11n: 6.7).
     Why it zeroes P and R:
         Not directly; it is the bill for a missing downsampling (the seed's recipe costs 115.8
         GFLOPs instead of 16.6), makes every epoch several times slower and forces smaller
@@ -98,7 +100,14 @@ def compute_blowup(facts: Facts) -> Iterator[Problem]:
     h, w = size.img
     total = size.gflops * (640 * 640) / (h * w)
     width = facts.spec.width_multiple
-    reference = stock_gflops(facts, width)
+    if facts.dialect.stock_cost is not None:
+        stock = facts.dialect.stock_cost(facts.spec)
+        if stock is None:  # no stock model of this family and scale to compare with
+            return
+        reference, compared = stock
+    else:
+        reference = stock_gflops(facts, width)
+        compared = f"stock {facts.title} at width_multiple {width:g}"
     if total <= BLOWUP * reference or reference <= 0:  # a width_multiple of 1e-300 underflows
         return
     scale = (640 * 640) / (h * w)
@@ -111,8 +120,8 @@ def compute_blowup(facts: Facts) -> Iterator[Problem]:
         parts.append(f"layer {layer.index} {facts.spec.layers[layer.index].module} at {where} "
                      f"({format_shape(layer.out_shape)}): {g:.1f} GFLOPs ({g / total:.0%})")
     yield Problem(
-        f"{total:.1f} GFLOPs at 640x640, {total / reference:.1f}x the {reference:.1f} of stock "
-        f"{facts.title} at width_multiple {width:g}; most of it in " + ", ".join(parts),
+        f"{total:.1f} GFLOPs at 640x640, {total / reference:.1f}x the {reference:.1f} of "
+        f"{compared}; most of it in " + ", ".join(parts),
         "downsample before the wide layers (stride-2 stem, strided stages) as stock "
         f"{facts.title} does",
         facts.where(top[0].index),

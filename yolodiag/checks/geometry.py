@@ -70,7 +70,7 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     default = all(designs[level][1] for level in wrong)
     expected = [d for d, _ in designs]
     whose = f"{facts.title}'s default rows" if default else f"sized like {facts.title}'s rows"
-    culprits, hint = _missing_downsampling(facts, strides, expected)
+    culprits, hint = missing_downsampling(facts, strides, expected)
     objectness_prior = facts.dialect.model.objectness_prior
 
     priors = [objectness_prior(s) for s in strides]
@@ -93,7 +93,7 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
          "default_anchors": default, "levels": wrong, "objectness_priors": priors})
 
 
-def _missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:
+def missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:
     size = facts.first_ok
     first_input = min(head_inputs(facts))
     if size is None or not any(d is not None and s < d for s, d in zip(strides, expected)):

@@ -34,6 +34,7 @@ from yolodiag.cli.options import (
     OutputFormat,
     OutputOption,
     RuleOption,
+    ScaleOption,
     SeedOption,
     SelectOption,
     SizeOption,
@@ -68,6 +69,7 @@ def check(
     modules: ModulesOption,
     rule: RuleOption,
     dialect: DialectOption = "auto",
+    scale: ScaleOption = None,
     repo: Annotated[str | None, typer.Option(
         "--repo", show_default=False,
         help="Build with your own YOLOv5 or YOLOv7 code (the YAML's family) instead of "
@@ -103,7 +105,7 @@ def check(
                                             fail_on=Severity(fail_on.value), weights=weights,
                                             nc=nc, modules=blocks, repo=repo,
                                             repo_python=repo_python, data=data,
-                                            dialect=dialect)
+                                            dialect=dialect, scale=scale)
                              for model in (models or [None])])
 
     _finish(run, fmt, output, debug)
@@ -284,6 +286,7 @@ def weights_command(
     modules: ModulesOption,
     rule: RuleOption,
     dialect: DialectOption = "auto",
+    scale: ScaleOption = None,
 ) -> None:
     """What train.py v7.0 does with --weights: which model it builds, which tensors it
     transfers into which layers, and which stay random (YD501-YD505, YD510, YD511).
@@ -305,7 +308,7 @@ def weights_command(
                                                 fail_on=Severity(fail_on.value),
                                                 modules=user_modules(modules, rule, model,
                                                                      dialect),
-                                                dialect=dialect)])
+                                                dialect=dialect, scale=scale)])
 
     _finish(run, fmt, output, debug)
 

@@ -98,6 +98,10 @@ RuleOption = Annotated[list[str], typer.Option("--rule", help=RULE_HELP, show_de
                                                default_factory=list)]
 DataOption = Annotated[Path | None, typer.Option("--data", help=DATA_HELP, show_default=False)]
 DialectOption = Annotated[str, typer.Option("--dialect", help=DIALECT_HELP)]
+ScaleOption = Annotated[str | None, typer.Option(
+    "--scale", show_default=False,
+    help="The scale to build a YAML with a `scales` table at (Ultralytics: n, s, m, l, x; "
+         "default: the letter in the file name, as Ultralytics reads it, else the first).")]
 # The class count train.py builds the model with (the run command's own --nc reads the run).
 NcOption = Annotated[int | None, typer.Option(
     "--nc", min=1, help="The data's class count, which train.py builds the model with "

@@ -82,10 +82,22 @@ class Dialect:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     # Anchor rows (pixels) of the family's stock YAMLs -> the stride each was designed for.
     default_anchors: Mapping[tuple[int, ...], int] = field(default_factory=dict)
+    # How the YAML's rows are scaled: (data, file, name given, --scale or None, line_of) ->
+    # spec.Scaling, raising Refused; None: `depth_multiple`/`width_multiple` (default 1.0).
+    read_scaling: Callable[..., Any] | None = None
+    # The file the family's code reads for a name that is no file: path -> (file, why) or None.
+    locate: Callable[[Path], tuple[Path, str] | None] | None = None
+    # String arguments the family's parser resolves to its own values (`nc`, `anchors`).
+    symbols: frozenset[str] = frozenset({"nc", "anchors"})
     # Head modules that read more than one input per anchor row (YOLOv7's IAuxDetect: two).
     head_inputs_per_row: Mapping[str, int] = field(default_factory=dict)
     # GFLOPs at 640x640 of the family's stock models by width_multiple (capability "stock-cost").
     stock_gflops: Mapping[float, float] = field(default_factory=dict)
+    # ... or, for a family with several stock models per width: spec -> (GFLOPs, the stock
+    # model's name) or None, which YD307 prefers when given.
+    stock_cost: Callable[[Any], tuple[float, str] | None] | None = None
+    # The head strides of the family's stock designs (capability "stock-strides", YD309).
+    stock_strides: frozenset[tuple[int, ...]] = frozenset()
 
     @property
     def full_title(self) -> str:

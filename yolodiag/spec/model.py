@@ -6,6 +6,7 @@ files, imports torch or knows a dialect beyond its name.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,20 @@ class Activation:
     def __str__(self) -> str:
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
         return f"nn.{self.name}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How a family scales a YAML's rows: repeats by depth, widths by width (after capping
+    them at max_channels), and which scale letter of a `scales:` table gave them, and why."""
+
+    depth_multiple: float
+    width_multiple: float
+    max_channels: float = math.inf
+    scale: str = ""
+    source: str = ""  # "name", "flag", "first"; "" without a scales table
+    reason: str = ""
+    options: tuple[tuple[str, Any], ...] = ()  # other top-level keys the parser reads
 
 
 ArgValue = int | float | bool | str | None | Symbol | Activation | tuple
@@ -76,6 +91,18 @@ class ModelSpec:
     dropped: DroppedText | None = None  # characters the family's ASCII reading leaves out
     dialect: str | None = None  # the name of the dialect it was read as (None: the default)
     dialect_reason: str = ""  # why that one (the report says it)
+    # A family that scales one YAML to several models (a `scales:` table): the scale letter
+    # used, how it was chosen ("name": from the file name, "flag": --scale, "first": none
+    # given, the table's first), in words for the report, and the channel cap of that row.
+    scale: str = ""
+    scale_source: str = ""
+    scale_reason: str = ""
+    max_channels: float = math.inf
+    # Other top-level keys the family's parser reads (e.g. `reg_max`), as validated values.
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
 
     @property
     def na(self) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from yolodiag.findings import Location, Refused, Unsupported
-from yolodiag.spec.model import Activation, ArgValue, LayerSpec, ModelSpec, Symbol
+from yolodiag.spec.model import Activation, ArgValue, LayerSpec, ModelSpec, Scaling, Symbol
 from yolodiag.yaml_text import ascii_text
 
 SECTIONS = ("backbone", "head")
@@ -57,34 +57,57 @@ def module_names(path: str | Path) -> frozenset[str]:
 
 
 def load_spec(path: str | Path, *, extra_modules: frozenset[str] = frozenset(),
-              dialect: str = "auto") -> ModelSpec:
+              dialect: str = "auto", scale: str | None = None) -> ModelSpec:
     """Read a model YAML file into a ModelSpec as `dialect` reads it ("auto": the one that
-    claims it); raise Refused (YD100-YD105) when we cannot."""
-    path = Path(path)
+    claims it), at `scale` for a family with a scales table (None: as its code picks one);
+    raise Refused (YD100-YD105, YD113) when we cannot."""
+    path, named = Path(path), str(path)
+    path = _located(path, dialect)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise _refuse("YD100", f"cannot read the file: {e.strerror or e}", "check the path",
                       Location(file=str(path))) from e
     text, dropped = ascii_text(raw)  # as YOLOv5 opens it: ASCII, other characters dropped
-    spec = parse_spec(text, str(path), extra_modules=extra_modules, dialect=dialect)
+    spec = parse_spec(text, str(path), extra_modules=extra_modules, dialect=dialect, scale=scale,
+                      named=named)
     return spec if dropped is None else dataclasses.replace(spec, dropped=dropped)
 
 
 def parse_spec(text: str, path: str = "<yaml>", *, extra_modules: frozenset[str] = frozenset(),
-               dialect: str = "auto") -> ModelSpec:
-    """Parse model YAML text into a ModelSpec; raise Refused (YD100-YD105) when we cannot."""
-    return _SpecReader(text, path, extra_modules, dialect).read()
+               dialect: str = "auto", scale: str | None = None,
+               named: str | None = None) -> ModelSpec:
+    """Parse model YAML text into a ModelSpec; raise Refused (YD100-YD105, YD113) when we
+    cannot. `named`: the name the user gave, when a family read another file for it."""
+    return _SpecReader(text, path, extra_modules, dialect, scale, named).read()
+
+
+def _located(path: Path, dialect: str) -> Path:
+    """The file a family's own code reads for a name that is not a file (Ultralytics:
+    `yolo11n.yaml` is `yolo11.yaml` at scale n); the path itself otherwise."""
+    from yolodiag.dialects import AUTO, DIALECTS
+
+    if path.is_file():
+        return path
+    for family in DIALECTS.values():
+        if family.locate is not None and dialect in (AUTO, family.name):
+            found = family.locate(path)
+            if found is not None:
+                return found[0]
+    return path
 
 
 class _SpecReader:
-    def __init__(self, text: str, path: str, extra_modules: frozenset[str], dialect: str):
+    def __init__(self, text: str, path: str, extra_modules: frozenset[str], dialect: str,
+                 scale: str | None = None, named: str | None = None):
         from yolodiag.dialects import DEFAULT, DIALECTS
 
         self.text = text
         self.path = path
         self.extra_modules = extra_modules
         self.requested = dialect
+        self.requested_scale = scale
+        self.named = named or path
         self.dialect = DIALECTS[DEFAULT]  # until the YAML's data says which (messages)
         self.module_names = frozenset(self.dialect.modules) | extra_modules
         self.activations = self.dialect.activations
@@ -117,14 +140,7 @@ class _SpecReader:
         if not _is_int(nc) or nc < 1:
             raise _refuse("YD101", f"`nc` must be a positive integer, got {nc!r}",
                           "set `nc:` to the number of classes", self.where(line_of("nc")))
-        multiples = {}
-        for key in ("depth_multiple", "width_multiple"):
-            value = data.get(key, 1.0)
-            if not _is_number(value) or value <= 0:
-                raise _refuse("YD101", f"`{key}` must be a positive number, got {value!r}",
-                              f"set `{key}:` (1.0 keeps the YAML as written)",
-                              self.where(line_of(key)))
-            multiples[key] = value
+        scaling = self._scaling(data, chosen.dialect, line_of)
         anchors = self._anchors(data["anchors"], line_of("anchors")) if "anchors" in data else ()
         activation = None
         if data.get("activation") is not None:
@@ -148,10 +164,28 @@ class _SpecReader:
             raise _refuse("YD101", "`backbone` and `head` hold no layers", "add layer rows",
                           self.where(line_of("backbone")))
         return ModelSpec(
-            path=self.path, nc=nc, depth_multiple=multiples["depth_multiple"],
-            width_multiple=multiples["width_multiple"], anchors=anchors, layers=tuple(layers),
+            path=self.path, nc=nc, depth_multiple=scaling.depth_multiple,
+            width_multiple=scaling.width_multiple, anchors=anchors, layers=tuple(layers),
             activation=activation, ch=ch, key_lines=key_lines, dialect=chosen.dialect.name,
-            dialect_reason=chosen.reason)
+            dialect_reason=chosen.reason, scale=scaling.scale, scale_source=scaling.source,
+            scale_reason=scaling.reason, max_channels=scaling.max_channels,
+            options=scaling.options)
+
+    def _scaling(self, data: dict, dialect, line_of) -> Scaling:
+        """The depth and width the rows are scaled by: the family's own reading (a scales
+        table) where it has one, else `depth_multiple`/`width_multiple` (1.0 when absent)."""
+        if dialect.read_scaling is not None:
+            return dialect.read_scaling(data, self.path, self.named, self.requested_scale,
+                                        line_of)
+        multiples = {}
+        for key in ("depth_multiple", "width_multiple"):
+            value = data.get(key, 1.0)
+            if not _is_number(value) or value <= 0:
+                raise _refuse("YD101", f"`{key}` must be a positive number, got {value!r}",
+                              f"set `{key}:` (1.0 keeps the YAML as written)",
+                              self.where(line_of(key)))
+            multiples[key] = value
+        return Scaling(multiples["depth_multiple"], multiples["width_multiple"])
 
     def _choose(self, data: Any):
         """The dialect the rows are read as; its table and title from here on."""
@@ -278,7 +312,7 @@ class _SpecReader:
         if not isinstance(value, str):
             return value
         text = value.strip()
-        if text in ("nc", "anchors"):
+        if text in self.dialect.symbols:
             return Symbol(text)
         if text == "None":
             return None

@@ -1,2 +1,80 @@
-"""Ultralytics 8.4.190 (YOLOv8, YOLO11, YOLO12 and the other YAMLs of `ultralytics/cfg/models`):
-the third dialect, where most users are. (Being built: registered once its table lands.)"""
+"""Ultralytics 8.4.190 (the YAMLs of `ultralytics/cfg/models`: YOLOv8, YOLO11, YOLO12, YOLO26,
+v3, v5u, v6, v9, v10): the third dialect, where most users are.
+
+What its code decides, each in its own module: how a name becomes a file, a scale and the
+numbers rows are scaled by (`scaling`, torch-free); the module table (`table`) and parse_model's
+channel rules (`rules`); its layers and blocks (`conv`, `block`, `csp`, `attention`, `elan`);
+the anchor-free heads Detect and v10Detect (`heads`); what `DetectionModel.__init__` does after
+the layers are built (`model`). Its loss, validation, checkpoints and run folders are not here
+yet: `check` works on every model, the commands that train say they cannot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yolodiag.dialects import Dialect, Lazy, register
+from yolodiag.dialects.common.reading import public_definitions, row_module_names
+from yolodiag.dialects.common.rules import ACTIVATIONS
+from yolodiag.dialects.ultralytics.rules import RULES, head_outputs
+from yolodiag.dialects.ultralytics.scaling import locate, read_scaling
+from yolodiag.dialects.ultralytics.stock import STOCK_STRIDES, stock_cost
+from yolodiag.dialects.ultralytics.table import MODULES, ULTRALYTICS_ONLY
+
+HEAD_RULES = frozenset({"anchor-free-detect", "v10detect"})
+
+
+def _sniff(data: Any) -> str | None:
+    """Ours when the YAML has a `scales` table, uses a module only Ultralytics has, or has no
+    `anchors` and a Detect row given only the class count (`[nc]`)."""
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("scales"), dict):
+        return "it has a `scales` table"
+    found = sorted(row_module_names(data) & ULTRALYTICS_ONLY)
+    if found:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        return f"it uses modules only Ultralytics has ({shown})"
+    if "anchors" not in data and _detect_rows_without_anchors(data):
+        return "it has no `anchors` and its Detect row takes only `[nc]` (anchor-free)"
+    return None
+
+
+def _detect_rows_without_anchors(data: dict) -> bool:
+    rows = [row for key in ("backbone", "head") if isinstance(data.get(key), list)
+            for row in data[key]]
+    return any(isinstance(row, list) and len(row) == 4 and row[2] == "Detect"
+               and isinstance(row[3], list) and len(row[3]) == 1 for row in rows)
+
+
+def _namespace() -> dict[str, Any]:
+    """Our Ultralytics layers, blocks and heads: what `ultralytics.nn.modules` puts in a
+    --modules file's reach."""
+    from yolodiag.dialects.ultralytics import attention, block, conv, csp, elan, heads
+
+    return public_definitions(conv, block, csp, attention, elan, heads)
+
+
+ULTRALYTICS = register(Dialect(
+    name="ultralytics",
+    title="Ultralytics",
+    version="8.4.190",
+    modules=MODULES,
+    rules=RULES,
+    activations=ACTIVATIONS,
+    required_keys=("nc", "backbone", "head"),
+    head_rules=HEAD_RULES,
+    head_outputs=head_outputs,
+    sniff=_sniff,
+    model=Lazy("yolodiag.dialects.ultralytics.model"),
+    namespace=_namespace,
+    advice={"block": "C3k2", "head": "Detect", "stem": "`[-1, 1, Conv, [64, 3, 2]]`",
+            "pooling": "SPPF"},
+    capabilities=frozenset({"anchor-free", "dfl", "class-prior", "stock-cost", "scales",
+                            "stock-strides"}),
+    stock_cost=stock_cost,
+    stock_strides=STOCK_STRIDES,
+    read_scaling=read_scaling,
+    locate=locate,
+    symbols=frozenset({"nc"}),
+))

@@ -1,0 +1,91 @@
+"""What Ultralytics 8.4.190's `DetectionModel.__init__` does around the layers the shared builder
+makes.
+
+For its own heads (Detect and its subclasses; any other last layer gets no measured strides):
+the strides measured by a forward of zeros at 256x256 with the layers in eval mode (so the probe
+leaves BatchNorm statistics alone, unlike YOLOv5's) and the head returning its raw maps, then
+`bias_init` (box 2.0, class log(5 / nc / (640 / s)^2)); then every exact BatchNorm2d gets eps 1e-3
+and momentum 0.03. Activations are left as built (no in-place switch). The YAML's `activation:`
+is scoped to one build.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from yolodiag.build.meta import shape_only
+from yolodiag.dialects.ultralytics.conv import default_activation as activation_scope  # noqa: F401
+from yolodiag.dialects.ultralytics.heads import Detect
+
+if TYPE_CHECKING:
+    from yolodiag.build.builder import BuiltModel, DetectionNet, LayerRecord
+    from yolodiag.spec import ModelSpec
+
+PROBE_SIZE = 256
+DESIGN_SIZE = 640  # the image size bias_init assumes
+VALIDATION_CONF = 0.001  # the validator's conf (engine/validator.py, when args.conf is None)
+
+
+def measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord],
+                 device: torch.device) -> tuple[tuple[float, ...] | None, None, bool]:
+    """Strides by Ultralytics' probe, and the bias priors. Returns (strides, None, False): an
+    anchor-free head has no anchors to divide or flip."""
+    head = net.model[-1] if len(net.model) else None
+    if not isinstance(head, Detect):
+        return None, None, False
+    net.eval()
+    with torch.no_grad(), shape_only(device):
+        out = net.run_layers(torch.zeros(1, spec.ch, PROBE_SIZE, PROBE_SIZE, device=device))
+    strides = torch.tensor([PROBE_SIZE / m.shape[-2] for m in head.raw_maps(out)])
+    net.train()
+    head.stride = strides.to(device if device.type != "meta" else "cpu")
+    head.bias_init()
+    return tuple(strides.tolist()), None, False
+
+
+def class_prior(stride: float, nc: int) -> float:
+    """The class score a fresh head level predicts in each cell: bias_init's log(5 / nc /
+    (640 / s)^2) through the sigmoid."""
+    return 1 / (1 + nc * (DESIGN_SIZE / stride) ** 2 / 5)
+
+
+def largest_box_side(stride: float, reg_max: int) -> float | None:
+    """The longest box side (pixels) a level can regress: each side's distance from the cell
+    centre is a DFL expectation over bins 0..reg_max-1 (in stride units), so at most
+    2 (reg_max - 1) strides in all; None without DFL (reg_max 1 regresses distances directly)."""
+    return None if reg_max <= 1 else 2 * (reg_max - 1) * stride
+
+
+def head_facts(built: BuiltModel) -> dict[str, Any]:
+    """What the report says of the head beyond its strides."""
+    head = built.model.head if built.model is not None else None
+    if not isinstance(head, Detect):
+        return {}
+    return {"type": type(head).__name__, "nc": head.nc, "reg_max": head.reg_max,
+            "outputs_per_cell": head.no, "legacy": bool(head.legacy),
+            "end2end": bool(getattr(head, "end2end", False)),
+            "one2one_branch": hasattr(head, "one2one_cv2")}
+
+
+def initialize_weights(net: nn.Module) -> None:
+    """Ultralytics' BatchNorm eps/momentum (exact type, as there); nothing else."""
+    for m in net.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.eps = 1e-3
+            m.momentum = 0.03
+
+
+def objectness_prior(stride: float) -> float:
+    """An anchor-free head predicts no objectness: what the class prior is for one class."""
+    return class_prior(stride, 1)
+
+
+def untrainable(built: BuiltModel) -> str | None:
+    """Why gradflow and overfit cannot train this model yet: the Ultralytics loss is not
+    implemented (its own issue)."""
+    return ("a loss yolodiag knows (Ultralytics' v8DetectionLoss is not implemented yet: "
+            "check works, gradflow and overfit do not)")
+
