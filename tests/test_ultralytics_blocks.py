@@ -160,7 +160,7 @@ def _oracle_cases() -> list[dict[str, Any]]:
     """One case per distinct recorded (type, arguments after the channels, n up to 2, c1 == c2),
     the one with the fewest parameters, plus the unrecorded ones; inputs 2 x c1 x 16 x 16."""
     smallest: dict[str, tuple[int, str, list[Any], int]] = {}
-    for name, model in _models().items():
+    for model in _models().values():
         for layer in model["layers"]:
             kind, args = layer["type"], layer["args"]
             if kind in OURS:
