@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolodiag.dialects.ultralytics.block import Bottleneck
+from yolodiag.dialects.ultralytics.block import C3, Bottleneck
 from yolodiag.dialects.ultralytics.conv import Conv, RepConv, autopad
 
 
@@ -31,21 +31,14 @@ class RepBottleneck(Bottleneck):
         self.cv1 = RepConv(c1, int(c2 * e), k[0], 1)
 
 
-class RepCSP(nn.Module):
-    """CSP with three 1x1 convolutions: n RepBottlenecks on one projection of the input,
-    concatenated with a second projection and fused by cv3 (the layout of C3)."""
+class RepCSP(C3):
+    """C3 whose bottlenecks are RepBottlenecks (n of them, on one 1x1 projection)."""
 
     def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5):
-        super().__init__()
+        super().__init__(c1, c2, n, shortcut, g, e)
         hidden = int(c2 * e)
-        self.cv1 = Conv(c1, hidden, 1, 1)
-        self.cv2 = Conv(c1, hidden, 1, 1)
-        self.cv3 = Conv(2 * hidden, c2, 1)
         self.m = nn.Sequential(*(RepBottleneck(hidden, hidden, shortcut, g, e=1.0)
                                  for _ in range(n)))
-
-    def forward(self, x):
-        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
 class RepNCSPELAN4(nn.Module):
