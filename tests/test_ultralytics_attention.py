@@ -8,7 +8,7 @@ parse_model builds it, and must give the same state-dict keys and shapes, parame
 output shape. Identical (type, args, n, input shape) rows across models are built once.
 
 The live oracle (marker `ultralytics`, needs $ULTRALYTICS_PYTHON) builds the real class of each
-case in one subprocess (tests/oracle/ultralytics_modules.py), and ours, loaded with its state
+case in one subprocess (tests/oracle/ultralytics_attention.py), and ours, loaded with its state
 dict, must reproduce its eval and train outputs on a random input.
 """
 
@@ -47,7 +47,7 @@ EXTRA_CASES = [("C2fPSA", [128, 128, 2]), ("PSABlock", [64, 0.5, 1, False]),
                ("CIB", [32, 64, True, 0.5, False]), ("RepVGGDW", [48]),
                ("AAttn", [64, 2, 4]), ("ABlock", [64, 2, 1.2, 2]),
                ("A2C2f", [64, 64, 1, True, 2, True, 2.0])]
-ORACLE_SCRIPT = ROOT / "tests" / "oracle" / "ultralytics_modules.py"
+ORACLE_SCRIPT = ROOT / "tests" / "oracle" / "ultralytics_attention.py"
 
 
 @cache
@@ -248,3 +248,21 @@ def test_outputs_match_the_real_blocks(oracle):
                 assert difference <= 1e-5, (case["id"], mode, difference)
                 worst = max(worst, difference)
     assert len(cases) >= 40 and worst <= 1e-5
+
+
+@pytest.mark.ultralytics
+def test_seeded_builds_draw_the_real_initial_weights(oracle):
+    """Submodules are created in Ultralytics' order (and ABlock re-initialises its kernels the
+    same way), so the same seed gives the same convolution weights. The oracle drew BatchNorm
+    terms and gamma afterwards: those are left out."""
+    cases, _, theirs = oracle
+    for case in cases:
+        torch.manual_seed(0)
+        ours = _build(case["type"], case["args"], case["n"])
+        drawn_later = {f"{name}.{key}".lstrip(".") for name, layer in ours.named_modules()
+                       if isinstance(layer, nn.BatchNorm2d) for key in layer.state_dict()}
+        drawn_later |= {key for key in ours.state_dict() if key.split(".")[-1] == "gamma"}
+        expected = theirs[case["id"]]["state"]
+        for key, value in ours.state_dict().items():
+            if key not in drawn_later:
+                assert torch.equal(value, expected[key]), (case["id"], key)

@@ -170,8 +170,9 @@ class CIB(nn.Module):
     def __init__(self, c1, c2, shortcut=True, e=0.5, lk=False):
         super().__init__()
         inner = 2 * int(c2 * e)
-        mixer = RepVGGDW(inner) if lk else Conv(inner, inner, 3, g=inner)
-        self.cv1 = nn.Sequential(Conv(c1, c1, 3, g=c1), Conv(c1, inner, 1), mixer,
+        # Built in the order they run, so a seeded build draws Ultralytics' initial weights.
+        self.cv1 = nn.Sequential(Conv(c1, c1, 3, g=c1), Conv(c1, inner, 1),
+                                 RepVGGDW(inner) if lk else Conv(inner, inner, 3, g=inner),
                                  Conv(inner, c2, 1), Conv(c2, c2, 3, g=c2))
         self.add = shortcut and c1 == c2
 

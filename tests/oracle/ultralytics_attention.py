@@ -1,7 +1,7 @@
 """Run inside an interpreter that has ultralytics==8.4.190: build each requested block of
 `ultralytics.nn.modules.block` and save what the oracle tests compare. Not part of yolodiag.
 
-Usage: python ultralytics_modules.py REQUEST OUT. REQUEST (torch.save'd) holds `cases`, a list of
+Usage: python ultralytics_attention.py REQUEST OUT. REQUEST (torch.save'd) holds `cases`, a list of
 {"id", "type", "args", "n", "repeat_in_args"}, and `inputs`, {id: tensor or list of tensors}.
 OUT gets {id: {"state": state dict before any forward, "eval": output in eval mode, "train":
 output in train mode (after the eval one, from the same weights)}}. BatchNorm statistics and
