@@ -3,7 +3,7 @@ v3, v5u, v6, v9, v10): the third dialect, where most users are.
 
 What its code decides, each in its own module: how a name becomes a file, a scale and the
 numbers rows are scaled by (`scaling`, torch-free); the module table (`table`) and parse_model's
-channel rules (`rules`); its layers and blocks (`conv`, `block`, `attention`, `elan`);
+channel rules (`rules`); its layers and blocks (`conv`, `block`, `attention`, `area_attention`, `elan`);
 the anchor-free heads Detect and v10Detect (`heads`); what `DetectionModel.__init__` does after
 the layers are built (`model`). Its loss, validation, checkpoints and run folders are not here
 yet: `check` works on every model, the commands that train say they cannot.
@@ -50,9 +50,9 @@ def _detect_rows_without_anchors(data: dict) -> bool:
 def _namespace() -> dict[str, Any]:
     """Our Ultralytics layers, blocks and heads: what `ultralytics.nn.modules` puts in a
     --modules file's reach."""
-    from yolodiag.dialects.ultralytics import attention, block, conv, elan, heads
+    from yolodiag.dialects.ultralytics import area_attention, attention, block, conv, elan, heads
 
-    return public_definitions(conv, block, attention, elan, heads)
+    return public_definitions(conv, block, attention, area_attention, elan, heads)
 
 
 ULTRALYTICS = register(Dialect(

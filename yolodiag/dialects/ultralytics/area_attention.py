@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolodiag.dialects.ultralytics import block
+from yolodiag.dialects.ultralytics.block import C3k
 from yolodiag.dialects.ultralytics.conv import Conv
 
 # ABlock's width per head: A2C2f gives its attention blocks c_ // 32 heads.
@@ -102,8 +102,7 @@ class A2C2f(nn.Module):
         if a2:
             heads = width // CHANNELS_PER_HEAD
             return nn.Sequential(*(ABlock(width, heads, mlp_ratio, area) for _ in range(2)))
-        # Looked up when built, not imported by name: C3k lives with the CSP blocks.
-        return block.C3k(width, width, 2, shortcut, g)
+        return C3k(width, width, 2, shortcut, g)
 
     def forward(self, x):
         stages = [self.cv1(x)]

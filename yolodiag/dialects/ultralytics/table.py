@@ -17,12 +17,14 @@ from yolodiag.dialects.common.rules import ACTIVATIONS
 _PACKAGE = "yolodiag.dialects.ultralytics"
 CONV, BLOCK = f"{_PACKAGE}.conv", f"{_PACKAGE}.block"
 ATTENTION, ELAN, HEADS = f"{_PACKAGE}.attention", f"{_PACKAGE}.elan", f"{_PACKAGE}.heads"
+AREA = f"{_PACKAGE}.area_attention"
 SEED = "yolodiag.dialects.yolov5.seed"  # the seed document's BasicBlock: one class, every tree
 
 # parse_model's repeat_modules (all of them also in base_modules), by the file holding ours.
 REPEATING = {
     BLOCK: ("C2f", "BottleneckCSP", "C1", "C2", "C3k2", "C3", "C3Ghost", "C3x", "RepC3"),
-    ATTENTION: ("C2fPSA", "C2fCIB", "C2PSA", "A2C2f"),
+    ATTENTION: ("C2fPSA", "C2fCIB", "C2PSA"),
+    AREA: ("A2C2f",),
 }
 # The rest of base_modules: channel completion, `number` copies stacked.
 COMPLETED = {
