@@ -27,7 +27,6 @@ from yolodiag.dialects.ultralytics.heads import DFL, Detect, v10Detect
 
 GOLDEN = ("golden", "ultralytics", "build.json")
 NUMERICS = ["yolo11n", "yolov8n", "yolo11n-resnet18"]
-HEADS = {"Detect": Detect, "v10Detect": v10Detect}
 HERE = Path(__file__).parent
 
 
@@ -50,9 +49,7 @@ def golden() -> dict:
 
 def make_head(type_name: str, args, legacy: bool) -> Detect:
     """Our head as the dialect's rule builds it: v10Detect takes no legacy flag."""
-    if type_name == "v10Detect":
-        return v10Detect(*args)
-    return HEADS[type_name](*args, legacy=legacy)
+    return v10Detect(*args) if type_name == "v10Detect" else Detect(*args, legacy=legacy)
 
 
 def finish_batchnorm(head: nn.Module) -> None:
@@ -153,8 +150,8 @@ def _numerics_head(name: str, golden: dict) -> tuple[Detect, dict]:
 
 @pytest.mark.parametrize("name", NUMERICS)
 def test_decode_of_recorded_raw_output_gives_recorded_eval_output(name, golden):
-    # Decoding reads only feats' sizes, the strides and reg_max: pixel outputs up to ~480,
-    # where 1e-4 is two float32 steps.
+    # Decoding reads only feats' sizes, the strides and reg_max. Bit-exact here; pixel outputs
+    # reach ~480, where 1e-4 allows two float32 steps of another CPU's kernels.
     head, recorded = _numerics_head(name, golden)
     decoded = head.decode(recorded["eval_raw"])
     torch.testing.assert_close(decoded, recorded["eval_output"], atol=1e-4, rtol=0)
@@ -180,9 +177,10 @@ def test_head_alone_reproduces_recorded_outputs_from_its_recorded_inputs(name, g
     torch.testing.assert_close(out["scores"], train["scores"], atol=2e-5, rtol=0)
 
 
-def _small_end2end_head(reg_max: int = 1) -> Detect:
+def _small_end2end_head() -> Detect:
+    """A YOLO26-style head (reg_max 1, one-to-one branch) on two small levels."""
     torch.manual_seed(0)
-    head = Detect(3, reg_max, True, (16, 32), legacy=False)
+    head = Detect(3, 1, True, (16, 32), legacy=False)
     head.stride.copy_(torch.tensor([8.0, 16.0]))
     head.bias_init()
     return head
