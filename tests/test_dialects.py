@@ -122,8 +122,8 @@ def test_a_refusal_is_made_by_its_codes_registered_info():
     refused = Refused("YD103", "unknown module `Cnov`", "did you mean Conv?")
     assert refused.finding.name == REGISTRY["YD103"].name == "unknown-module"
     assert refused.finding.severity.value == "error"
-    assert refusing_codes() == {"YD100", "YD101", "YD102", "YD103", "YD104", "YD105", "YD504",
-                                "YD508", "YD509"}
+    assert refusing_codes() == {"YD100", "YD101", "YD102", "YD103", "YD104", "YD105", "YD113",
+                                "YD504", "YD508", "YD509"}
 
 
 def _shared_sources() -> list[Path]:

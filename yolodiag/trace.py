@@ -26,6 +26,9 @@ from yolodiag.build.meta import shape_only
 from yolodiag.shapes import Shape, is_map
 
 
+MODERN_PROFILER = "ultralytics-thop 2.2"  # see Dialect.profiler
+
+
 def gflops(macs: int) -> float:
     """YOLOv5's convention: 2 x multiply-adds, in units of 1e9."""
     return 2 * macs / 1e9
@@ -116,7 +119,8 @@ def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int,
     outputs: dict[int, tuple[Shape, int | None]] = {}  # shapes only: no tensor is kept alive
     fields: dict[int, float] = {}
     macs: dict[int, int] = {}
-    ops = _OperationProbe(receptive_field)
+    modern = built.dialect.profiler == MODERN_PROFILER
+    ops = _OperationProbe(receptive_field, count_products=modern)
     handles = []
 
     def record_input(index: int):
@@ -134,12 +138,14 @@ def _trace_one(built: BuiltModel, img: tuple[int, int], batch: int,
 
     def count_macs(index: int):
         def hook(module, args, output):
-            macs[index] = macs.get(index, 0) + _macs(module, output)
+            macs[index] = macs.get(index, 0) + _macs(module, args[0] if args else None, output,
+                                                     modern)
         return hook
 
     def records() -> tuple[LayerTrace, ...]:
-        return tuple(LayerTrace(i, shape, stride, macs.get(i, 0), inputs.get(i, ()),
-                                fields.get(i)) for i, (shape, stride) in sorted(outputs.items()))
+        return tuple(LayerTrace(i, shape, stride, macs.get(i, 0) + ops.products.get(i, 0),
+                                inputs.get(i, ()), fields.get(i))
+                     for i, (shape, stride) in sorted(outputs.items()))
 
     was_training = net.training
     try:
@@ -177,6 +183,10 @@ class _OperationProbe(TorchFunctionMode):
     """Watches every torch operation of one forward: which one raised, which adds of feature
     maps disagree in shape, and (optionally) each tensor's theoretical receptive field.
 
+    With `count_products`, the multiply-adds of matrix products run outside any counted module
+    (attention's q @ k and attn @ v) are counted per layer, as the profiler of Ultralytics
+    (ultralytics-thop 2.2) counts them: one per output element per contracted element.
+
     Receptive field (rf, in input pixels) and jump (input pixels per step) follow the usual
     recurrence: a k-tap kernel with dilation d widens rf by (k - 1) * d * jump, and its stride
     multiplies jump; resampling scales jump by the size ratio; attention and global pooling see
@@ -190,9 +200,13 @@ class _OperationProbe(TorchFunctionMode):
                          "adaptive_avg_pool2d", "adaptive_max_pool2d", "bmm", "matmul",
                          "baddbmm"})
 
-    def __init__(self, receptive_field: bool):
+    _PRODUCTS = frozenset({"matmul", "__matmul__", "bmm"})
+
+    def __init__(self, receptive_field: bool, count_products: bool = False):
         super().__init__()
         self.track = receptive_field
+        self.count_products = count_products
+        self.products: dict[int, int] = {}
         self.layer: int | None = None
         self.adds: list[MismatchedAdd] = []
         self.failed_op: str | None = None
@@ -225,9 +239,23 @@ class _OperationProbe(TorchFunctionMode):
             raise
         if mismatch is not None:
             self.adds.append(MismatchedAdd(self.layer, mismatch, False))
+        if self.count_products and self.layer is not None:
+            self._count_product(name, args, kwargs, out)
         if self.track:
             self._propagate(func, name, args, kwargs, out)
         return out
+
+    def _count_product(self, name: str, args, kwargs, out) -> None:
+        if name in self._PRODUCTS and isinstance(out, torch.Tensor) and args:
+            macs = out.numel() * args[0].shape[-1]
+        elif name == "einsum" and isinstance(out, torch.Tensor):
+            macs = _einsum_macs(args)
+        elif name == "scaled_dot_product_attention" and isinstance(out, torch.Tensor):
+            q, k, v = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")])[:3]
+            macs = out.numel() // v.shape[-1] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        else:
+            return
+        self.products[self.layer] = self.products.get(self.layer, 0) + macs
 
     @staticmethod
     def _mismatched_maps(args) -> tuple[Shape, Shape] | None:
@@ -271,6 +299,24 @@ class _OperationProbe(TorchFunctionMode):
             self._remember(tensor, (rf, step))
 
 
+def _einsum_macs(args) -> int:
+    """A two-operand einsum's multiply-adds: the product of the sizes of its labels (each
+    summed or kept); 0 for other forms, as the profiler leaves them."""
+    equation, *operands = args
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    lhs, _, out = equation.replace(" ", "").partition("->")
+    if len(operands) != 2 or "..." in lhs:
+        return 0
+    sizes: list[dict[str, int]] = [dict(zip(labels, t.shape))
+                                   for labels, t in zip(lhs.split(","), operands)]
+    total = 1
+    for label in sizes[0].keys() | sizes[1].keys():
+        if (label in sizes[0] and label in sizes[1]) or label in out:
+            total *= sizes[0].get(label, sizes[1].get(label))
+    return total
+
+
 def _tensors(values) -> list[torch.Tensor]:
     found = []
     for v in values:
@@ -311,14 +357,20 @@ def _stride(output: Any, img: tuple[int, int]) -> int | None:
     return None
 
 
-def _macs(module: nn.Module, output: torch.Tensor) -> int:
+def _macs(module: nn.Module, x: torch.Tensor | None, output: torch.Tensor,
+          modern: bool = False) -> int:
     """Multiply-adds as thop (the profiler behind YOLOv5's GFLOPs) counts them.
 
     Convolutions: output elements x (input channels / groups) x kernel area, bias not counted;
     linear maps: output elements x input features; BatchNorm: 2 per element, doubled when
     affine. Activations, pooling, upsampling and attention's inner products count zero there.
-    With these rules yolov5s is 16.6 GFLOPs at 640, as YOLOv5 prints.
+    With these rules yolov5s is 16.6 GFLOPs at 640, as YOLOv5 prints. `modern`
+    (ultralytics-thop 2.2): a transposed convolution walks its input, input elements x
+    (output channels / groups) x kernel area.
     """
+    if modern and isinstance(module, nn.ConvTranspose2d) and x is not None:
+        kernel = module.kernel_size[0] * module.kernel_size[1]
+        return x.numel() * (module.out_channels // module.groups) * kernel
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         kernel = module.kernel_size[0] * module.kernel_size[1]
         return output.numel() * (module.in_channels // module.groups) * kernel

@@ -96,6 +96,10 @@ class Dialect:
     # ... or, for a family with several stock models per width: spec -> (GFLOPs, the stock
     # model's name) or None, which YD307 prefers when given.
     stock_cost: Callable[[Any], tuple[float, str] | None] | None = None
+    # The profiler whose counting rules the family's GFLOPs follow (trace.py): "thop 0.1"
+    # (YOLOv5 v7.0, YOLOv7), or "ultralytics-thop 2.2", which also counts matrix products run
+    # outside layers (attention's q @ k) and counts a transposed conv over its input.
+    profiler: str = "thop 0.1"
     # The head strides of the family's stock designs (capability "stock-strides", YD309).
     stock_strides: frozenset[tuple[int, ...]] = frozenset()
 

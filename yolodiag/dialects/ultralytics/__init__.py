@@ -74,6 +74,7 @@ ULTRALYTICS = register(Dialect(
                             "stock-strides"}),
     stock_cost=stock_cost,
     stock_strides=STOCK_STRIDES,
+    profiler="ultralytics-thop 2.2",
     read_scaling=read_scaling,
     locate=locate,
     symbols=frozenset({"nc"}),

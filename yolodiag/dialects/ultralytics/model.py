@@ -41,8 +41,9 @@ def measure_head(net: DetectionNet, spec: ModelSpec, records: list[LayerRecord],
         out = net.run_layers(torch.zeros(1, spec.ch, PROBE_SIZE, PROBE_SIZE, device=device))
     strides = torch.tensor([PROBE_SIZE / m.shape[-2] for m in head.raw_maps(out)])
     net.train()
-    head.stride = strides.to(device if device.type != "meta" else "cpu")
-    head.bias_init()
+    with torch.no_grad():
+        head.stride.copy_(strides.to(head.stride.device))
+    head.bias_init(strides)  # on the meta device the buffer holds no values
     return tuple(strides.tolist()), None, False
 
 
@@ -66,8 +67,8 @@ def head_facts(built: BuiltModel) -> dict[str, Any]:
         return {}
     return {"type": type(head).__name__, "nc": head.nc, "reg_max": head.reg_max,
             "outputs_per_cell": head.no, "legacy": bool(head.legacy),
-            "end2end": bool(getattr(head, "end2end", False)),
-            "one2one_branch": hasattr(head, "one2one_cv2")}
+            "end2end": head.end2end,
+            "one2one_branch": head.has_one2one}
 
 
 def initialize_weights(net: nn.Module) -> None:
