@@ -203,7 +203,7 @@ def _model_line(model: ModelSection) -> str:
     if model.detect and model.layers[model.detect["layer"]].out_shape:
         head = model.detect["layer"]
         strides = ", ".join(str(s) for s in model.detect["strides"])
-        grids = ", ".join(detection_grids(model.layers[head].out_shape))
+        grids = ", ".join(detection_grids(model.layers[head].out_shape) or _input_grids(model))
         line += f"\n{model.layers[head].module} (layer {head}): strides {strides}"
         line += f"; grids {grids} at {h}x{w}" if grids else ""
     if model.dialect:
@@ -248,7 +248,17 @@ def detection_grids(shape: Any) -> list[str]:
     return [f"{s[2]}x{s[3]}" for s in _leaves(shape) if len(s) == 5]
 
 
+def _input_grids(model: ModelSection) -> list[str]:
+    """An anchor-free head's grids: its input maps' 'HxW', one per level."""
+    head = model.layers[model.detect["layer"]]
+    sources = head.from_ if isinstance(head.from_, list) else [head.from_]
+    shapes = [model.layers[s if s >= 0 else head.index + s].out_shape for s in sources]
+    return [f"{s[2]}x{s[3]}" for s in shapes if s and len(s) == 4]
+
+
 def _leaves(shape: Any) -> list[list[int]]:
+    if shape is None:  # a part of the output that is no tensor (an anchor-free head's dict)
+        return []
     if all(isinstance(d, int) for d in shape):
         return [shape]
     return [leaf for s in shape for leaf in _leaves(s)]

@@ -25,7 +25,6 @@ from yolodiag.build.builder import BuiltModel, LayerFailed
 from yolodiag.build.meta import shape_only
 from yolodiag.shapes import Shape, is_map
 
-
 MODERN_PROFILER = "ultralytics-thop 2.2"  # see Dialect.profiler
 
 

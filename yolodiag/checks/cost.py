@@ -115,8 +115,9 @@ def compute_blowup(facts: Facts) -> Iterator[Problem]:
     parts = []
     for layer in top:
         g = layer.gflops * scale
-        where = {1: "full resolution", 2: "half resolution"}.get(layer.stride,
-                                                               f"stride {layer.stride}")
+        where = ("several outputs" if layer.stride is None else
+                 {1: "full resolution", 2: "half resolution"}.get(layer.stride,
+                                                                   f"stride {layer.stride}"))
         parts.append(f"layer {layer.index} {facts.spec.layers[layer.index].module} at {where} "
                      f"({format_shape(layer.out_shape)}): {g:.1f} GFLOPs ({g / total:.0%})")
     yield Problem(
