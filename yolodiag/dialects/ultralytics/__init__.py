@@ -3,10 +3,11 @@ v3, v5u, v6, v9, v10): the third dialect, where most users are.
 
 What its code decides, each in its own module: how a name becomes a file, a scale and the
 numbers rows are scaled by (`scaling`, torch-free); the module table (`table`) and parse_model's
-channel rules (`rules`); its layers and blocks (`conv`, `block`, `attention`, `area_attention`, `elan`);
-the anchor-free heads Detect and v10Detect (`heads`); what `DetectionModel.__init__` does after
-the layers are built (`model`). Its loss, validation, checkpoints and run folders are not here
-yet: `check` works on every model, the commands that train say they cannot.
+channel rules (`rules`); its layers and blocks (`conv`, `block`, `attention`, `area_attention`,
+`elan`); the stock models' cost and strides (`stock`); the anchor-free heads Detect and
+v10Detect (`heads`, `decode`); what `DetectionModel.__init__` does after the layers are built
+(`model`). Its loss, validation, checkpoints and run folders are not here yet: `check` works on
+every model, the commands that train say they cannot.
 """
 
 from __future__ import annotations
