@@ -45,7 +45,7 @@ class Scaling:
     width_multiple: float
     max_channels: float = math.inf
     scale: str = ""
-    source: str = ""  # "name", "flag", "first"; "" without a scales table
+    source: str = ""  # "name", "flag", "first", "only"; "" without a scales table
     reason: str = ""
     options: tuple[tuple[str, Any], ...] = ()  # other top-level keys the parser reads
 
@@ -93,7 +93,8 @@ class ModelSpec:
     dialect_reason: str = ""  # why that one (the report says it)
     # A family that scales one YAML to several models (a `scales:` table): the scale letter
     # used, how it was chosen ("name": from the file name, "flag": --scale, "first": none
-    # given, the table's first), in words for the report, and the channel cap of that row.
+    # given, the table's first; "only": its only row), in words for the report, and the
+    # channel cap of that row.
     scale: str = ""
     scale_source: str = ""
     scale_reason: str = ""

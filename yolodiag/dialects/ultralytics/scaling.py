@@ -88,6 +88,8 @@ def read_scaling(data: dict, file: str, named: str, requested: str | None,
         scale, source, why = requested, "flag", f"from --scale {requested}"
     elif letter:
         scale, source, why = letter, "name", f"from the file name {Path(named).name}"
+    elif len(rows) == 1:
+        scale, source, why = next(iter(rows)), "only", "the only row of `scales`"
     else:
         scale, source = next(iter(rows)), "first"
         why = (f"the file name {Path(named).name} has no scale letter: Ultralytics assumes "
