@@ -83,7 +83,8 @@ def dfl_range_short(facts: Facts) -> Iterator[Problem]:
     Why it is a warning:
         Only large objects are lost; a dataset of small objects is unaffected.
     Example:
-        - [[16, 19, 22], 1, Detect, [nc]]  # with strides 4/8/16 (the seed's recipe)
+        - [-1, 1, Conv, [64, 1]]  # 0: a stride-1 stem (the seed's recipe)
+        - [[2, 3, 4], 1, Detect, [nc]]  # strides 4/8/16
     Fix:
         Give the head a stride-32 level (restore the downsampling, YD309), or raise `reg_max`
         (more bins: every box-branch output grows with it).
@@ -129,7 +130,8 @@ def class_prior_below_conf(facts: Facts) -> Iterator[Problem]:
         costs is the early validations and the confusion they cause. Ultralytics' own
         advice: zero metrics at the start are normal.
     Example:
-        - [[16, 19, 22], 1, Detect, [nc]]  # with strides 4/8/16 and nc 4
+        nc: 4
+        - [[2, 3, 4], 1, Detect, [nc]]  # strides 4/8/16
     Fix:
         Restore the stock strides (YD309); judge the first epochs by the losses, not P and R.
     """

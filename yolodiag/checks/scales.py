@@ -21,8 +21,9 @@ describe("YD113", "scale-missing", E, Stage.SPEC, refuses=True, doc="""
     Why it is an error:
         Input refused: the real build raises KeyError (exit code 2).
     Example:
+        yolodiag check model.yaml --scale s
         scales:
-          n: [0.50, 0.25, 1024]   # and the file is named yolo11s-custom.yaml
+          n: [0.50, 0.25, 1024]
     Fix:
         Add the row to `scales`, or name the file (or pass --scale) with a letter it has.
     """)
@@ -41,7 +42,9 @@ def scale_assumed(facts: Facts) -> Iterator[Problem]:
     Why it is a warning:
         The model is sound, only probably not the intended size.
     Example:
-        model=yolo11-resnet18.yaml   # builds scale n; yolo11s-resnet18.yaml builds s
+        scales:  # no scale letter in the file name: the first row builds
+          n: [0.50, 0.25, 1024]
+          s: [0.50, 0.50, 1024]
     Fix:
         Name the file with the scale you mean (`yolo11s-resnet18.yaml`), or pass --scale to
         yolodiag and `scale:` in the model dict to Ultralytics.
