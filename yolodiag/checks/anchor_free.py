@@ -148,12 +148,12 @@ def class_prior_below_conf(facts: Facts) -> Iterator[Problem]:
     stock = [model.class_prior(s, nc) for s in design]
     caused = bool(stock) and max(stock) >= conf
     best = max(range(len(priors)), key=priors.__getitem__)
-    message = (f"at initialisation the largest class prior is {priors[best]:.2g} (stride "
+    message = (f"at initialisation the largest class prior is {priors[best]:.1e} (stride "
                f"{plain_number(strides[best])}, nc {nc}), below validation's conf {conf:g}: a "
                "fresh model gives 0 boxes; P and R read 0 until training lifts it")
     if caused:
         message += (f"; the stock strides {slashed(design)} would start at "
-                    f"{max(stock):.2g}")
+                    f"{max(stock):.1e}")
     else:
         message += f" (at the stock strides too, for {nc} classes)"
     yield Problem(

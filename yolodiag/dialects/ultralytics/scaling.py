@@ -49,11 +49,13 @@ def family_title(name: str | Path) -> str:
 
 
 def locate(path: str | Path) -> tuple[Path, str] | None:
-    """The file Ultralytics reads for a name whose own file does not exist: the P6 alias
-    (`yolov8s6` -> `yolov8s-p6`), then the scale letter deleted from the path. None when
-    neither exists."""
+    """The file Ultralytics reads for a name whose own file does not exist: `yolov5nu` is
+    `yolov5n`, the P6 alias (`yolov8s6` -> `yolov8s-p6`), then the scale letter deleted from
+    the path. None when none exists."""
     path = Path(path)
     tried = []
+    if ("yolov3" in path.stem or "yolov5" in path.stem) and path.stem.endswith("u"):
+        path = path.with_name(path.stem[:-1] + path.suffix)  # yolov5nu: the u models' name
     if path.stem in {f"yolov{v}{s}6" for s in "nsmlx" for v in (5, 8)}:
         path = path.with_name(_P6_ALIAS.sub(r"\1\2-p6\3", path.stem) + path.suffix)
         tried.append(path)
