@@ -17,7 +17,7 @@ from yolodiag.dialects import DIALECTS, choose
 # What the engine calls on each part (grep the shared code for `dialect.<part>.`).
 PART_INTERFACE = {
     "model": ("PROBE_SIZE", "activation_scope", "measure_head", "initialize_weights",
-              "untrainable", "objectness_prior"),
+              "untrainable"),
     "loss": ("HYP", "train_hyp", "loss_terms", "compute_loss", "assign", "prior_loss"),
     "evaluation": ("CONF", "IOU", "non_max_suppression", "correct", "detection_metrics"),
     "checkpoint": ("read_checkpoint", "transfer", "embedded_spec", "claims"),
@@ -29,8 +29,9 @@ PART_INTERFACE = {
 # A capability a check may need -> the part that must exist for it.
 CAPABILITY_PART = {"loss": "loss"}
 # A capability -> what the checks needing it call on the dialect's model part.
-CAPABILITY_MODEL = {"anchors": ("ANCHOR_ORDER_RULE",),
-                    "anchor-free": ("class_prior", "largest_box_side", "head_facts")}
+CAPABILITY_MODEL = {"anchors": ("ANCHOR_ORDER_RULE",), "objectness": ("objectness_prior",),
+                    "anchor-free": ("class_prior", "largest_box_side", "head_facts",
+                                    "VALIDATION_CONF")}
 # Each real dialect's stock YAMLs in tests/shared, and the ones its sniff cannot claim because
 # they are written in YOLOv5's terms only (the default reads them; --dialect forces).
 STOCK = {

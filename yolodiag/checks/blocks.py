@@ -176,14 +176,17 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
                 "layers": layers}
         if seed:
             yield Problem(
-                f"{module} is not a {facts.dialect.full_title} module: yolodiag builds it as "
+                f"{module} is not {_article(facts.dialect.full_title)} module: yolodiag builds "
+                "it as "
                 f"the seed's block ({entry.factory.partition(':')[0].replace('.', '/')}.py), "
                 "registered in "
                 "parse_model's channel-aware set as the seed did, so it gets (c1, c2, *args) "
                 f"(layers {', '.join(map(str, layers))})",
                 f"if your {module} or your parse_model differs, say so: --modules with the "
-                f"file holding your {module} (your checkout's models/common.py: the yolo.py "
-                f"beside it is read), or --rule {module}=passthrough if your yolo.py does not "
+                f"file holding your {module} (your checkout's "
+                f"{facts.dialect.example('blocks_file')}: the "
+                f"{facts.dialect.example('parser_file')} beside it is read), or --rule "
+                f"{module}=passthrough if your {facts.dialect.example('parser_file')} does not "
                 f"register it", facts.where(planned.row.index), data)
             continue
         names = channel_parameters(entry.cls)
@@ -306,3 +309,7 @@ def stock_module_replaced(facts: Facts) -> Iterator[Problem]:
         yield Problem(message, hint, facts.where(planned.row.index),
                       {"module": module, "layers": rows, "rule": entry.rule,
                        "stock_rule": table.rule, "differs": entry.differs})
+
+
+def _article(title: str) -> str:
+    return f"an {title}" if title[:1] in "AEIOU" else f"a {title}"

@@ -115,11 +115,12 @@ def compute_blowup(facts: Facts) -> Iterator[Problem]:
     parts = []
     for layer in top:
         g = layer.gflops * scale
-        where = ("several outputs" if layer.stride is None else
-                 {1: "full resolution", 2: "half resolution"}.get(layer.stride,
-                                                                   f"stride {layer.stride}"))
-        parts.append(f"layer {layer.index} {facts.spec.layers[layer.index].module} at {where} "
-                     f"({format_shape(layer.out_shape)}): {g:.1f} GFLOPs ({g / total:.0%})")
+        where = {1: "full resolution", 2: "half resolution"}.get(layer.stride,
+                                                               f"stride {layer.stride}")
+        module = facts.spec.layers[layer.index].module
+        at = f"({format_shape(layer.out_shape)})" if layer.stride is None else \
+            f"at {where} ({format_shape(layer.out_shape)})"
+        parts.append(f"layer {layer.index} {module} {at}: {g:.1f} GFLOPs ({g / total:.0%})")
     yield Problem(
         f"{total:.1f} GFLOPs at 640x640, {total / reference:.1f}x the {reference:.1f} of "
         f"{compared}; most of it in " + ", ".join(parts),

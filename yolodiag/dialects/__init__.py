@@ -60,8 +60,10 @@ class Dialect:
     head_rules: frozenset[str]  # the rules of rows the family treats as its detection head
     head_outputs: Callable[[ModelSpec, int], int]  # outputs per head level for `nc` classes
     sniff: Callable[[Any], str | None]  # the YAML's data -> why it is ours, or None
-    # PROBE_SIZE, activation_scope, measure_head, initialize_weights, untrainable,
-    # objectness_prior: what the family's model class does around the layers built
+    # PROBE_SIZE, activation_scope, measure_head, initialize_weights, untrainable: what the
+    # family's model class does around the layers built; with capability "objectness",
+    # objectness_prior; with "anchor-free", class_prior, largest_box_side, head_facts and
+    # VALIDATION_CONF (tests/test_dialect_conformance.py holds the list)
     model: Any
     loss: Any = None  # HYP, train_hyp, loss_terms, compute_loss, assign, prior_loss
     # CONF, IOU (the thresholds of train.py's per-epoch validation), non_max_suppression,
@@ -75,7 +77,9 @@ class Dialect:
     stockmatch: Any = None  # differences: a user's class against the table's of that name
     namespace: Callable[[], dict[str, Any]] | None = None  # what a --modules file sees
     # The family's own names that advice cites: "block" (a channel-aware module), "head" (its
-    # detection head), "stem" (a stride-2 stem row), "pooling" (its pyramid pooling block).
+    # detection head), "stem" (a stride-2 stem row), "pooling" (its pyramid pooling block),
+    # "blocks_file" (where a checkout defines its blocks), "parser_file" (the file holding
+    # parse_model).
     advice: Mapping[str, str] = field(default_factory=dict)
     bundled: Path | None = None  # the example model `yolodiag check` runs without a YAML
     bundled_note: str = ""  # what that example is, in a few words
@@ -106,6 +110,11 @@ class Dialect:
     @property
     def full_title(self) -> str:
         return f"{self.title} {self.version}"
+
+    @property
+    def possessive(self) -> str:
+        """"YOLOv5's", "Ultralytics'": what messages say of the family's own things."""
+        return f"{self.title}'" if self.title.endswith("s") else f"{self.title}'s"
 
     @property
     def head_modules(self) -> frozenset[str]:

@@ -79,11 +79,6 @@ def initialize_weights(net: nn.Module) -> None:
             m.momentum = 0.03
 
 
-def objectness_prior(stride: float) -> float:
-    """An anchor-free head predicts no objectness: what the class prior is for one class."""
-    return class_prior(stride, 1)
-
-
 def untrainable(built: BuiltModel) -> str | None:
     """Why gradflow and overfit cannot train this model yet: the Ultralytics loss is not
     implemented (its own issue)."""

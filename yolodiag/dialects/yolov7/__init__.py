@@ -62,7 +62,8 @@ YOLOV7 = register(Dialect(
     stockmatch=Lazy("yolodiag.dialects.yolov7.stockmatch"),
     namespace=_namespace,
     advice={"block": "Conv", "head": "IDetect", "stem": "`[-1, 1, Conv, [32, 3, 2]]`",
-            "pooling": "SPPCSPC"},
+            "pooling": "SPPCSPC",
+            "blocks_file": "models/common.py", "parser_file": "yolo.py"},
     capabilities=frozenset({"anchors", "objectness", "loss"}),
     # YOLOv5's rows (tiny, the P6 models, the baselines) and YOLOv7's own P5 rows (yolov7,
     # yolov7x, yolor-csp, yolov4-csp at 640), each with the stride it serves in them.
