@@ -7,9 +7,15 @@ and 384x640, each rounded up to the model's largest stride; every check).
 where the yolov5 pip package is importable in this interpreter or in $YOLOV5_PYTHON (see
 tests/test_yolov5_oracle.py). `--family yolov7`: yolov7-e6e (and yolov7-tiny); YOLOv7 builds it
 where $YOLOV7_PYTHON imports the checkout at $YOLOV7_REPO (benchmarks/make_yolov7_venv.sh).
+`--family ultralytics`: yolo11x, yolo11n and the YOLO11 seed recipe (yolo11n-resnet18) by the
+names a user passes, which both sides resolve to the base file at a scale; the real
+`DetectionModel(yaml)` builds them where $ULTRALYTICS_PYTHON imports ultralytics==8.4.190
+(benchmarks/make_ultralytics_venv.sh), the recipe with the seed's BasicBlock registered
+(benchmarks/ultralytics_build.py). That venv has torch 2.14.1, where ours may run another torch
+(2.13 in the project venv): the torch of each side is printed with the table.
 Prints medians and our/their ratios. Not run by CI.
 
-    python benchmarks/bench_check.py [--family yolov7] [--repeat 5] [--json results.json]
+    python benchmarks/bench_check.py [--family yolov7|ultralytics] [--repeat 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ CASES = {"seed (bundled)": SEED, "yolov5x6": SHARED / "yamls" / "stock" / "yolov
 YOLOV7_STOCK = SHARED / "yamls" / "yolov7" / "stock" / "training"
 YOLOV7_CASES = {"yolov7-e6e": YOLOV7_STOCK / "yolov7-e6e.yaml",
                 "yolov7-tiny": YOLOV7_STOCK / "yolov7-tiny.yaml"}
+ULTRALYTICS_YAMLS = SHARED / "yamls" / "ultralytics"
+# no such file: the name means yolo11-resnet18.yaml at scale n, on both sides
+ULTRALYTICS_RECIPE = ULTRALYTICS_YAMLS / "resnet18" / "yolo11n-resnet18.yaml"
+ULTRALYTICS_CASES = {"yolo11x": ULTRALYTICS_YAMLS / "stock" / "yolo11x.yaml",
+                     "yolo11n": ULTRALYTICS_YAMLS / "stock" / "yolo11n.yaml",
+                     "yolo11n-resnet18": ULTRALYTICS_RECIPE}
+BASICBLOCK = SHARED / "yamls" / "resnet18" / "basicblock_seed.py"
 
 
 def measure(command: list[str]) -> tuple[float, float]:
@@ -68,7 +81,7 @@ def yolov7_oracle() -> list[str] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--family", choices=("yolov5", "yolov7"), default="yolov5")
+    parser.add_argument("--family", choices=("yolov5", "yolov7", "ultralytics"), default="yolov5")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -76,13 +89,21 @@ def main() -> None:
         harness = yolov7_oracle()
         cases, theirs = YOLOV7_CASES, "yolov7 Model(yaml)"
         command = (lambda yaml: [*harness, str(yaml)]) if harness else None
+    elif args.family == "ultralytics":
+        cases, theirs = ULTRALYTICS_CASES, "ultralytics DetectionModel"
+        command = ultralytics_command()
     else:
         cases, theirs, command = CASES, "yolov5 Model(yaml)", yolov5_command()
     results = measure_cases(cases, args.repeat, theirs, command)
     print(f"median of {args.repeat} fresh processes; check at its default sizes")
-    print(f"{'model':16} {'tool':20} {'wall s':>8} {'peak MiB':>9}")
+    versions = [f"yolodiag {torch_version(sys.executable)}"]
+    if command:  # every family's command starts with its interpreter
+        their_python = command(next(iter(cases.values())))[0]
+        versions.append(f"{theirs.split()[0]} {torch_version(their_python)}")
+    print(f"torch: {', '.join(versions)}")
+    print(f"{'model':16} {'tool':26} {'wall s':>8} {'peak MiB':>9}")
     for (name, tool), r in results.items():
-        print(f"{name:16} {tool:20} {r['wall_s']:8.2f} {r['peak_rss_mib']:9.0f}")
+        print(f"{name:16} {tool:26} {r['wall_s']:8.2f} {r['peak_rss_mib']:9.0f}")
     for name in cases:
         ours, their = results.get((name, "yolodiag check")), results.get((name, theirs))
         if ours and their:
@@ -92,6 +113,31 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({f"{n} | {t}": r for (n, t), r in results.items()},
                                         indent=2))
+
+
+def torch_version(python: str) -> str:
+    """The torch version `python` imports (the two sides may differ: say so beside the times)."""
+    found = subprocess.run([python, "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True)
+    return found.stdout.strip() or "not importable"
+
+
+def ultralytics_command():
+    """YAML -> the command that builds it with the real `DetectionModel` (the recipe with the
+    seed's BasicBlock registered), or None unless $ULTRALYTICS_PYTHON imports ultralytics."""
+    oracle = os.environ.get("ULTRALYTICS_PYTHON")
+    if not oracle or subprocess.run([oracle, "-c", "import ultralytics"], capture_output=True,
+                                    env={**os.environ, "YOLO_OFFLINE": "1"}).returncode:
+        return None
+    harness = [str(ROOT / "benchmarks" / "ultralytics_build.py")]
+    # prepare the patched copy outside the timed runs
+    subprocess.run([oracle, *harness, str(ULTRALYTICS_RECIPE), "--basicblock", str(BASICBLOCK),
+                    "--prepare-only"], check=True)
+
+    def command(yaml: Path) -> list[str]:
+        extra = ["--basicblock", str(BASICBLOCK)] if yaml == ULTRALYTICS_RECIPE else []
+        return [oracle, "-W", "ignore", *harness, str(yaml), *extra]
+    return command
 
 
 def yolov5_command():
@@ -117,8 +163,8 @@ def measure_cases(cases: dict[str, Path], repeat: int, theirs: str, their_comman
     given `their_command(yaml)`, the family's own build."""
     results = {}
     for name, yaml in cases.items():
-        if not yaml.exists():
-            print(f"skip {name}: {yaml} not found")
+        if not yaml.parent.is_dir():  # not the file: Ultralytics names (yolo11x.yaml) are scales
+            print(f"skip {name}: {yaml.parent} not found")
             continue
         commands = {"yolodiag check": [sys.executable, "-m", "yolodiag", "check", str(yaml),
                                        "--format", "json"]}

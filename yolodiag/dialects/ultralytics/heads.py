@@ -39,7 +39,10 @@ class DFL(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c1, 1, 1, bias=False).requires_grad_(False)
         with torch.no_grad():
-            self.conv.weight.copy_(torch.arange(c1, dtype=torch.float).view(1, c1, 1, 1))
+            # The bins on the CPU even when built on meta: meta's arange is a Python reference
+            # whose first call imports torch._dynamo (half a second of every `check`).
+            bins = torch.arange(c1, dtype=torch.float, device="cpu")
+            self.conv.weight.copy_(bins.view(1, c1, 1, 1))
         self.c1 = c1
 
     def forward(self, x: Tensor) -> Tensor:
