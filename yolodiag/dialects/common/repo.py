@@ -42,11 +42,13 @@ __all__ = ["REQUIRED", "Located", "RepoBuild", "RepoFailure", "RepoLayer", "as_b
 @dataclass(frozen=True)
 class Located:
     """What the worker imports: `module` with `path` first on sys.path (None: as installed);
-    `source` is what reports call it (their yolo.py)."""
+    `source` is what reports call it (their yolo.py); `dialect` names the family (the worker
+    traces with its settings, and reads the head's anchors only when the family has them)."""
 
     path: str | None
     module: str
     source: str
+    dialect: str
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def run_worker(located: Located, yaml_path: str | Path, sizes: list[tuple[int, i
             "path": path_entry, "module": module, "source": source,
             "package": str(Path(__file__).resolve().parents[2]),  # the yolodiag folder
             "yaml": str(Path(yaml_path).resolve()), "sizes": [list(s) for s in sizes],
-            "names": list(names), "nc": nc}), encoding="utf-8")
+            "names": list(names), "nc": nc, "dialect": located.dialect}), encoding="utf-8")
         worker = Path(__file__).resolve().parent / "repo_worker.py"
         command = [python or sys.executable, "-W", "ignore", str(worker), "--worker",
                    str(request), str(result)]

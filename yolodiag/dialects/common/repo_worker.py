@@ -1,7 +1,8 @@
-"""The `--repo` worker: runs in the user's interpreter, imports their checkout's yolo module (a
-YOLOv5 or a YOLOv7 one: both name their model class `Model` and keep the layers in `.model`),
-builds the YAML with it and writes what came back as plain JSON for `common/repo.py` (which
-explains the protocol). Family-neutral: each dialect's repo.py says which module to import.
+"""The `--repo` worker: runs in the user's interpreter, imports their checkout's model module (a
+YOLOv5 or YOLOv7 yolo.py, whose model class is `Model`, or Ultralytics' nn/tasks.py, whose is
+`DetectionModel`: all keep the layers in `.model`), builds the YAML with it and writes what came
+back as plain JSON for `common/repo.py` (which explains the protocol). Family-neutral: each
+dialect's repo.py says which module to import and which dialect the result is read as.
 
 Run as a script (`python repo_worker.py --worker REQUEST.json RESULT.json`): it needs torch,
 numpy and pyyaml in that interpreter, not an installed yolodiag (our package is loaded from this
@@ -47,6 +48,9 @@ def _worker(request_file: str, result_file: str) -> None:
 
     from torch import nn
 
+    from yolodiag.dialects import DIALECTS
+
+    dialect = DIALECTS[request["dialect"]]
     result["signatures"] = _signatures(request["names"], yolo, nn)
     _record_constructor_args({c for space in (vars(yolo), vars(nn)) for c in space.values()
                               if isinstance(c, type) and issubclass(c, nn.Module)
@@ -61,10 +65,11 @@ def _worker(request_file: str, result_file: str) -> None:
 
     result["layers"] = [_layer(position, m, nn) for position, m in enumerate(model.model)]
     result["stride"] = _listed(getattr(model, "stride", None))
-    result["anchors"] = _listed(getattr(model.model[-1], "anchors", None))
+    if "anchors" in dialect.capabilities:  # an anchor-free head keeps its anchor points there
+        result["anchors"] = _listed(getattr(model.model[-1], "anchors", None))
     result["state"] = {k: list(v.shape) for k, v in model.state_dict().items()}
     try:
-        result["trace"] = _trace(model, request["sizes"])
+        result["trace"] = _trace(model, request["sizes"], dialect)
     except Exception as e:
         result["failure"] = _failure(e, "trace", _failing_layer(e, nn))
     _write(result_file, result)
@@ -141,7 +146,7 @@ def _plain(value: Any, nn) -> Any:
     return repr(value)
 
 
-def _trace(model, sizes: list[list[int]]) -> dict:
+def _trace(model, sizes: list[list[int]], dialect) -> dict:
     """yolodiag's tracer on their model: real CPU tensors (their code may not run on meta), each
     layer's errors re-raised as the LayerFailed by which our tracer names the failing layer."""
     from types import SimpleNamespace
@@ -156,7 +161,8 @@ def _trace(model, sizes: list[list[int]]) -> dict:
     head = model.model[-1]
     is_head = hasattr(head, "nl") and hasattr(head, "anchors")
     built = SimpleNamespace(model=model, spec=SimpleNamespace(ch=3), device=torch.device("cpu"),
-                            head_index=len(model.model) - 1 if is_head else None)
+                            head_index=len(model.model) - 1 if is_head else None,
+                            dialect=dialect)
     return dataclasses.asdict(trace(built, [tuple(s) for s in sizes]))
 
 
