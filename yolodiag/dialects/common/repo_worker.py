@@ -23,11 +23,15 @@ import os
 import platform
 import sys
 import traceback
+import weakref
 from pathlib import Path
 from typing import Any
 
 REQUIRED = "<required>"  # a constructor parameter without a default, in `signatures`
-_ARGS = "_yolodiag_args"  # where the worker leaves each instance's constructor arguments
+# Each instance's constructor arguments, beside the instance rather than on it: their code may
+# deep-copy a module (Ultralytics' end-to-end heads do), and an argument such as a consumed
+# generator cannot be copied.
+_RECORDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _worker(request_file: str, result_file: str) -> None:
@@ -116,14 +120,14 @@ def _recording(cls: type, init):
         # Only the most-derived constructor holds the caller's arguments: a subclass's
         # super().__init__(...) passes its own, which must not overwrite them.
         if _init_definer(type(self)) is cls:
-            object.__setattr__(self, _ARGS, (args, kwargs))
+            _RECORDED[self] = (args, kwargs)
     return __init__
 
 
 def _layer(position: int, m, nn) -> dict:
     stacked = type(m) is nn.Sequential  # parse_model's copies (n > 1)
     first = m[0] if stacked else m
-    recorded = getattr(first, _ARGS, None)
+    recorded = _RECORDED.get(first)
     return {"index": getattr(m, "i", position), "from": getattr(m, "f", -1),
             "type": type(first).__name__,
             "args": _plain(list(recorded[0]), nn) if recorded is not None else None,
@@ -137,8 +141,8 @@ def _plain(value: Any, nn) -> Any:
         return [_plain(v, nn) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, nn.Module) and getattr(value, _ARGS, None) is not None:
-        args, kwargs = getattr(value, _ARGS)
+    if isinstance(value, nn.Module) and value in _RECORDED:
+        args, kwargs = _RECORDED[value]
         name = type(value).__name__
         prefix = "nn." if getattr(nn, name, None) is type(value) else ""
         parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
