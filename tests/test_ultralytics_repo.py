@@ -245,7 +245,9 @@ def test_check_repo_with_the_installed_package_folder_builds_with_it(tmp_path):
     yaml = _named(tmp_path, shared(*STOCK, "yolov8.yaml"), "yolov8n.yaml")
     code, theirs, _ = _check(yaml, "--img", "320", "--repo", str(tasks.parents[1]),
                              "--repo-python", python)
+    _, ours, _ = _check(yaml, "--img", "320")
     assert code == 0, theirs
     assert theirs["repo"]["yolo_py"] == str(tasks)
+    assert theirs["model"] == ours["model"]  # the legacy head layout read off the rows too
     assert theirs["model"]["params"] == _golden()["yolov8n.yaml"]["params"]
-    assert theirs["model"]["detect"]["strides"] == [8, 16, 32]
+    assert theirs["model"]["detect"]["legacy"] is True

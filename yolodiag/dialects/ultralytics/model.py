@@ -88,7 +88,7 @@ def _recorded_head_facts(built: BuiltModel) -> dict[str, Any]:
     nc = record.args[0]
     reg_max = DEFAULT_REG_MAX if v10 else record.args[1]
     one2one = v10 or bool(record.args[2])
-    legacy = not v10 and not NON_LEGACY_HEAD & {r.module for r in built.layers[:index]}
+    legacy = not v10 and not (NON_LEGACY_HEAD & {r.module for r in built.layers[:index]})
     return {"type": record.type, "nc": nc, "reg_max": reg_max,
             "outputs_per_cell": nc + 4 * reg_max, "legacy": legacy, "end2end": False,
             "one2one_branch": one2one}

@@ -162,7 +162,7 @@ def _read_chain(first: ast.If, sets: dict[str, list[str]], rules: dict[str, str]
                 rules[name] = rule
         for nested, (names, negated) in _nested(branch.body, sets):
             for name in (n for n in names if n in rules and n in here):
-                refined = None if negated else _refinement(nested.body, name, sets)
+                refined = None if negated else _refinement(nested.body, name)
                 if refined is None or (refined == "repeats" and rules[name] != "completed"):
                     del rules[name]
                     unmapped[name] = nested.lineno
@@ -174,7 +174,8 @@ def _read_chain(first: ast.If, sets: dict[str, list[str]], rules: dict[str, str]
         branch = orelse[0] if len(orelse) == 1 and isinstance(orelse[0], ast.If) else None
 
 
-def _nested(body: list[ast.stmt], sets) -> list[tuple[ast.If, tuple[list[str], bool]]]:
+def _nested(body: list[ast.stmt], sets: dict[str, list[str]]
+            ) -> list[tuple[ast.If, tuple[list[str], bool]]]:
     """The membership tests inside a branch, with their names (inside other tests too)."""
     found = []
     for stmt in body:
@@ -186,7 +187,7 @@ def _nested(body: list[ast.stmt], sets) -> list[tuple[ast.If, tuple[list[str], b
     return found
 
 
-def _statements(body: list[ast.stmt], sets) -> list[ast.stmt]:
+def _statements(body: list[ast.stmt], sets: dict[str, list[str]]) -> list[ast.stmt]:
     """The statements a branch runs for all its classes: those of nested tests on other
     things and of negated membership tests (they run for the classes not named) included,
     those of positive membership tests (read on their own) excluded."""
@@ -201,14 +202,16 @@ def _statements(body: list[ast.stmt], sets) -> list[ast.stmt]:
     return found
 
 
-def _refinement(body: list[ast.stmt], name: str, sets) -> str | None:
+def _refinement(body: list[ast.stmt], name: str) -> str | None:
     """What a nested test's body does for `name`: "repeats" (the count inserted third),
     "same" (only what our rules do for that name already), or None (anything else)."""
     effect = "same"
     for stmt in body:
         text = ast.unparse(stmt)
-        if text in ("args.insert(2, n)", "n = 1"):
-            effect = "repeats" if text.startswith("args") else effect
+        if text == "args.insert(2, n)":
+            effect = "repeats"
+        elif text == "n = 1":
+            continue  # the copies are the block's own now
         elif isinstance(stmt, ast.Assign) and all(
                 ast.unparse(t).split(".")[-1] == "legacy" for t in stmt.targets):
             continue  # the head's layout flag: our head rule sets it from the earlier rows

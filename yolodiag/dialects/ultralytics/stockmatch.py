@@ -14,7 +14,11 @@ from yolodiag.dialects.common.stockmatch import differences as _differences
 def _fused_inputs():
     """CBFuse's input: the CBLinear outputs it picks from (one list), then the map it adds to."""
     make = maps((2, 4, 4, 4), (2, 8, 4, 4), (2, 4, 8, 8))
-    return lambda: (lambda first, second, target: [[first, second], target])(*make())
+
+    def fused():
+        first, second, target = make()
+        return [[first, second], target]
+    return fused
 
 
 _BY_RULE: dict[str, Probes] = {
