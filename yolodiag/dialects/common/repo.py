@@ -42,11 +42,13 @@ __all__ = ["REQUIRED", "Located", "RepoBuild", "RepoFailure", "RepoLayer", "as_b
 @dataclass(frozen=True)
 class Located:
     """What the worker imports: `module` with `path` first on sys.path (None: as installed);
-    `source` is what reports call it (their yolo.py)."""
+    `source` is what reports call it (their yolo.py); `dialect` names the family (the worker
+    traces with its settings, and reads the head's anchors only when the family has them)."""
 
     path: str | None
     module: str
     source: str
+    dialect: str
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def run_worker(located: Located, yaml_path: str | Path, sizes: list[tuple[int, i
             "path": path_entry, "module": module, "source": source,
             "package": str(Path(__file__).resolve().parents[2]),  # the yolodiag folder
             "yaml": str(Path(yaml_path).resolve()), "sizes": [list(s) for s in sizes],
-            "names": list(names), "nc": nc}), encoding="utf-8")
+            "names": list(names), "nc": nc, "dialect": located.dialect}), encoding="utf-8")
         worker = Path(__file__).resolve().parent / "repo_worker.py"
         command = [python or sys.executable, "-W", "ignore", str(worker), "--worker",
                    str(request), str(result)]
@@ -131,12 +133,13 @@ def run_worker(located: Located, yaml_path: str | Path, sizes: list[tuple[int, i
 
 def traced(path: Path, requested: tuple, repo: str | Path,
            build: Callable[[list[str]], RepoBuild], modules: Mapping[str, ModuleEntry],
-           title: str, dialect: str = "auto"):
+           title: str, dialect: str = "auto", rule_names: Mapping[str, str] | None = None):
     """(Facts, refusal or None) as commands._traced gives them, with the model built and traced
     by the user's code: the spec is read (and refused) by us first, so that no string their
     parse_model would eval reaches it. `requested`: the --img sizes as given; `build(names)` runs
     the worker on the YAML's module names (sorted); `modules` is the family's table and `title`
-    its name ("YOLOv5") in messages; `dialect` is what --dialect asked for."""
+    its name ("YOLOv5") in messages; `dialect` is what --dialect asked for; `rule_names` the
+    family's names for the rules read off their build (see as_built), where they differ."""
     from yolodiag.checks import Facts
     from yolodiag.findings import Location, Refused, Unsupported
     from yolodiag.spec import load_spec, module_names
@@ -168,7 +171,7 @@ def traced(path: Path, requested: tuple, repo: str | Path,
         if names - set(modules):  # rows only their code knows: no plan of ours for them
             facts.spec = None
         return facts, refusal
-    facts.built, facts.modules = as_built(result, facts.spec, modules)
+    facts.built, facts.modules = as_built(result, facts.spec, modules, rule_names)
     facts.trace = result.trace
     return facts, None
 
@@ -216,13 +219,16 @@ def _trace_from(data: dict) -> Trace:
         for size in data["sizes"]))
 
 
-def as_built(repo_build: RepoBuild, spec, modules: Mapping[str, ModuleEntry]
+def as_built(repo_build: RepoBuild, spec, modules: Mapping[str, ModuleEntry],
+             rule_names: Mapping[str, str] | None = None
              ) -> tuple[BuiltModel, dict[str, ModuleEntry]]:
     """Their model as our BuiltModel (no network: `model` is None, the trace comes from the
     worker) and module-table entries for the names their code defines differently from ours,
     so that every check reads their layers. Each entry's rule is read off what their
     parse_model did with the row: the input width inserted (channel-aware, with the repeat
-    count when it follows), the head, or the arguments as written (passthrough)."""
+    count when it follows), the head, or the arguments as written (passthrough): "channels",
+    "channels+repeats", "detect" or "passthrough", or the family's names for them in
+    `rule_names`. Their last layer is the head when their model measured strides."""
     import torch
 
     from yolodiag.build.builder import BuiltModel, LayerRecord
@@ -231,7 +237,8 @@ def as_built(repo_build: RepoBuild, spec, modules: Mapping[str, ModuleEntry]
     first = repo_build.trace.ok_sizes[0] if repo_build.trace and repo_build.trace.ok_sizes else None
     entries: dict[str, ModuleEntry] = {}
     records = []
-    head = len(repo_build.layers) - 1 if repo_build.anchors is not None else None
+    head = len(repo_build.layers) - 1 if repo_build.stride is not None else None
+    named = rule_names or {}
     for layer, row in zip(repo_build.layers, spec.layers):
         stock = modules.get(row.module)
         signature = repo_build.signatures.get(row.module)
@@ -242,6 +249,7 @@ def as_built(repo_build: RepoBuild, spec, modules: Mapping[str, ModuleEntry]
             rule = stock.rule
         else:  # their own class, or one not in the family's table (the seed's BasicBlock)
             rule = "detect" if layer.index == head else _read_rule(layer, row, spec)
+            rule = named.get(rule, rule)
             differs = (f"its constructor takes ({_parameters(signature or [])}), the "
                        f"table's ({_parameters(_stock_signature(stock))})"
                        if stock is not None and signature is not None

@@ -1,7 +1,8 @@
-"""The `--repo` worker: runs in the user's interpreter, imports their checkout's yolo module (a
-YOLOv5 or a YOLOv7 one: both name their model class `Model` and keep the layers in `.model`),
-builds the YAML with it and writes what came back as plain JSON for `common/repo.py` (which
-explains the protocol). Family-neutral: each dialect's repo.py says which module to import.
+"""The `--repo` worker: runs in the user's interpreter, imports their checkout's model module (a
+YOLOv5 or YOLOv7 yolo.py, whose model class is `Model`, or Ultralytics' nn/tasks.py, whose is
+`DetectionModel`: all keep the layers in `.model`), builds the YAML with it and writes what came
+back as plain JSON for `common/repo.py` (which explains the protocol). Family-neutral: each
+dialect's repo.py says which module to import and which dialect the result is read as.
 
 Run as a script (`python repo_worker.py --worker REQUEST.json RESULT.json`): it needs torch,
 numpy and pyyaml in that interpreter, not an installed yolodiag (our package is loaded from this
@@ -22,11 +23,15 @@ import os
 import platform
 import sys
 import traceback
+import weakref
 from pathlib import Path
 from typing import Any
 
 REQUIRED = "<required>"  # a constructor parameter without a default, in `signatures`
-_ARGS = "_yolodiag_args"  # where the worker leaves each instance's constructor arguments
+# Each instance's constructor arguments, beside the instance rather than on it: their code may
+# deep-copy a module (Ultralytics' end-to-end heads do), and an argument such as a consumed
+# generator cannot be copied.
+_RECORDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _worker(request_file: str, result_file: str) -> None:
@@ -47,6 +52,9 @@ def _worker(request_file: str, result_file: str) -> None:
 
     from torch import nn
 
+    from yolodiag.dialects import DIALECTS
+
+    dialect = DIALECTS[request["dialect"]]
     result["signatures"] = _signatures(request["names"], yolo, nn)
     _record_constructor_args({c for space in (vars(yolo), vars(nn)) for c in space.values()
                               if isinstance(c, type) and issubclass(c, nn.Module)
@@ -61,10 +69,11 @@ def _worker(request_file: str, result_file: str) -> None:
 
     result["layers"] = [_layer(position, m, nn) for position, m in enumerate(model.model)]
     result["stride"] = _listed(getattr(model, "stride", None))
-    result["anchors"] = _listed(getattr(model.model[-1], "anchors", None))
+    if "anchors" in dialect.capabilities:  # an anchor-free head keeps its anchor points there
+        result["anchors"] = _listed(getattr(model.model[-1], "anchors", None))
     result["state"] = {k: list(v.shape) for k, v in model.state_dict().items()}
     try:
-        result["trace"] = _trace(model, request["sizes"])
+        result["trace"] = _trace(model, request["sizes"], dialect)
     except Exception as e:
         result["failure"] = _failure(e, "trace", _failing_layer(e, nn))
     _write(result_file, result)
@@ -111,14 +120,14 @@ def _recording(cls: type, init):
         # Only the most-derived constructor holds the caller's arguments: a subclass's
         # super().__init__(...) passes its own, which must not overwrite them.
         if _init_definer(type(self)) is cls:
-            object.__setattr__(self, _ARGS, (args, kwargs))
+            _RECORDED[self] = (args, kwargs)
     return __init__
 
 
 def _layer(position: int, m, nn) -> dict:
     stacked = type(m) is nn.Sequential  # parse_model's copies (n > 1)
     first = m[0] if stacked else m
-    recorded = getattr(first, _ARGS, None)
+    recorded = _RECORDED.get(first)
     return {"index": getattr(m, "i", position), "from": getattr(m, "f", -1),
             "type": type(first).__name__,
             "args": _plain(list(recorded[0]), nn) if recorded is not None else None,
@@ -132,8 +141,8 @@ def _plain(value: Any, nn) -> Any:
         return [_plain(v, nn) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, nn.Module) and getattr(value, _ARGS, None) is not None:
-        args, kwargs = getattr(value, _ARGS)
+    if isinstance(value, nn.Module) and value in _RECORDED:
+        args, kwargs = _RECORDED[value]
         name = type(value).__name__
         prefix = "nn." if getattr(nn, name, None) is type(value) else ""
         parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
@@ -141,7 +150,7 @@ def _plain(value: Any, nn) -> Any:
     return repr(value)
 
 
-def _trace(model, sizes: list[list[int]]) -> dict:
+def _trace(model, sizes: list[list[int]], dialect) -> dict:
     """yolodiag's tracer on their model: real CPU tensors (their code may not run on meta), each
     layer's errors re-raised as the LayerFailed by which our tracer names the failing layer."""
     from types import SimpleNamespace
@@ -156,7 +165,8 @@ def _trace(model, sizes: list[list[int]]) -> dict:
     head = model.model[-1]
     is_head = hasattr(head, "nl") and hasattr(head, "anchors")
     built = SimpleNamespace(model=model, spec=SimpleNamespace(ch=3), device=torch.device("cpu"),
-                            head_index=len(model.model) - 1 if is_head else None)
+                            head_index=len(model.model) - 1 if is_head else None,
+                            dialect=dialect)
     return dataclasses.asdict(trace(built, [tuple(s) for s in sizes]))
 
 

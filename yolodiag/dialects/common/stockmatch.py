@@ -151,6 +151,8 @@ def _tensors(value: Any) -> list:
         return [value]
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):  # an anchor-free head's train-mode output, by name
+        return [t for key in sorted(value) for t in _tensors(value[key])]
     return []
 
 

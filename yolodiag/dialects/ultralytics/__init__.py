@@ -6,7 +6,8 @@ numbers rows are scaled by (`scaling`, torch-free); the module table (`table`) a
 channel rules (`rules`); its layers and blocks (`conv`, `block`, `attention`, `area_attention`,
 `elan`); the stock models' cost and strides (`stock`); the anchor-free heads Detect and
 v10Detect (`heads`, `decode`); what `DetectionModel.__init__` does after the layers are built
-(`model`). Its loss, validation, checkpoints and run folders are not here yet: `check` works on
+(`model`); a user's Ultralytics for --repo and --modules (`repo`, `registration`,
+`stockmatch`). Its loss, validation, checkpoints and run folders are not here yet: `check` works on
 every model, the commands that train say they cannot.
 """
 
@@ -68,6 +69,9 @@ ULTRALYTICS = register(Dialect(
     head_outputs=head_outputs,
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.ultralytics.model"),
+    repo=Lazy("yolodiag.dialects.ultralytics.repo"),
+    checkout=Lazy("yolodiag.dialects.ultralytics.registration"),
+    stockmatch=Lazy("yolodiag.dialects.ultralytics.stockmatch"),
     namespace=_namespace,
     advice={"block": "C3k2", "head": "Detect", "stem": "`[-1, 1, Conv, [64, 3, 2]]`",
             "pooling": "SPPF",

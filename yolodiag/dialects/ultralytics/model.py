@@ -19,6 +19,8 @@ from torch import nn
 from yolodiag.build.meta import shape_only
 from yolodiag.dialects.ultralytics.conv import default_activation as activation_scope  # noqa: F401
 from yolodiag.dialects.ultralytics.heads import Detect
+from yolodiag.dialects.ultralytics.scaling import DEFAULT_REG_MAX
+from yolodiag.dialects.ultralytics.table import NON_LEGACY_HEAD
 
 if TYPE_CHECKING:
     from yolodiag.build.builder import BuiltModel, DetectionNet, LayerRecord
@@ -62,13 +64,34 @@ def largest_box_side(stride: float, reg_max: int) -> float | None:
 
 def head_facts(built: BuiltModel) -> dict[str, Any]:
     """What the report says of the head beyond its strides."""
-    head = built.model.head if built.model is not None else None
+    if built.model is None:  # built by the user's own code (--repo): read off its row
+        return _recorded_head_facts(built)
+    head = built.model.head
     if not isinstance(head, Detect):
         return {}
     return {"type": type(head).__name__, "nc": head.nc, "reg_max": head.reg_max,
             "outputs_per_cell": head.no, "legacy": bool(head.legacy),
             "end2end": head.end2end,
             "one2one_branch": head.has_one2one}
+
+
+def _recorded_head_facts(built: BuiltModel) -> dict[str, Any]:
+    """head_facts from the arguments their parse_model passed: Detect's `(nc, reg_max,
+    end2end, widths)`, v10Detect's `(nc, widths)` (DFL of 16 bins, always a one-to-one copy);
+    the layout as parse_model sets it from the earlier rows. No head is built for end-to-end
+    inference, so `end2end` is False."""
+    index = built.head_index
+    record = built.layers[index] if index is not None else None
+    if record is None or record.type not in ("Detect", "v10Detect") or not record.args:
+        return {}
+    v10 = record.type == "v10Detect"
+    nc = record.args[0]
+    reg_max = DEFAULT_REG_MAX if v10 else record.args[1]
+    one2one = v10 or bool(record.args[2])
+    legacy = not v10 and not (NON_LEGACY_HEAD & {r.module for r in built.layers[:index]})
+    return {"type": record.type, "nc": nc, "reg_max": reg_max,
+            "outputs_per_cell": nc + 4 * reg_max, "legacy": legacy, "end2end": False,
+            "one2one_branch": one2one}
 
 
 def initialize_weights(net: nn.Module) -> None:

@@ -70,12 +70,13 @@ def _input_widths(r: RuleInput) -> list[int]:
 
 def anchor_free_detect(r: RuleInput) -> Completion:
     """Detect: `[nc, reg_max, end2end, input widths]`; its class branch is the legacy layout
-    unless a C3k2, A2C2f or C2fCIB row came before."""
+    unless a C3k2, A2C2f or C2fCIB row came before. `end2end` is the YAML's key as parse_model
+    reads it: None when the YAML has none."""
     options = dict(r.options)
     widths = _input_widths(r)
     if not r.args:
         raise RuleError("needs `[nc]` as its arguments")
-    args = (*r.args, options.get("reg_max", DEFAULT_REG_MAX), options.get("end2end", False),
+    args = (*r.args, options.get("reg_max", DEFAULT_REG_MAX), options.get("end2end"),
             widths)
     legacy = not (NON_LEGACY_HEAD & set(r.earlier))
     return Completion(args, r.previous_c2, r.number, (("legacy", legacy),))

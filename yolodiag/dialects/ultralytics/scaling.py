@@ -144,7 +144,7 @@ def _options(data: dict, file: str, line_of) -> tuple[tuple[str, Any], ...]:
         raise Refused("YD101", f"`end2end` must be True or False, got {end2end!r}",
                       "write `end2end: True` or remove the key",
                       Location(file, line_of("end2end")))
-    return (("reg_max", reg_max), ("end2end", bool(end2end)))
+    return (("reg_max", reg_max), ("end2end", end2end))  # None without the key, as read there
 
 
 def _number(value: Any) -> bool:

@@ -56,10 +56,11 @@ def _locate(repo: str | Path) -> Located:
         folder = folder.resolve()
         source = str(folder / "models" / "yolo.py")
         if not (folder / "__init__.py").is_file():
-            return Located(str(folder), "models.yolo", source)
+            return Located(str(folder), "models.yolo", source, "yolov5")
         if folder.name.isidentifier():
-            return Located(str(folder.parent), f"{folder.name}.models.yolo", source)
+            return Located(str(folder.parent), f"{folder.name}.models.yolo", source,
+                           "yolov5")
     elif str(repo) in ("yolov5", "pip"):
-        return Located(None, "yolov5.models.yolo", "yolov5.models.yolo")
+        return Located(None, "yolov5.models.yolo", "yolov5.models.yolo", "yolov5")
     raise Unsupported(f"--repo {repo}: expected a YOLOv5 checkout (a folder with models/yolo.py),"
                       " the installed yolov5 package folder, or `yolov5` for that package")

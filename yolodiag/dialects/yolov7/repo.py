@@ -73,6 +73,7 @@ def _locate(repo: str | Path) -> Located:
     if folder.is_dir() and is_checkout(folder):
         folder = folder.resolve()
         # Its yolo.py imports `models.common` and `utils.*`: the checkout folder goes first.
-        return Located(str(folder), "models.yolo", str(folder / "models" / "yolo.py"))
+        return Located(str(folder), "models.yolo", str(folder / "models" / "yolo.py"),
+                       "yolov7")
     raise Unsupported(f"--repo {repo}: expected a YOLOv7 checkout (a folder whose models/yolo.py "
                       f"defines {HEAD})")
