@@ -106,6 +106,19 @@ def head_outputs(spec, nc: int) -> int:
     return nc + 4 * spec.option("reg_max", DEFAULT_REG_MAX)
 
 
+# The rules a user declares for a --modules block (or that its signature implies) carry the
+# shared names; on Ultralytics each is what its parse_model does for a block placed in that set
+# or given that branch. A block declared "channels" joins base_modules, so its width is capped
+# and scaled as a stock one's; "detect" has no counterpart: Ultralytics heads take other
+# arguments (`[nc, reg_max, end2end, widths]` and a layout flag).
+USER_RULES: dict[str, Rule] = {
+    "channels": completed,
+    "channels+repeats": completed_repeats,
+    "out=args0": common.out_args0,
+    "input": common.input_width,
+    "concat-max": common.concat_max,
+}
+
 RULES: dict[str, Rule] = {
     "completed": completed,
     "completed+repeats": completed_repeats,
@@ -116,4 +129,5 @@ RULES: dict[str, Rule] = {
     "v10detect": v10_detect,
     "cblinear": cblinear,
     "cbfuse": cbfuse,
+    **USER_RULES,
 }
