@@ -72,10 +72,9 @@ def check(
     scale: ScaleOption = None,
     repo: Annotated[str | None, typer.Option(
         "--repo", show_default=False,
-        help="Build with your own YOLOv5, YOLOv7 or Ultralytics code (the YAML's family) "
-             "instead of yolodiag's: a checkout (a folder with models/yolo.py, or "
-             "ultralytics/nn/tasks.py), the installed package's folder, or `pip` for the "
-             "installed package. RUNS THAT CODE, in a "
+        help="Build with your own YOLOv5, YOLOv7 or Ultralytics code (the YAML's family): a "
+             "checkout (models/yolo.py or ultralytics/nn/tasks.py), the installed package's "
+             "folder, or `pip` for the installed package. RUNS THAT CODE, in a "
              "subprocess; its layers come back for every check.")] = None,
     repo_python: Annotated[str | None, typer.Option(
         "--repo-python", show_default=False,
