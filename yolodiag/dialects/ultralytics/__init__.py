@@ -52,9 +52,10 @@ def _detect_rows_without_anchors(data: dict) -> bool:
 def _namespace() -> dict[str, Any]:
     """Our Ultralytics layers, blocks and heads: what `ultralytics.nn.modules` puts in a
     --modules file's reach."""
+    from yolodiag.dialects.common import conv as common_conv
     from yolodiag.dialects.ultralytics import area_attention, attention, block, conv, elan, heads
 
-    return public_definitions(conv, block, attention, area_attention, elan, heads)
+    return public_definitions(common_conv, conv, block, attention, area_attention, elan, heads)
 
 
 ULTRALYTICS = register(Dialect(

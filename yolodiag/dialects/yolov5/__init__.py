@@ -37,9 +37,10 @@ def _sniff(data: Any) -> str | None:
 def _namespace() -> dict[str, Any]:
     """The classes and functions of our blocks, heads and seed: what YOLOv5's common.py and
     yolo.py put in a --modules file's reach."""
+    from yolodiag.dialects.common import conv
     from yolodiag.dialects.yolov5 import blocks, heads, seed
 
-    return public_definitions(blocks, heads, seed)
+    return public_definitions(conv, blocks, heads, seed)
 
 
 YOLOV5 = register(Dialect(
