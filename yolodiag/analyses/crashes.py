@@ -48,6 +48,7 @@ def crashes(facts: Facts) -> list[Crash]:
         entry = found.setdefault(probe[0], {"error": probe[1], "sizes": [], "in_shapes": (),
                                             "failed_op": None, "failed_add": False})
         entry["sizes"].insert(0, (size, size))
+        entry["error"] = probe[1]  # the message names the shapes of the size it is shown with
     return [Crash(layer, e["error"], tuple(dict.fromkeys(e["sizes"])), e["in_shapes"],
                   e["failed_op"], _cause(facts, layer, e["in_shapes"], e["failed_add"]),
                   probe is not None and probe[0] == layer)

@@ -10,6 +10,7 @@ imports torch, so `yolodiag --help` is instant.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -56,7 +57,10 @@ def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
     """Run a command, render its reports, exit with its code; errors become one stderr line.
     `after` writes what a command writes besides the report (gradflow's plot)."""
     try:
-        result = run()
+        # A user's module that prints while it is built must not corrupt a JSON or SARIF
+        # report on stdout: whatever the work prints is progress, and goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run()
     except (Refused, Unsupported) as e:
         if debug:
             traceback.print_exc()
