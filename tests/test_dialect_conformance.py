@@ -18,7 +18,8 @@ from yolodiag.dialects import DIALECTS, choose
 PART_INTERFACE = {
     "model": ("PROBE_SIZE", "activation_scope", "measure_head", "initialize_weights",
               "untrainable"),
-    "loss": ("HYP", "train_hyp", "loss_terms", "compute_loss", "assign", "prior_loss"),
+    "loss": ("HYP", "TERMS", "MUST_FALL", "train_hyp", "loss_terms", "compute_loss", "assign",
+             "prior_loss"),
     "evaluation": ("CONF", "IOU", "non_max_suppression", "correct", "detection_metrics"),
     "checkpoint": ("read_checkpoint", "transfer", "embedded_spec", "claims"),
     "runs": ("claims", "read_run", "locate_inputs", "pillow_available"),

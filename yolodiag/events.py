@@ -22,8 +22,9 @@ class OverfitEvents:
 
     def __call__(self, history: Any) -> None:
         for step in history.steps[self.steps:]:
-            for key in ("loss", "box", "obj", "cls", "grad_norm"):
-                self.writer.add_scalar(f"train/{key}", getattr(step, key), step.step)
+            for key in ("loss", *step.terms):
+                self.writer.add_scalar(f"train/{key}", step.value(key), step.step)
+            self.writer.add_scalar("train/grad_norm", step.grad_norm, step.step)
         for evaluation in history.evaluations[self.evaluations:]:
             for key in ("precision", "recall", "map50", "map"):
                 self.writer.add_scalar(f"{evaluation.mode}_mode/{key}",

@@ -88,12 +88,18 @@ class Evaluation:
 @dataclass(frozen=True)
 class StepRecord:
     step: int
-    loss: float  # (box + obj + cls) * batch, as YOLOv5 logs it per batch
-    box: float
-    obj: float
-    cls: float
+    loss: float  # the sum of the terms times the batch, what the family's trainer backpropagates
+    terms: dict[str, float]  # each loss term as the family logs it (`dialect.loss.TERMS`)
     grad_norm: float  # before clipping
     seconds: float = 0.0  # wall time of this step (forward, loss, backward, optimiser)
+
+    def value(self, name: str) -> float:
+        """"loss" or one of the terms."""
+        return self.loss if name == "loss" else self.terms[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "loss": self.loss, **self.terms,
+                "grad_norm": self.grad_norm, "seconds": self.seconds}
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class OverfitHistory:
     device: str
     amp: str | None  # the autocast dtype, or None
     settings: FitSettings
+    terms: tuple[str, ...]  # the family's loss terms, in its order
     positives_per_level: tuple[int, ...]  # YOLOv5's assignment of the batch's targets
     unmatched: int  # targets no anchor takes
     priors: tuple[Prior, ...]
@@ -153,6 +160,7 @@ class OverfitHistory:
     def as_dict(self) -> dict[str, Any]:
         return {"img": list(self.img), "batch": self.batch, "targets": self.targets,
                 "device": self.device, "amp": self.amp, "settings": asdict(self.settings),
+                "terms": list(self.terms),
                 "positives_per_level": list(self.positives_per_level),
                 "unmatched": self.unmatched,
                 "priors": [{**asdict(p), "confidence": p.confidence} for p in self.priors],
@@ -162,7 +170,7 @@ class OverfitHistory:
                 "stopped": self.stopped, "reach": self.reach,
                 "seconds": self.seconds, "train_seconds": self.train_seconds,
                 "seconds_per_step": self.seconds_per_step,
-                "steps": [asdict(s) for s in self.steps],
+                "steps": [s.as_dict() for s in self.steps],
                 "evaluations": [asdict(e) for e in self.evaluations]}
 
 
@@ -194,7 +202,8 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
     history = OverfitHistory(
         img, batch, int(targets.shape[0]), str(device),
         None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), settings,
-        tuple(assignment.positives), len(assignment.unmatched), _priors(head),
+        tuple(objective.TERMS), tuple(assignment.positives), len(assignment.unmatched),
+        _priors(head),
         float(objective.prior_loss(built, grids, targets.cpu(), batch, hyp)[0]))
     if windows is None:
         windows = torch.tensor([[0.0, 0.0, img[1], img[0]]]).expand(batch, 4)
@@ -231,9 +240,9 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
             history.nonfinite_step, history.nonfinite_what = step, "loss"
             history.stopped = "nonfinite"
             break
-        box, obj, cls = (float(v) for v in items)
+        terms = dict(zip(objective.TERMS, (float(v) for v in items)))
         if not loss.requires_grad:  # detached or frozen all the way: no step can change it
-            history.steps.append(StepRecord(step, float(loss), box, obj, cls, 0.0))
+            history.steps.append(StepRecord(step, float(loss), terms, 0.0))
             history.untrainable, history.stopped = True, "untrainable"
             break
         optimizer.zero_grad(set_to_none=True)
@@ -248,7 +257,7 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         scaler.step(optimizer)
         scaler.update()
         now = time.perf_counter()
-        history.steps.append(StepRecord(step, float(loss.detach()), box, obj, cls, grad_norm,
+        history.steps.append(StepRecord(step, float(loss.detach()), terms, grad_norm,
                                         now - tick))
         history.train_seconds += now - tick
         history.seconds = now - start

@@ -96,7 +96,7 @@ def overfit_png(report: Report, path: str | Path) -> None:
     figure = Figure(figsize=(9, 6), dpi=100, layout="constrained")
     losses, scores = figure.subplots(2, 1, sharex=True)
     steps = [s["step"] for s in fit["steps"]]
-    for term in ("loss", "box", "obj", "cls"):
+    for term in ("loss", *fit["terms"]):
         values = [s[term] for s in fit["steps"]]
         if any(v > 0 for v in values):
             losses.plot(steps, values, label=term, linewidth=2 if term == "loss" else 1)

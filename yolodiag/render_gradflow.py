@@ -29,8 +29,9 @@ def render_gradflow(report: Report, console: Console) -> None:
     console.print(
         f"One forward and backward of {report.dialect.title}'s loss on {section['batch']} "
         f"{report.batch_source} {h}x{w} ({section['targets']} objects) on "
-        f"{section['device']}: loss {loss['total']:.4g} (box {loss['box']:.4g}, obj "
-        f"{loss['obj']:.4g}, cls {loss['cls']:.4g})", highlight=False)
+        f"{section['device']}: loss {loss['total']:.4g} ("
+        + ", ".join(f"{term} {value:.4g}" for term, value in loss.items() if term != "total")
+        + ")", highlight=False)
     console.print(gradient_table(section, _flags(report)))
     console.print("Stages (layers of one output stride; norms over all their parameters):",
                   highlight=False)
@@ -81,14 +82,15 @@ def gradient_table(section: dict[str, Any], flags: dict[int, tuple[str, str]]) -
 
 def stage_table(section: dict[str, Any]) -> Table:
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("stride", "layers", "params", "|grad|", "vs head", "box", "obj", "cls"):
+    terms = [term for term in section["loss"] if term != "total"]
+    for header in ("stride", "layers", "params", "|grad|", "vs head", *terms):
         table.add_column(header, justify="left" if header == "layers" else "right",
                          no_wrap=True)
     for stage in section["stages"]:
         table.add_row("head" if stage["stride"] is None else str(stage["stride"]),
                       format_runs(stage["layers"]), f"{stage['params']:,}",
                       _number(stage["grad_norm"]), _times(stage["to_head"]),
-                      *(_number(stage["components"][c]) for c in ("box", "obj", "cls")))
+                      *(_number(stage["components"][c]) for c in terms))
     return table
 
 

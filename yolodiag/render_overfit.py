@@ -73,15 +73,15 @@ def history_table(fit: dict[str, Any]) -> Table:
     for e in fit["evaluations"]:
         by_step.setdefault(e["step"], {})[e["mode"]] = e
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("step", "loss", "box", "obj", "cls", "tr P", "tr R", "tr mAP50", "ev P",
-                   "ev R", "ev mAP50", "ev mAP", "> conf"):
+    names = ("loss", *fit["terms"])
+    for header in (*("step", *names), "tr P", "tr R", "tr mAP50", "ev P", "ev R", "ev mAP50",
+                   "ev mAP", "> conf"):
         table.add_column(header, justify="right", no_wrap=True)
     for step, modes in by_step.items():
         terms = losses.get(step)
         train, evaluated = modes.get("train"), modes.get("eval")
         table.add_row(
-            str(step), *(f"{terms[k]:.3g}" if terms else "-" for k in ("loss", "box", "obj",
-                                                                       "cls")),
+            str(step), *(f"{terms[k]:.3g}" if terms else "-" for k in names),
             *_scores(train, ("precision", "recall", "map50")),
             *_scores(evaluated, ("precision", "recall", "map50", "map")),
             str(evaluated["above_conf"]) if evaluated else "-")

@@ -27,8 +27,8 @@ def _falling(fit, term: str) -> tuple[float, float] | None:
     """(step-0 value, mean of the last steps) of a loss term, None when it cannot be judged."""
     if len(fit.steps) < 2 * LAST_STEPS:
         return None
-    first = getattr(fit.steps[0], term)
-    last = sum(getattr(s, term) for s in fit.steps[-LAST_STEPS:]) / LAST_STEPS
+    first = fit.steps[0].value(term)
+    last = sum(s.value(term) for s in fit.steps[-LAST_STEPS:]) / LAST_STEPS
     return first, last
 
 
@@ -181,12 +181,13 @@ def level_without_positives(facts: Facts) -> Iterator[Problem]:
 def loss_not_decreasing(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
-        The loss, or its box or class term, does not fall while the model trains on one batch:
-        the mean of its last 5 steps is above 0.8 of its step-0 value, in a run that did not
-        reach the pass mark; or the loss depends on no trainable parameter at all. A term that
-        starts at exactly 0 (no positive anchor, or one class) is not judged, nor is the
-        objectness term: its target is the IoU of the predicted box, so it rises while the
-        boxes improve (measured: 2.5x its start after 60 healthy steps). A detach before the
+        The loss, or a term that must fall (YOLOv5's box and class terms), does not fall while
+        the model trains on one batch: the mean of its last 5 steps is above 0.8 of its step-0
+        value, in a run that did not reach the pass mark; or the loss depends on no trainable
+        parameter at all. A term that starts at exactly 0 (no positive anchor, or one class) is
+        not judged, nor is YOLOv5's objectness term: its target is the IoU of the predicted
+        box, so it rises while the boxes improve (measured: 2.5x its start after 60 healthy
+        steps). A detach before the
         head does not stop the loss from falling on one batch (the layers after it still
         learn); `yolodiag gradflow` (YD601) finds those layers.
     Why it zeroes P and R:
@@ -214,7 +215,7 @@ def loss_not_decreasing(facts: Facts) -> Iterator[Problem]:
             facts.where(), {"terms": ["loss"]})
         return
     stuck = []
-    for term in ("loss", "box", "cls"):
+    for term in ("loss", *facts.dialect.loss.MUST_FALL):
         values = _falling(fit, term)
         if values is not None and values[0] > 0 and values[1] > FALLS * values[0]:
             stuck.append((term, *values))

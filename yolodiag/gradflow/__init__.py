@@ -10,7 +10,6 @@ the callers that found it here.
 from yolodiag.gradflow.measure import measure
 from yolodiag.gradflow.probe import SHORTCUT_ATTRIBUTES, _Probe
 from yolodiag.gradflow.values import (
-    COMPONENTS,
     Ablation,
     GradFlow,
     LayerGradient,
@@ -20,5 +19,5 @@ from yolodiag.gradflow.values import (
 )
 from yolodiag.probes import preserved
 
-__all__ = ["COMPONENTS", "SHORTCUT_ATTRIBUTES", "Ablation", "GradFlow", "LayerGradient",
+__all__ = ["SHORTCUT_ATTRIBUTES", "Ablation", "GradFlow", "LayerGradient",
            "MissingAdd", "ResidualAdd", "StageGradient", "_Probe", "measure", "preserved"]

@@ -23,7 +23,6 @@ from torch import Tensor
 from yolodiag.build.builder import BuiltModel
 from yolodiag.gradflow.probe import _Probe, _square
 from yolodiag.gradflow.values import (
-    COMPONENTS,
     Ablation,
     GradFlow,
     LayerGradient,
@@ -41,13 +40,13 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
     removed. `hyp` defaults to hyp.scratch-low's gains scaled as train.py scales them (class
     count, image size, levels), so the terms weigh what they weigh in training. The model is
     restored afterwards."""
-    net, loss = built.model, built.dialect.loss
+    net, objective = built.model, built.dialect.loss
     needs = built.dialect.model.untrainable(built)
     if needs is not None:
         raise ValueError(f"gradflow measures models with {needs} (this one ends in "
                          f"{type(net.model[-1]).__name__})")
     batch, img = images.shape[0], tuple(images.shape[-2:])
-    hyp = hyp or loss.train_hyp(loss.HYP, net.head.nc, max(img), net.head.nl)
+    hyp = hyp or objective.train_hyp(objective.HYP, net.head.nc, max(img), net.head.nl)
     layer_params = [list(layer.named_parameters()) for layer in net.model]
     with preserved(net):
         frozen = {p for p in net.parameters() if not p.requires_grad}
@@ -57,18 +56,19 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
         net.train()
         with _Probe(net, img) as probe:
             raw = net(images)
-        box, obj, cls = loss.loss_terms(net.head, raw, targets, hyp)
-        total = (box + obj + cls) * batch  # compute_loss's expression, to the last bit
-        terms = [term * batch for term in (box, obj, cls)]
+        unscaled = objective.loss_terms(net.head, raw, targets, hyp)
+        total = _sum(unscaled) * batch  # compute_loss's expression, to the last bit
+        terms = [term * batch for term in unscaled]
         components = _backward_terms(terms, layer_params)
         probe.recording = False
         layers = tuple(_layer_gradient(i, built, params, frozen, probe,
-                                       {c: comp[i] for c, comp in zip(COMPONENTS, components)})
+                                       {c: comp[i] for c, comp in zip(objective.TERMS,
+                                                                      components)})
                        for i, params in enumerate(layer_params))
         adds = tuple(probe.split(record) for record in probe.records)
         missing = tuple(probe.missing_adds())
         loss = {"total": float(total.detach()),
-                **{c: float(t.detach()) for c, t in zip(COMPONENTS, terms)}}
+                **{c: float(t.detach()) for c, t in zip(objective.TERMS, terms)}}
         drop = {record.ordinal: record.shortcut for record in probe.records}
         del raw, terms, total, probe  # free the graph before the second forward
         ablation, ablation_error = None, None
@@ -83,10 +83,18 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
                     missing, ablation, ablation_error, first_bad, built.head_index)
 
 
+def _sum(terms) -> Tensor:
+    """The terms added left to right, as each family's loss adds them."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
 def _backward_terms(terms: list[Tensor], layer_params) -> list[list[float]]:
     """Backpropagate the loss terms one after the other. `.grad` (and every tensor hook) sums
-    them, which is the total loss's gradient, for the price of three backwards instead of
-    four; each term's own gradient is what its backward added. Returns, per term, the norm of
+    them, which is the total loss's gradient, for one backward per term and none more for the
+    total; each term's own gradient is what its backward added. Returns, per term, the norm of
     its gradient per layer (0 where the term has none, e.g. the class term of nc 1)."""
     params = [p for group in layer_params for _, p in group]
     before: list[Tensor | None] = [None] * len(params)
@@ -140,8 +148,7 @@ def _ablation(built: BuiltModel, images: Tensor, targets: Tensor, hyp, drop: dic
         p.grad = None
     with _Probe(net, tuple(images.shape[-2:]), drop=drop):
         raw = net(images)
-    box, obj, cls = built.dialect.loss.loss_terms(net.head, raw, targets, hyp)
-    total = (box + obj + cls) * images.shape[0]
+    total = _sum(built.dialect.loss.loss_terms(net.head, raw, targets, hyp)) * images.shape[0]
     total.backward()
     head = len(layer_params) - 1
     return Ablation(early, len(drop), _total(layers[i].grad_norm for i in early),

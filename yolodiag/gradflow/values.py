@@ -14,8 +14,6 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-COMPONENTS = ("box", "obj", "cls")
-
 
 @dataclass(frozen=True)
 class LayerGradient:
@@ -171,7 +169,9 @@ class GradFlow:
     batch: int
     device: str
     targets: int
-    loss: dict[str, float]  # total, box, obj, cls (each term times the batch, as trained)
+    # "total", then each of the family's loss terms (`dialect.loss.TERMS`: box, obj, cls for
+    # YOLOv5; box, cls, dfl for Ultralytics), each times the batch, as trained
+    loss: dict[str, float]
     layers: tuple[LayerGradient, ...]
     adds: tuple[ResidualAdd, ...] = ()
     missing_adds: tuple[MissingAdd, ...] = ()
@@ -184,6 +184,11 @@ class GradFlow:
     def finite(self) -> bool:
         return (all(math.isfinite(v) for v in self.loss.values())
                 and not any(layer.nonfinite for layer in self.layers))
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The family's loss terms, in its order."""
+        return tuple(name for name in self.loss if name != "total")
 
     def layer(self, index: int) -> LayerGradient:
         return next(layer for layer in self.layers if layer.index == index)
@@ -206,7 +211,7 @@ class GradFlow:
             stages.append(StageGradient(
                 stride, tuple(m.index for m in members), sum(m.params for m in members), norm,
                 norm / head if head else None,
-                {c: _total(m.components[c] for m in members) for c in COMPONENTS}))
+                {c: _total(m.components[c] for m in members) for c in self.terms}))
         return stages
 
     def as_dict(self) -> dict[str, Any]:

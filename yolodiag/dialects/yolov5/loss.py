@@ -30,10 +30,16 @@ from yolodiag.dialects.yolov5.heads import Detect, class_prior_logit, objectness
 
 # What the engine reads as `dialect.loss` (gradflow, overfit, the assignment analysis), and the
 # shared pieces the tests reach through this module.
-__all__ = ["HYP", "Assignment", "LevelAssignment", "assign", "bce", "ciou", "compute_loss",
+__all__ = ["HYP", "TERMS", "Assignment", "LevelAssignment", "assign", "bce", "ciou", "compute_loss",
            "loss_terms", "objectness_balance", "prior_loss", "prior_maps", "train_hyp"]
 
 # hyp.scratch-low.yaml of YOLOv5 v7.0, loss entries only, before train.py's scaling.
+# The loss terms, in the order compute_loss adds them and logs them.
+TERMS = ("box", "obj", "cls")
+# The terms that must fall while one batch is memorised (YD702). Not objectness: its target is
+# the IoU of the predicted box, so it rises while the boxes improve.
+MUST_FALL = ("box", "cls")
+
 HYP: dict[str, float] = {
     "box": 0.05,  # box (CIoU) gain
     "cls": 0.5,  # class gain

@@ -26,11 +26,17 @@ from yolodiag.dialects.yolov7.heads import Detect, class_prior_logit, objectness
 from yolodiag.dialects.yolov7.ota import ota_levels
 
 # What the engine reads as `dialect.loss` (gradflow, overfit, the assignment analysis).
-__all__ = ["GR", "HYP", "HeadGeometry", "assign", "candidate_loss", "compute_loss",
+__all__ = ["GR", "HYP", "TERMS", "HeadGeometry", "assign", "candidate_loss", "compute_loss",
            "loss_terms", "ota_loss", "prior_loss", "prior_maps", "train_hyp"]
 
 # data/hyp.scratch.p5.yaml (train.py's default --hyp), loss entries only, before train.py's
 # scaling; label_smoothing is train.py's --label-smoothing default.
+# The loss terms, in the order compute_loss adds them and logs them.
+TERMS = ("box", "obj", "cls")
+# The terms that must fall while one batch is memorised (YD702). Not objectness: its target is
+# the IoU of the predicted box, so it rises while the boxes improve.
+MUST_FALL = ("box", "cls")
+
 HYP: dict[str, float] = {
     "box": 0.05,  # box (CIoU) gain
     "cls": 0.3,  # class gain
