@@ -187,9 +187,8 @@ def loss_not_decreasing(facts: Facts) -> Iterator[Problem]:
         parameter at all. A term that starts at exactly 0 (no positive anchor, or one class) is
         not judged, nor is YOLOv5's objectness term: its target is the IoU of the predicted
         box, so it rises while the boxes improve (measured: 2.5x its start after 60 healthy
-        steps). A detach before the
-        head does not stop the loss from falling on one batch (the layers after it still
-        learn); `yolodiag gradflow` (YD601) finds those layers.
+        steps). A detach before the head does not stop the loss from falling on one batch
+        (the layers after it still learn); `yolodiag gradflow` (YD601) finds those layers.
     Why it zeroes P and R:
         What the loss cannot lower, the model does not learn: a box term that stays up means
         boxes never fit, an objectness term that stays up means no cell learns "object here".
