@@ -17,10 +17,11 @@ from yolodiag.dialects import DIALECTS, choose
 # What the engine calls on each part (grep the shared code for `dialect.<part>.`).
 PART_INTERFACE = {
     "model": ("PROBE_SIZE", "activation_scope", "measure_head", "initialize_weights",
-              "untrainable"),
+              "untrainable", "priors"),
     "loss": ("HYP", "TERMS", "MUST_FALL", "train_hyp", "loss_terms", "compute_loss", "assign",
-             "prior_loss"),
-    "evaluation": ("CONF", "IOU", "non_max_suppression", "correct", "detection_metrics"),
+             "prior_loss", "optimizer", "batch_positives"),
+    "evaluation": ("CONF", "IOU", "non_max_suppression", "correct", "detection_metrics",
+                   "candidates"),
     "checkpoint": ("read_checkpoint", "transfer", "embedded_spec", "claims"),
     "runs": ("claims", "read_run", "locate_inputs", "pillow_available"),
     "repo": ("repo_traced",),

@@ -209,7 +209,7 @@ def _history(losses: list[float], maps: dict[int, float], steps: int = 300):
     from yolodiag.overfit import Evaluation, OverfitHistory, StepRecord
 
     history = OverfitHistory((64, 64), 1, 3, "cpu", None, FitSettings(steps=steps),
-                             ("box", "obj", "cls"), (3,), 0, (), 1.0)
+                             ("box", "obj", "cls"), "SGD", (3,), 0, (), 1.0)
     history.steps = [StepRecord(i, loss, {"box": 0, "obj": 0, "cls": 0}, 1.0)
                      for i, loss in enumerate(losses)]
     history.evaluations = [Evaluation(step, mode, 0, 0, value, 0, 0, 0)

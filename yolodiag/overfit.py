@@ -1,7 +1,7 @@
 """Overfit one batch: the decisive experiment for "precision and recall stay at zero".
 
 A sound model memorises one fixed batch within a few hundred steps. `overfit` trains a copy of a
-built model on one batch with its family's loss and YOLOv5's SGD settings, and every few steps
+built model on one batch with its family's loss and optimiser, and every few steps
 evaluates the same batch twice as the family's per-epoch validation would (its thresholds, NMS,
 matching and AP: `dialect.evaluation`; conf 0.001, IoU 0.6 for YOLOv5's val.py and YOLOv7's
 test.py alike): in train mode (BatchNorm on the batch's statistics, as the loss sees it) and in
@@ -36,7 +36,10 @@ from yolodiag.probes import preserved
 
 @dataclass(frozen=True)
 class FitSettings:
-    """The optimiser and schedule, YOLOv5's where it has one (hyp.scratch-low, train.py)."""
+    """The schedule and the SGD settings of YOLOv5's train.py (hyp.scratch-low). The optimiser
+    itself is the family's (`dialect.loss.optimizer`): YOLOv5 and YOLOv7 build SGD from lr,
+    momentum and weight_decay here; a family whose trainer picks its own for a short run
+    (Ultralytics' optimizer=auto) builds that, and the report states what was built."""
 
     steps: int = 300  # optimiser steps at most; the run stops at the pass mark
     eval_every: int = 10
@@ -104,14 +107,18 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class Prior:
-    """What YOLOv5's bias initialisation predicts at one level before any training."""
+    """What the head's bias initialisation predicts at one level before any training."""
 
     stride: float
-    objectness: float
+    objectness: float | None  # None: the family's head has no objectness (anchor-free)
     class_probability: float
 
     @property
     def confidence(self) -> float:
+        """The score validation compares with its conf: objectness times class probability,
+        or the class probability alone."""
+        if self.objectness is None:
+            return self.class_probability
         return self.objectness * self.class_probability
 
 
@@ -124,6 +131,7 @@ class OverfitHistory:
     amp: str | None  # the autocast dtype, or None
     settings: FitSettings
     terms: tuple[str, ...]  # the family's loss terms, in its order
+    optimizer: str  # what the family's trainer would use for a short run, as built
     positives_per_level: tuple[int, ...]  # YOLOv5's assignment of the batch's targets
     unmatched: int  # targets no anchor takes
     priors: tuple[Prior, ...]
@@ -160,7 +168,7 @@ class OverfitHistory:
     def as_dict(self) -> dict[str, Any]:
         return {"img": list(self.img), "batch": self.batch, "targets": self.targets,
                 "device": self.device, "amp": self.amp, "settings": asdict(self.settings),
-                "terms": list(self.terms),
+                "terms": list(self.terms), "optimizer": self.optimizer,
                 "positives_per_level": list(self.positives_per_level),
                 "unmatched": self.unmatched,
                 "priors": [{**asdict(p), "confidence": p.confidence} for p in self.priors],
@@ -196,14 +204,19 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
     hyp = objective.train_hyp(objective.HYP, head.nc, max(img), nl)
     amp_dtype = autocast_dtype(device) if settings.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    optimizer = _optimizer(model, settings)
-    grids = [tuple(s) for s in _grid_shapes(model, images)]
-    assignment = objective.assign(targets, built.anchors.to(device), grids, hyp["anchor_t"])
+    optimizer, optimizer_text = objective.optimizer(model, settings, head.nc, batch)
+    with torch.no_grad(), preserved(model):  # the fresh model's grids (and predictions)
+        model.train()
+        fresh = _as_float(model(images))
+    grids = [tuple(r.shape[2:4]) for r in head.raw_maps(fresh)]
+    positives, unmatched = objective.batch_positives(_with_model(built, model), fresh,
+                                                     targets, hyp)
+    del fresh
     history = OverfitHistory(
         img, batch, int(targets.shape[0]), str(device),
         None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), settings,
-        tuple(objective.TERMS), tuple(assignment.positives), len(assignment.unmatched),
-        _priors(head),
+        tuple(objective.TERMS), optimizer_text, positives, unmatched,
+        tuple(Prior(*p) for p in built.dialect.model.priors(head)),
         float(objective.prior_loss(built, grids, targets.cpu(), batch, hyp)[0]))
     if windows is None:
         windows = torch.tensor([[0.0, 0.0, img[1], img[0]]]).expand(batch, 4)
@@ -235,7 +248,7 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         # The loss in float32: under autocast YOLOv5's loss ops (BCE with logits, sums) run in
         # float32 as well.
         # `built`, not only its anchors: a family's loss may need the strides (YOLOv7's OTA).
-        loss, items = objective.compute_loss(built, [r.float() for r in raw], targets, hyp)
+        loss, items = objective.compute_loss(built, _as_float(raw), targets, hyp)
         if not torch.isfinite(loss).all():
             history.nonfinite_step, history.nonfinite_what = step, "loss"
             history.stopped = "nonfinite"
@@ -304,42 +317,21 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
-def _optimizer(model: nn.Module, settings: FitSettings) -> torch.optim.Optimizer:
-    """YOLOv5's three parameter groups: BatchNorm weights and biases without weight decay,
-    convolution and linear weights with it."""
-    norms, weights, biases = [], [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if name == "bias":
-                biases.append(p)
-            elif isinstance(module, nn.modules.batchnorm._NormBase):
-                norms.append(p)
-            else:
-                weights.append(p)
-    optimizer = torch.optim.SGD(norms, lr=settings.lr, momentum=settings.momentum,
-                                nesterov=True)
-    optimizer.add_param_group({"params": weights, "weight_decay": settings.weight_decay})
-    optimizer.add_param_group({"params": biases})
-    return optimizer
+def _as_float(out: Any) -> Any:
+    """A model's output with every floating tensor in float32 (the loss runs in float32: under
+    autocast the families' loss ops do as well)."""
+    if isinstance(out, Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, dict):
+        return {k: _as_float(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return type(out)(_as_float(v) for v in out)
+    return out
 
 
-def _grid_shapes(model: nn.Module, images: Tensor) -> list[torch.Size]:
-    """The (ny, nx) of each level for these images, from a forward of one of them."""
-    with torch.no_grad(), preserved(model):
-        model.train()
-        raw = model(images[:1])
-    return [r.shape[2:4] for r in raw]
-
-
-def _priors(head) -> tuple[Prior, ...]:
-    """Objectness and class probability the head's biases give before training, per level."""
-    priors = []
-    with torch.no_grad():
-        for conv, stride in zip(head.m, head.stride.tolist()):
-            bias = conv.bias.view(head.na, -1).float()
-            priors.append(Prior(stride, float(bias[:, 4].sigmoid().mean()),
-                                float(bias[:, 5:].sigmoid().mean()) if head.nc > 1 else 1.0))
-    return tuple(priors)
+def _with_model(built: BuiltModel, model: nn.Module) -> BuiltModel:
+    """`built` around the copy being trained (an assigner that reads its predictions)."""
+    return replace(built, model=model)
 
 
 def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, windows: Tensor, step: int,
@@ -353,9 +345,7 @@ def _evaluate(model: nn.Module, images: Tensor, targets: Tensor, windows: Tensor
         model.train(mode == "train")
         out = model(images)
         decoded = (head.decode(out) if mode == "train" else out[0]).float()
-    scores = decoded[..., 4:5] * decoded[..., 5:] if head.nc > 1 else decoded[..., 4:5]
-    above = int(((decoded[..., 4] > settings.conf)
-                 & (scores.amax(-1) > settings.conf)).sum())
+    above = evaluation.candidates(decoded, settings.conf)
     metrics, detections = score(decoded, targets, windows, images.shape[-2:], settings,
                                 evaluation)
     return Evaluation(step, mode, metrics["mp"], metrics["mr"], metrics["map50"], metrics["map"],

@@ -22,8 +22,8 @@ def render_overfit(report: Report, console: Console) -> None:
     amp = f", autocast {fit['amp']}" if fit["amp"] else ""
     console.print(
         f"Trained a copy of the model on {fit['batch']} {report.batch_source} {h}x{w} "
-        f"({fit['targets']} objects) on {fit['device']}{amp}: SGD lr {settings['lr']}, "
-        f"momentum {settings['momentum']}, up to {settings['steps']} steps", highlight=False)
+        f"({fit['targets']} objects) on {fit['device']}{amp}: {fit['optimizer']}, "
+        f"up to {settings['steps']} steps", highlight=False)
     priors = "; ".join(f"stride {plain_number(p['stride'])} {p['confidence']:.2g}"
                        for p in fit["priors"])
     strides = ", ".join(str(plain_number(p["stride"])) for p in fit["priors"])

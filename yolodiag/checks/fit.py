@@ -23,6 +23,14 @@ def _ended_without_passing(facts: Facts) -> bool:
     return fit.passed_at is None and fit.nonfinite_step is None
 
 
+def _prior_text(prior) -> str:
+    if prior.objectness is None:  # no objectness: the class score is the confidence
+        return (f"stride {plain_number(prior.stride)}: class score "
+                f"{prior.class_probability:.2g}")
+    return (f"stride {plain_number(prior.stride)}: objectness {prior.objectness:.2g}, class "
+            f"{prior.class_probability:.2g}, confidence {prior.confidence:.2g}")
+
+
 def _falling(fit, term: str) -> tuple[float, float] | None:
     """(step-0 value, mean of the last steps) of a loss term, None when it cannot be judged."""
     if len(fit.steps) < 2 * LAST_STEPS:
@@ -321,9 +329,7 @@ def below_conf_threshold(facts: Facts) -> Iterator[Problem]:
     first = next((e for e in fit.evaluated("eval") if e.step == 0), None)
     if first is None or first.above_conf:
         return
-    priors = "; ".join(f"stride {plain_number(p.stride)}: objectness {p.objectness:.2g}, class "
-                       f"{p.class_probability:.2g}, confidence {p.confidence:.2g}"
-                       for p in fit.priors)
+    priors = "; ".join(_prior_text(p) for p in fit.priors)
     later = (f"; eval-mode mAP@0.5 left zero at step {fit.eval_left_zero}"
              if fit.eval_left_zero is not None else "")
     yield Problem(

@@ -55,6 +55,14 @@ def class_prior(stride: float, nc: int) -> float:
     return 1 / (1 + nc * (DESIGN_SIZE / stride) ** 2 / 5)
 
 
+def priors(head: Detect) -> tuple[tuple[float, None, float], ...]:
+    """(stride, None, class probability) per level: what the class branch's biases give before
+    training; the head has no objectness, so the class score is the confidence."""
+    with torch.no_grad():
+        return tuple((float(stride), None, float(branch[-1].bias.float().sigmoid().mean()))
+                     for branch, stride in zip(head.cv3, head.stride.tolist()))
+
+
 def largest_box_side(stride: float, reg_max: int) -> float | None:
     """The longest box side (pixels) a level can regress: each side's distance from the cell
     centre is a DFL expectation over bins 0..reg_max-1 (in stride units), so at most

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from yolodiag.dialects.common.training import objectness_candidates as candidates
 from yolodiag.metrics import clip_boxes, detection_metrics, match_predictions
 from yolodiag.metrics import non_max_suppression as _yolov5_nms
 
 CONF = 0.001  # val.run's defaults: train.py passes no thresholds
 IOU = 0.6
 
-__all__ = ["CONF", "IOU", "correct", "detection_metrics", "non_max_suppression"]
+__all__ = ["CONF", "IOU", "candidates", "correct", "detection_metrics", "non_max_suppression"]
 
 
 def non_max_suppression(decoded: Tensor | Sequence[Tensor], conf_thres: float = CONF,

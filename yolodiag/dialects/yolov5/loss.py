@@ -26,12 +26,15 @@ from yolodiag.dialects.common.loss_math import (
     train_hyp,
 )
 from yolodiag.dialects.common.matching import Assignment, LevelAssignment, assign
+from yolodiag.dialects.common.training import anchor_positives as batch_positives
+from yolodiag.dialects.common.training import nesterov_sgd as optimizer
 from yolodiag.dialects.yolov5.heads import Detect, class_prior_logit, objectness_prior_logit
 
 # What the engine reads as `dialect.loss` (gradflow, overfit, the assignment analysis), and the
 # shared pieces the tests reach through this module.
-__all__ = ["HYP", "TERMS", "Assignment", "LevelAssignment", "assign", "bce", "ciou", "compute_loss",
-           "loss_terms", "objectness_balance", "prior_loss", "prior_maps", "train_hyp"]
+__all__ = ["HYP", "MUST_FALL", "TERMS", "Assignment", "LevelAssignment", "assign",
+           "batch_positives", "bce", "ciou", "compute_loss", "loss_terms", "objectness_balance",
+           "optimizer", "prior_loss", "prior_maps", "train_hyp"]
 
 # hyp.scratch-low.yaml of YOLOv5 v7.0, loss entries only, before train.py's scaling.
 # The loss terms, in the order compute_loss adds them and logs them.

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from yolodiag.build.meta import shape_only
+from yolodiag.dialects.common.training import anchor_head_priors as priors  # noqa: F401
 from yolodiag.dialects.yolov5 import HEAD_RULES
 from yolodiag.dialects.yolov5.blocks import default_activation as activation_scope  # noqa: F401
 from yolodiag.dialects.yolov5.heads import Detect, Segment, objectness_prior  # noqa: F401

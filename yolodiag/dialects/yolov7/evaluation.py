@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolodiag.dialects.common.training import objectness_candidates as candidates
 from yolodiag.metrics import box_iou, clip_boxes, nms, xywh2xyxy
 
 # train.py calls test.test() without thresholds, so the per-epoch figures use the function's
@@ -30,8 +31,8 @@ MAX_NMS = 30000  # most candidates per image handed to NMS
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)  # mAP@0.5:0.95
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed trapz
 
-__all__ = ["CONF", "IOU", "ap_per_class", "compute_ap", "correct", "detection_metrics",
-           "fitness", "match_predictions", "non_max_suppression"]
+__all__ = ["CONF", "IOU", "ap_per_class", "candidates", "compute_ap", "correct",
+           "detection_metrics", "fitness", "match_predictions", "non_max_suppression"]
 
 
 def non_max_suppression(decoded: Tensor | Sequence[Tensor], conf_thres: float = CONF,

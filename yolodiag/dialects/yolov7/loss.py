@@ -22,12 +22,15 @@ from torch import Tensor
 from yolodiag.build.builder import BuiltModel
 from yolodiag.dialects.common.loss_math import positive_terms, train_hyp
 from yolodiag.dialects.common.matching import assign
+from yolodiag.dialects.common.training import anchor_positives as batch_positives
+from yolodiag.dialects.common.training import nesterov_sgd as optimizer
 from yolodiag.dialects.yolov7.heads import Detect, class_prior_logit, objectness_prior_logit
 from yolodiag.dialects.yolov7.ota import ota_levels
 
 # What the engine reads as `dialect.loss` (gradflow, overfit, the assignment analysis).
-__all__ = ["GR", "HYP", "TERMS", "HeadGeometry", "assign", "candidate_loss", "compute_loss",
-           "loss_terms", "ota_loss", "prior_loss", "prior_maps", "train_hyp"]
+__all__ = ["GR", "HYP", "MUST_FALL", "TERMS", "HeadGeometry", "assign", "batch_positives",
+           "candidate_loss", "compute_loss", "loss_terms", "optimizer", "ota_loss", "prior_loss",
+           "prior_maps", "train_hyp"]
 
 # data/hyp.scratch.p5.yaml (train.py's default --hyp), loss entries only, before train.py's
 # scaling; label_smoothing is train.py's --label-smoothing default.

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from yolodiag.build.meta import shape_only
+from yolodiag.dialects.common.training import anchor_head_priors as priors  # noqa: F401
 from yolodiag.dialects.yolov7 import HEAD_RULES
 from yolodiag.dialects.yolov7.heads import Detect
 
