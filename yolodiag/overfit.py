@@ -23,7 +23,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -31,158 +31,16 @@ from torch import Tensor, nn
 
 from yolodiag.build.builder import BuiltModel
 from yolodiag.metrics import xywh2xyxy
+from yolodiag.overfit_values import (  # noqa: F401  (the names callers import from here)
+    STOP_REASONS,
+    Evaluation,
+    FitSettings,
+    OverfitHistory,
+    Prior,
+    Progress,
+    StepRecord,
+)
 from yolodiag.probes import preserved
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """The schedule and the SGD settings of YOLOv5's train.py (hyp.scratch-low). The optimiser
-    itself is the family's (`dialect.loss.optimizer`): YOLOv5 and YOLOv7 build SGD from lr,
-    momentum and weight_decay here; a family whose trainer picks its own for a short run
-    (Ultralytics' optimizer=auto) builds that, and the report states what was built."""
-
-    steps: int = 300  # optimiser steps at most; the run stops at the pass mark
-    eval_every: int = 10
-    lr: float = 0.01  # lr0, constant: one batch needs no schedule
-    momentum: float = 0.937  # SGD with Nesterov momentum, as train.py's default optimiser
-    weight_decay: float = 5e-4  # on convolution and linear weights only, as YOLOv5
-    max_grad_norm: float = 10.0  # train.py v7.0 clips the gradient norm at 10
-    pass_mark: float = 0.5  # eval-mode mAP@0.5 on the training batch
-    # Validation's confidence and NMS IoU thresholds; None: those of the family's training-time
-    # validation (`dialect.evaluation.CONF`, `IOU`), filled in when the run starts.
-    conf: float | None = None
-    iou: float | None = None
-    amp: bool = False  # autocast: float16 and a GradScaler on CUDA, bfloat16 on the CPU
-    # Early stops. Flat: every step's loss within flat_band of step 0's for flat_steps steps.
-    flat_steps: int = 50
-    flat_band: float = 0.01
-    # Out of reach: from reach_from of the budget on, while the loss's mean over the last
-    # plateau_steps is above `plateau` of its mean over the plateau_steps before (it has
-    # stopped falling), the best mAP@0.5 plus the fastest rise between two evaluations, for
-    # every evaluation left, stays below the pass mark.
-    reach_from: float = 0.5
-    plateau_steps: int = 50
-    plateau: float = 0.9
-
-    def for_family(self, evaluation: Any) -> FitSettings:
-        """These settings with the family's validation thresholds wherever none was given."""
-        return replace(self, conf=evaluation.CONF if self.conf is None else self.conf,
-                       iou=evaluation.IOU if self.iou is None else self.iou)
-
-
-STOP_REASONS = ("passed", "budget", "nonfinite", "untrainable", "flat", "out-of-reach")
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The training batch predicted in one mode at one step, scored as the family's validation
-    scores it."""
-
-    step: int
-    mode: str  # "train" (batch statistics) or "eval" (running statistics)
-    precision: float
-    recall: float
-    map50: float
-    map: float
-    above_conf: int  # predictions whose objectness and confidence pass `conf`, before NMS
-    detections: int  # after NMS
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    step: int
-    loss: float  # the sum of the terms times the batch, what the family's trainer backpropagates
-    terms: dict[str, float]  # each loss term as the family logs it (`dialect.loss.TERMS`)
-    grad_norm: float  # before clipping
-    seconds: float = 0.0  # wall time of this step (forward, loss, backward, optimiser)
-
-    def value(self, name: str) -> float:
-        """"loss" or one of the terms."""
-        return self.loss if name == "loss" else self.terms[name]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "loss": self.loss, **self.terms,
-                "grad_norm": self.grad_norm, "seconds": self.seconds}
-
-
-@dataclass(frozen=True)
-class Prior:
-    """What the head's bias initialisation predicts at one level before any training."""
-
-    stride: float
-    objectness: float | None  # None: the family's head has no objectness (anchor-free)
-    class_probability: float
-
-    @property
-    def confidence(self) -> float:
-        """The score validation compares with its conf: objectness times class probability,
-        or the class probability alone."""
-        if self.objectness is None:
-            return self.class_probability
-        return self.objectness * self.class_probability
-
-
-@dataclass
-class OverfitHistory:
-    img: tuple[int, int]
-    batch: int
-    targets: int
-    device: str
-    amp: str | None  # the autocast dtype, or None
-    settings: FitSettings
-    terms: tuple[str, ...]  # the family's loss terms, in its order
-    optimizer: str  # what the family's trainer would use for a short run, as built
-    positives_per_level: tuple[int, ...]  # YOLOv5's assignment of the batch's targets
-    unmatched: int  # targets no anchor takes
-    priors: tuple[Prior, ...]
-    prior_loss: float  # the loss the bias priors imply (YD706's reference)
-    steps: list[StepRecord] = field(default_factory=list)
-    evaluations: list[Evaluation] = field(default_factory=list)
-    passed_at: int | None = None
-    nonfinite_step: int | None = None
-    nonfinite_what: str | None = None  # "loss" or "gradient"
-    untrainable: bool = False  # the loss depends on no trainable parameter: nothing can learn
-    stopped: str = "budget"  # one of STOP_REASONS
-    reach: float | None = None  # out-of-reach: the best mAP@0.5 the fastest rise could give
-    seconds: float = 0.0  # the whole run, evaluations included
-    train_seconds: float = 0.0  # the training steps alone
-
-    def evaluated(self, mode: str) -> list[Evaluation]:
-        return [e for e in self.evaluations if e.mode == mode]
-
-    def best(self, mode: str) -> Evaluation | None:
-        runs = self.evaluated(mode)
-        return max(runs, key=lambda e: e.map50) if runs else None
-
-    @property
-    def eval_left_zero(self) -> int | None:
-        """The first step whose eval-mode mAP@0.5 was above zero."""
-        return next((e.step for e in self.evaluated("eval") if e.map50 > 0), None)
-
-    @property
-    def seconds_per_step(self) -> float | None:
-        """Wall time of one training step (forward, loss, backward, optimiser), evaluations
-        left out."""
-        return self.train_seconds / len(self.steps) if self.steps else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"img": list(self.img), "batch": self.batch, "targets": self.targets,
-                "device": self.device, "amp": self.amp, "settings": asdict(self.settings),
-                "terms": list(self.terms), "optimizer": self.optimizer,
-                "positives_per_level": list(self.positives_per_level),
-                "unmatched": self.unmatched,
-                "priors": [{**asdict(p), "confidence": p.confidence} for p in self.priors],
-                "prior_loss": self.prior_loss, "passed_at": self.passed_at,
-                "eval_left_zero": self.eval_left_zero, "nonfinite_step": self.nonfinite_step,
-                "nonfinite_what": self.nonfinite_what, "untrainable": self.untrainable,
-                "stopped": self.stopped, "reach": self.reach,
-                "seconds": self.seconds, "train_seconds": self.train_seconds,
-                "seconds_per_step": self.seconds_per_step,
-                "steps": [s.as_dict() for s in self.steps],
-                "evaluations": [asdict(e) for e in self.evaluations]}
-
-
-Progress = Callable[[OverfitHistory], None]
 
 
 def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
@@ -212,6 +70,9 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
     positives, unmatched = objective.batch_positives(_with_model(built, model), fresh,
                                                      targets, hyp)
     del fresh
+    # A family whose validation scores an EMA of the weights (Ultralytics) has it scored too.
+    ema = (_WeightAverage(model, objective.ema_decay) if hasattr(objective, "ema_decay")
+           else None)
     history = OverfitHistory(
         img, batch, int(targets.shape[0]), str(device),
         None if amp_dtype is None else str(amp_dtype).removeprefix("torch."), settings,
@@ -225,6 +86,10 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
     for step in range(settings.steps + 1):
         # Evaluate before the step: step 0 is the freshly built model.
         if step % settings.eval_every == 0 or step == settings.steps:
+            if ema is not None:  # first: the verdicts read the eval-mode evaluation last
+                history.evaluations.append(_evaluate(ema.model, images, targets, windows, step,
+                                                     "ema", settings, amp_dtype, evaluation))
+                history.ema_updates = ema.updates
             for mode in ("train", "eval"):
                 history.evaluations.append(_evaluate(model, images, targets, windows, step,
                                                      mode, settings, amp_dtype, evaluation))
@@ -269,6 +134,8 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
             break
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update(model)
         now = time.perf_counter()
         history.steps.append(StepRecord(step, float(loss.detach()), terms, grad_norm,
                                         now - tick))
@@ -304,8 +171,9 @@ def _out_of_reach(history: OverfitHistory, step: int) -> float | None:
     earlier = sum(losses[-2 * window:-window]) / window
     if recent < settings.plateau * earlier:
         return None
-    steps = sorted({e.step for e in history.evaluations})
-    best = [max(e.map50 for e in history.evaluations if e.step == s) for s in steps]
+    judged = [e for e in history.evaluations if e.mode in ("train", "eval")]
+    steps = sorted({e.step for e in judged})
+    best = [max(e.map50 for e in judged if e.step == s) for s in steps]
     fastest = max([b - a for a, b in zip(best, best[1:])] + [0.0])
     left = math.ceil((settings.steps - step) / settings.eval_every)
     reach = max(best) + fastest * left
@@ -315,6 +183,27 @@ def _out_of_reach(history: OverfitHistory, step: int) -> float | None:
 def autocast_dtype(device: torch.device) -> torch.dtype:
     """--amp: float16 on CUDA (with a GradScaler, as train.py), bfloat16 on the CPU."""
     return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+class _WeightAverage:
+    """The exponential moving average of the weights a family's trainer validates: a copy of
+    the fresh model whose floating-point state follows every optimiser step,
+    v = d v + (1 - d) w, with the family's decay d at that update count."""
+
+    def __init__(self, model: nn.Module, decay: Callable[[int], float]):
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay(self.updates)
+        current = model.state_dict()
+        for name, value in self.model.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(current[name].detach(), alpha=1 - d)
 
 
 def _as_float(out: Any) -> Any:

@@ -17,15 +17,17 @@ from torch import Tensor, nn
 from yolodiag.dialects.common.matching import assign
 
 
-def parameter_groups(model: nn.Module) -> tuple[list, list, list]:
+def parameter_groups(model: nn.Module, norm_types: tuple[type, ...] = (
+        nn.modules.batchnorm._NormBase,)) -> tuple[list, list, list]:
     """(normalisation weights, other weights, biases): the three groups YOLO trainers give
-    their own weight decay (the weights only)."""
+    their own weight decay (the weights only). `norm_types`: the layers whose weights count as
+    normalisation (YOLOv5: BatchNorm and InstanceNorm)."""
     norms, weights, biases = [], [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if name == "bias":
                 biases.append(p)
-            elif isinstance(module, nn.modules.batchnorm._NormBase):
+            elif isinstance(module, norm_types):
                 norms.append(p)
             else:
                 weights.append(p)

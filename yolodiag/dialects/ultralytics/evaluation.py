@@ -41,7 +41,7 @@ _RECALL_GRID = np.linspace(0, 1, 101)  # COCO's 101 recall points
 # 0..1 in 1000 steps: the confidence axis of the P, R and F1 curves, the recall axis of prec_values
 _CURVE_GRID = np.linspace(0, 1, 1000)
 
-__all__ = ["CONF", "IOU", "MAX_DET", "ap_per_class", "compute_ap", "correct",
+__all__ = ["CONF", "IOU", "MAX_DET", "ap_per_class", "candidates", "compute_ap", "correct",
            "detection_metrics", "fitness", "match_predictions", "non_max_suppression"]
 
 
@@ -73,6 +73,14 @@ def non_max_suppression(prediction: Tensor | Sequence[Tensor], conf_thres: float
     multi_label = multi_label and prediction.shape[1] - 4 > 1
     return [_nms_image(cells.T, conf_thres, iou_thres, multi_label, agnostic, max_det)
             for cells in prediction]
+
+
+def candidates(prediction: Tensor, conf: float) -> int:
+    """Cells (or an end-to-end head's rows) whose best class probability passes `conf`: what
+    NMS starts from."""
+    if prediction.shape[-1] == END_TO_END_COLUMNS:
+        return int((prediction[..., 4] > conf).sum())
+    return int((prediction[:, 4:].amax(1) > conf).sum())
 
 
 def _nms_image(cells: Tensor, conf_thres: float, iou_thres: float, multi_label: bool,

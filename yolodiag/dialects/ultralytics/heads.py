@@ -144,9 +144,10 @@ class Detect(nn.Module):
         return self.one2many_output(out)["feats"]
 
     def decode(self, branch: dict, xywh: bool = True) -> Tensor:
-        """One branch's dict -> (B, 4 + nc, A): boxes in input pixels (centre and size, or
-        corners when not `xywh`) from the expected DFL distances around each cell centre, then
-        the class probabilities."""
+        """One branch's dict (or a whole train-mode output: its one-to-many branch) -> (B, 4 +
+        nc, A): boxes in input pixels (centre and size, or corners when not `xywh`) from the
+        expected DFL distances around each cell centre, then the class probabilities."""
+        branch = self.one2many_output(branch)
         points, strides = make_anchors(branch["feats"], self.stride, 0.5)
         distances = self.dfl(branch["boxes"])
         boxes = dist2bbox(distances, points.T.unsqueeze(0), xywh=xywh, dim=1) * strides.T
