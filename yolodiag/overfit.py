@@ -146,6 +146,11 @@ def overfit(built: BuiltModel, images: Tensor, targets: Tensor,
         if _flat(history.steps, settings):
             history.stopped = "flat"
             break
+    fuse = getattr(built.dialect.model, "fuse", None)  # a family that fuses before validating
+    if fuse is not None and history.evaluations and history.stopped != "nonfinite":
+        history.evaluations.append(_evaluate(fuse(model), images, targets, windows,
+                                             history.evaluations[-1].step, "fused", settings,
+                                             amp_dtype, evaluation))
     history.seconds = time.perf_counter() - start
     return history
 

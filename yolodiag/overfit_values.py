@@ -56,8 +56,9 @@ class Evaluation:
     scores it."""
 
     step: int
-    # "train" (batch statistics), "eval" (running statistics), or "ema": the family's EMA of the
-    # weights in eval mode, what its validation scores during training
+    # "train" (batch statistics), "eval" (running statistics), "ema": the family's EMA of the
+    # weights in eval mode, what its validation scores during training, or "fused": the last
+    # model with Conv and BatchNorm fused, as the family validates its final weights
     mode: str
     precision: float
     recall: float

@@ -27,15 +27,37 @@ def render_overfit(report: Report, console: Console) -> None:
     priors = "; ".join(f"stride {plain_number(p['stride'])} {p['confidence']:.2g}"
                        for p in fit["priors"])
     strides = ", ".join(str(plain_number(p["stride"])) for p in fit["priors"])
+    unmatched = ("matched by no anchor" if "anchors" in report.dialect.capabilities
+                 else "assigned to no cell")
     console.print(
         f"{report.dialect.title}'s assignment of the batch: positives per level (stride {strides}) "
-        f"{', '.join(map(str, fit['positives_per_level']))}, {fit['unmatched']} objects matched "
-        f"by no anchor; confidence priors {priors} (val.py keeps > {settings['conf']})",
+        f"{', '.join(map(str, fit['positives_per_level']))}, {fit['unmatched']} objects "
+        f"{unmatched}; confidence priors {priors} (its validation keeps > {settings['conf']})",
         highlight=False)
     console.print("tr: train mode (BatchNorm on the batch's statistics, as the loss sees it); "
-                  "ev: eval mode (running statistics, as val.py sees it)", highlight=False)
+                  "ev: eval mode (running statistics, as validation sees it)", highlight=False)
     console.print(history_table(fit))
+    for line in _other_views(fit):
+        console.print(line, highlight=False)
     console.print(verdict(fit), highlight=False)
+
+
+def _other_views(fit: dict[str, Any]) -> list[str]:
+    """The EMA's and the fused model's last evaluation, for a family that validates those."""
+    last = {e["mode"]: e for e in fit["evaluations"]}
+    lines = []
+    if "ema" in last:
+        ema = last["ema"]
+        lines.append(f"EMA (what validation scores during training), step {ema['step']}, "
+                     f"{fit['ema_updates']} updates: P {ema['precision']:.2f}, R "
+                     f"{ema['recall']:.2f}, mAP@0.5 {ema['map50']:.3f}, {ema['above_conf']} "
+                     f"predictions above conf")
+    if "fused" in last and "eval" in last:
+        fused, plain = last["fused"], last["eval"]
+        lines.append(f"Fused (Conv and BatchNorm folded, as the final validation runs), step "
+                     f"{fused['step']}: mAP@0.5 {fused['map50']:.3f} against {plain['map50']:.3f} "
+                     f"unfused, {fused['detections']} detections against {plain['detections']}")
+    return lines
 
 
 def verdict(fit: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from torch import nn
 
 from yolodiag.build.meta import shape_only
 from yolodiag.dialects.ultralytics.conv import default_activation as activation_scope  # noqa: F401
+from yolodiag.dialects.ultralytics.fuse import fuse  # noqa: F401  (overfit's fused view)
 from yolodiag.dialects.ultralytics.heads import Detect
 from yolodiag.dialects.ultralytics.scaling import DEFAULT_REG_MAX
 from yolodiag.dialects.ultralytics.table import NON_LEGACY_HEAD
