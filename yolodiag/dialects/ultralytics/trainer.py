@@ -13,18 +13,21 @@ nearly the latest weights, and only after thousands of updates an average.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from yolodiag.dialects.common.training import parameter_groups
+from yolodiag.dialects.ultralytics.heads import class_prior_logit
 
 NOMINAL_BATCH = 64  # cfg/default.yaml nbs
 WEIGHT_DECAY = 5e-4  # cfg/default.yaml weight_decay
 ADAM_BETAS = (0.9, 0.999)  # momentum 0.9 as beta1
 EMA_DECAY = 0.9999
 EMA_TAU = 2000
+BOX_PRIOR_LOGIT = 2.0  # what bias_init gives every box bin
 # Every torch.nn layer with "Norm" in its name: its weights get no decay (LayerNorm too).
 NORM_TYPES = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
 
@@ -52,3 +55,21 @@ def optimizer(model: nn.Module, settings: Any, nc: int, batch: int
 def ema_decay(updates: int) -> float:
     """ModelEMA's decay at its `updates`-th update."""
     return EMA_DECAY * (1 - math.exp(-updates / EMA_TAU))
+
+
+def prior_output(built: Any, grid_shapes: Sequence[tuple[int, int]], batch: int
+                 ) -> dict[str, Any]:
+    """A train-mode output holding only the head's bias priors, as a model whose weights were
+    all zero would predict: every box logit 2.0 (bias_init), every class logit 8.4.190's
+    log(5 / nc / (640 / s)^2) for its level; feature maps of the grids (zeros, the head's input
+    widths), which the loss reads only for their sizes. A one-to-one head gets the same for
+    both branches."""
+    head = built.model.head
+    boxes, scores, feats = [], [], []
+    for (ny, nx), stride, branch in zip(grid_shapes, built.stride, head.cv2):
+        cells = ny * nx
+        boxes.append(torch.full((batch, 4 * head.reg_max, cells), BOX_PRIOR_LOGIT))
+        scores.append(torch.full((batch, head.nc, cells), class_prior_logit(head.nc, stride)))
+        feats.append(torch.zeros(batch, branch[0].conv.in_channels, ny, nx))
+    out = {"boxes": torch.cat(boxes, -1), "scores": torch.cat(scores, -1), "feats": feats}
+    return {"one2many": out, "one2one": dict(out)} if head.has_one2one else out
