@@ -278,7 +278,10 @@ def train_eval_mismatch(facts: Facts) -> Iterator[Problem]:
         statistics; they follow the batch's with YOLOv5's momentum 0.03, so early in a run
         eval mode lags (stock yolov5n: about 200 steps) and only a lag that outlasts the
         budget counts. Other causes: BatchNorm momentum 0 or layers frozen in eval mode,
-        fused or half-precision paths that differ from training.
+        fused or half-precision paths that differ from training. For a family that fuses
+        Conv and BatchNorm before its final validation (Ultralytics), also: the fused model
+        reaches less than half the unfused eval-mode mAP@0.5 (a user's Conv subclass whose
+        forward does more than conv, norm, activation loses the rest when fused).
     Why it zeroes P and R:
         val.py and detect.py run eval mode. A model whose eval mode predicts garbage shows
         zero precision and recall in every validation, however well its loss falls.
@@ -292,6 +295,15 @@ def train_eval_mismatch(facts: Facts) -> Iterator[Problem]:
         training; check fused or half-precision code paths against the float32 ones.
     """
     fit = facts.fit
+    fused, unfused = fit.evaluated("fused"), fit.evaluated("eval")
+    if fused and unfused and fused[-1].map50 < EVAL_BEHIND * unfused[-1].map50:
+        yield Problem(
+            f"at step {fused[-1].step} the fused model (Conv and BatchNorm folded, as the final "
+            f"validation runs it) reaches mAP@0.5 {fused[-1].map50:.3f} where the unfused one "
+            f"reaches {unfused[-1].map50:.3f}: fusing replaces a forward the model needs",
+            "a block that subclasses Conv but does more in its forward loses it when fused: "
+            "give it its own class", facts.where(),
+            {"fused_map50": fused[-1].map50, "eval_map50": unfused[-1].map50})
     if not _ended_without_passing(facts):
         return
     train, evaluated = fit.evaluated("train")[-1], fit.evaluated("eval")[-1]
