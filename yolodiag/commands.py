@@ -47,7 +47,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
         if family.repo is None:
             raise Unsupported(f"--repo: yolodiag cannot build with a {family.title} checkout")
         if modules:
-            raise Unsupported(f"--repo builds with your {family.title}'s own modules: --modules "
+            raise Unsupported(f"--repo builds with your {family.possessive} own modules: --modules "
                               "and --rule do not apply to it")
         # Rounded to 32, not to the largest stride: that is known once their code has run.
         facts, stopped_by = family.repo.repo_traced(_model_path(model), tuple(sizes),
@@ -124,8 +124,8 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
             else family.name
         facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, read_as)
         if facts.spec is not None and read_as != dialect:  # by the run's name, not --dialect
-            facts.spec = dataclasses.replace(
-                facts.spec, dialect_reason=f"the run folder is {family.title}'s: {chosen.reason}")
+            reason = f"the run folder is {family.possessive}: {chosen.reason}"
+            facts.spec = dataclasses.replace(facts.spec, dialect_reason=reason)
         facts.data = info.data if runs.pillow_available() else None
         info.cfg_findings = run_checks(facts, selection, COMMAND_STAGES["check"])
         facts.stopped = None  # a refused cfg's finding is among cfg_findings already
@@ -166,14 +166,15 @@ def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bo
 GRADFLOW_SIZE = (256, 256)
 
 
-def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SIZE, *,
+def gradflow(model: str | Path | None = None, img: tuple[int, int] | None = None, *,
              batch: int = 2, device: str = "cpu", seed: int = 0, selection=None,
              fail_on: Severity = Severity.ERROR, modules: dict | None = None,
              data: str | Path | None = None, dialect: str = AUTO) -> Report:
     """Build the model with real weights (seeded) on `device`, run one forward and backward of
     YOLOv5's loss on the synthetic batch and run the gradient checks (YD601-YD607).
 
-    `img` is rounded up to the largest stride, as YOLOv5 does. `modules`: extra module-table
+    `img` is rounded up to the largest stride, as YOLOv5 does; None: the family's size
+    (`model.GRADFLOW_SIZE`, else 256x256). `modules`: extra module-table
     entries (name -> ModuleEntry), e.g. the tests' mutant blocks. `data`: the batch is the
     train split's first images (and the model has the data's classes). Raises Unsupported for
     a model whose head is not Detect.
@@ -194,9 +195,13 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] = GRADFLOW_SI
         facts.stopped = e.finding
         return _report("gradflow", facts, run_checks(facts, stages=COMMAND_STAGES["gradflow"]),
                        fail_on, {}, e, bundled=model is None)
+    img = img or getattr(built.dialect.model, "GRADFLOW_SIZE", GRADFLOW_SIZE)
     size = traced_sizes([img], built.stride)[0]
     facts.built = built
-    images, targets = _batch(facts.data, built.nc, size, batch, seed, device)
+    # YOLOv5's matcher gives every level positives from ordinary sizes; an assigner that reads
+    # the fresh predictions (anchor-free heads) takes objects sized for each level's boxes.
+    images, targets = _batch(facts.data, built.nc, size, batch, seed, device,
+                             built.object_sizes if built.anchors is None else None)
     try:
         facts.grads = measure(built, images, targets)
     except LayerFailed as e:  # the model builds, but not at this size: as YOLOv5 would crash
@@ -240,11 +245,11 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
                        bundled=model is None)
     built = _seeded_build(facts.spec, seed, device, modules, facts.built.nc)
     if built.dialect.evaluation is None:
-        raise Unsupported(f"overfit: yolodiag scores predictions as {built.dialect.title}'s "
+        raise Unsupported(f"overfit: yolodiag scores predictions as {built.dialect.possessive} "
                           "validation does, and knows none yet")
     size = facts.trace.sizes[0].img
     images, targets = _batch(facts.data, built.nc, size, batch, seed, device,
-                             built.pixel_anchors)
+                             built.object_sizes)
     settings = FitSettings(amp=amp) if steps is None else FitSettings(steps=steps, amp=amp)
     settings = settings.for_family(built.dialect.evaluation)  # the thresholds it trains with
     facts.fit = train_on_one_batch(built, images, targets, settings, progress,

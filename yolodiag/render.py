@@ -143,7 +143,7 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
         h, w = assignment["img"]
         batch = "a synthetic batch" if assignment["source"] == "synthetic" else (
             "the train labels, letterboxed")
-        console.print(f"{report.dialect.title}'s assignment of {batch} "
+        console.print(f"{report.dialect.possessive} assignment of {batch} "
                       f"({assignment['images']} images, "
                       f"{assignment['targets']} objects, {h}x{w}): positives per level "
                       f"{', '.join(map(str, assignment['positives_per_level']))}; "

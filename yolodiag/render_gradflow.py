@@ -27,7 +27,7 @@ def render_gradflow(report: Report, console: Console) -> None:
     h, w = section["img"]
     loss = section["loss"]
     console.print(
-        f"One forward and backward of {report.dialect.title}'s loss on {section['batch']} "
+        f"One forward and backward of {report.dialect.possessive} loss on {section['batch']} "
         f"{report.batch_source} {h}x{w} ({section['targets']} objects) on "
         f"{section['device']}: loss {loss['total']:.4g} ("
         + ", ".join(f"{term} {value:.4g}" for term, value in loss.items() if term != "total")

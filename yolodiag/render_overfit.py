@@ -30,8 +30,8 @@ def render_overfit(report: Report, console: Console) -> None:
     unmatched = ("matched by no anchor" if "anchors" in report.dialect.capabilities
                  else "assigned to no cell")
     console.print(
-        f"{report.dialect.title}'s assignment of the batch: positives per level (stride {strides}) "
-        f"{', '.join(map(str, fit['positives_per_level']))}, {fit['unmatched']} objects "
+        f"{report.dialect.possessive} assignment of the batch: positives per level (stride "
+        f"{strides}) {', '.join(map(str, fit['positives_per_level']))}, {fit['unmatched']} objects "
         f"{unmatched}; confidence priors {priors} (its validation keeps > {settings['conf']})",
         highlight=False)
     console.print("tr: train mode (BatchNorm on the batch's statistics, as the loss sees it); "
@@ -54,7 +54,8 @@ def _other_views(fit: dict[str, Any]) -> list[str]:
                      f"predictions above conf")
     if "fused" in last and "eval" in last:
         fused, plain = last["fused"], last["eval"]
-        lines.append(f"Fused (Conv and BatchNorm folded, as the final validation runs), step "
+        lines.append(f"Fused (BatchNorm folded into the convolutions, as the final validation "
+                     f"runs), step "
                      f"{fused['step']}: mAP@0.5 {fused['map50']:.3f} against {plain['map50']:.3f} "
                      f"unfused, {fused['detections']} detections against {plain['detections']}")
     return lines

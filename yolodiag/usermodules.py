@@ -104,7 +104,7 @@ def why_raw(entry: ModuleEntry, dialect: Dialect) -> str:
         RuleSource.YOLO_PY: f"in none of the channel-aware branches of {entry.registered_by}'s "
                             "parse_model",
         "repo": "as your parse_model did",
-    }.get(entry.decided, f"stock {dialect.title}'s parse_model does not register it as "
+    }.get(entry.decided, f"stock {dialect.possessive} parse_model does not register it as "
                          "channel-aware")
 
 

@@ -129,10 +129,23 @@ class BuiltModel:
         return sum(r.params for r in self.layers)
 
     @property
-    def pixel_anchors(self) -> list[list[tuple[float, float]]]:
-        """The anchors in pixels, per level: `anchors` times the level's stride."""
+    def pixel_anchors(self) -> list[list[tuple[float, float]]] | None:
+        """The anchors in pixels, per level: `anchors` times the level's stride (None for an
+        anchor-free head)."""
+        if self.anchors is None:
+            return None
         return [[(float(w) * s, float(h) * s) for w, h in level.tolist()]
                 for level, s in zip(self.anchors, self.stride)]
+
+    @property
+    def object_sizes(self) -> list[list[tuple[float, float]]] | None:
+        """Per level, the object sizes (pixels) its head takes first: the anchors, or for an
+        anchor-free head the boxes its fresh head predicts (the dialect's
+        `model.level_object_sizes`); None when neither is known."""
+        if self.anchors is not None:
+            return self.pixel_anchors
+        sizes = getattr(self.dialect.model, "level_object_sizes", None)
+        return sizes(self) if sizes is not None and self.stride is not None else None
 
     @property
     def head_index(self) -> int | None:
@@ -181,7 +194,7 @@ def build(spec: ModelSpec, *, nc: int | None = None, device: str | torch.device 
         if not isinstance(e, LayerFailed):  # e.g. anchors that cannot be divided by the strides
             e = LayerFailed(len(records) - 1, e)
         size = model.PROBE_SIZE
-        during = f"{dialect.title}'s stride probe (a {size}x{size} forward)"
+        during = f"{dialect.possessive} stride probe (a {size}x{size} forward)"
         error = f"{type(e.error).__name__}: {e.error}"
         if strict:
             raise forward_failure(spec, e.index, error, during) from e

@@ -57,7 +57,7 @@ def head_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     culprits, hint = missing_downsampling(facts, strides, design or [None] * len(strides))
     expected = slashed(design) if design else "a stock design"
     yield Problem(
-        f"{facts.head_module} strides are {slashed(strides)}, not {facts.dialect.possessive} stock "
+        f"{facts.head_module} strides are {slashed(strides)}, not {facts.possessive} stock "
         f"{expected}{culprits}",
         hint if design else "read the stock strides off the family's YAMLs",
         facts.where(facts.built.head_index),

@@ -175,7 +175,7 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
         if any(value <= 0 for value in row):
             yield Problem(
                 f"level {level} has anchor sizes that are not positive {list(row)}: "
-                f"{facts.title}'s width and height ratios are meaningless for them and no "
+                f"{facts.possessive} width and height ratios are meaningless for them and no "
                 "target matches",
                 "write positive pixel sizes", facts.key_location("anchors"),
                 {"level": level, "row": list(row)}, severity=E)
@@ -191,7 +191,7 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
             continue
         yield Problem(
             f"level {level} (stride {plain_number(stride)}) anchors average {cells:.2f} grid cells "
-            f"({row_size(row):.1f} px): outside the {low:.2f}-{high:.1f} cells {facts.title}'s "
+            f"({row_size(row):.1f} px): outside the {low:.2f}-{high:.1f} cells {facts.possessive} "
             f"assignment (anchor_t {facts.anchor_t:g}) can match to this level's usual objects",
             "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
             facts.key_location("anchors"),
@@ -250,7 +250,7 @@ def no_target_matched(facts: Facts) -> Iterator[Problem]:
     batch = ("a synthetic batch" if stats.source == "synthetic" else
              f"the {stats.images} {stats.source} images of --data, letterboxed,")
     yield Problem(
-        f"{facts.title}'s assignment of {batch} at {h}x{w}: " + "; ".join(parts)
+        f"{facts.possessive} assignment of {batch} at {h}x{w}: " + "; ".join(parts)
         + f" (positives per level {list(stats.positives)})",
         "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
         facts.key_location("anchors"),

@@ -81,7 +81,7 @@ def not_channel_aware(facts: Facts) -> Iterator[Problem]:
             yield Problem(
                 f"{module} ({entry.factory}) has no declared rule and no yolo.py of yours was "
                 f"read: yolodiag builds it as channel-aware from its signature, but the YAML "
-                f"spells out its widths, as for a block stock {facts.title}'s parse_model does "
+                f"spells out its widths, as for a block stock {facts.possessive} parse_model does "
                 f"not know and passes the arguments as written: layer {first.row.index} "
                 f"{module}({', '.join(map(repr, first.args))}) is checked as "
                 f"{module}({', '.join(map(repr, first.done.args))}) (layers "
@@ -203,7 +203,7 @@ def user_module_rule(facts: Facts) -> Iterator[Problem]:
                         f"none of yolodiag's rules mirrors")
         yield Problem(
             f"{module} from {entry.factory} {declared}: yolodiag assumes {entry.rule} because "
-            f"{because}; stock {facts.title}'s parse_model would apply {stock}",
+            f"{because}; stock {facts.possessive} parse_model would apply {stock}",
             f"if your parse_model registers {module} differently, declare it: "
             f"YOLODIAG_RULES = {{{module!r}: '<rule>'}} or --rule {module}=<rule>",
             facts.where(planned.row.index), data)
@@ -302,7 +302,7 @@ def stock_module_replaced(facts: Facts) -> Iterator[Problem]:
                        f"{entry.differs}; yours is the one checked: {built}")
             hint = f"nothing if intended: your {module} is the one checked"
         else:
-            message = (f"your {module} ({entry.factory}) differs from stock {facts.title}'s: "
+            message = (f"your {module} ({entry.factory}) differs from stock {facts.possessive}: "
                        f"{entry.differs}; {built}")
             hint = (f"nothing if intended; if the stock {module} was meant, restore it (or "
                     f"rename yours)")

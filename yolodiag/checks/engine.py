@@ -90,6 +90,11 @@ class Facts:
         """What messages call the family's code: "YOLOv5's assignment"."""
         return self.dialect.title
 
+    @property
+    def possessive(self) -> str:
+        """"YOLOv5's", "Ultralytics'"."""
+        return self.dialect.possessive
+
     def has(self, stage: Stage) -> bool:
         return {Stage.SPEC: self.spec, Stage.BUILD: self.built, Stage.TRACE: self.trace,
                 Stage.GRAD: self.grads, Stage.FIT: self.fit, Stage.CKPT: self.transfer,

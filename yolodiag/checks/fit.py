@@ -87,7 +87,9 @@ def cannot_overfit(facts: Facts) -> Iterator[Problem]:
     elif loss is not None and loss[1] > FALLS * loss[0]:
         why = "the loss did not fall (see YD702)"
     elif fit.unmatched:
-        why = (f"{fit.unmatched} of the batch's {fit.targets} objects match no anchor, so "
+        missed = ("match no anchor" if "anchors" in facts.dialect.capabilities
+                  else "are assigned to no cell")
+        why = (f"{fit.unmatched} of the batch's {fit.targets} objects {missed}, so "
                "they are learnt as background and recall cannot rise (see YD404)")
     elif best_train.map50 < facts.fit.settings.pass_mark:
         why = ("the loss fell but train-mode predictions stay wrong: look at strides, anchors "
@@ -174,11 +176,14 @@ def level_without_positives(facts: Facts) -> Iterator[Problem]:
     if not empty or len(empty) == len(fit.positives_per_level):
         return  # no positive at all is YD404's (no anchor takes the targets) and YD701's
     strides = ", ".join(str(plain_number(fit.priors[i].stride)) for i in empty)
+    anchors = "anchors" in facts.dialect.capabilities
     source = ("its real labels" if facts.data is not None
-              else "the synthetic objects, sized after its anchors,")
+              else "the synthetic objects, sized after its anchors," if anchors
+              else "the synthetic objects, sized after each level's fresh boxes,")
+    missed = "match no anchor there" if anchors else "are assigned to no cell there"
     yield Problem(
         f"the batch ({fit.targets} objects) gives the stride-{strides} level(s) no positive: "
-        f"{source} match no anchor there, so this run tests the other levels only (a limit "
+        f"{source} {missed}, so this run tests the other levels only (a limit "
         "of the batch, not a fault of the model)",
         "for a verdict on that level: a larger --img or --batch" if facts.data is not None
         else "for a verdict on that level: a larger --img", facts.where(),
@@ -279,9 +284,10 @@ def train_eval_mismatch(facts: Facts) -> Iterator[Problem]:
         eval mode lags (stock yolov5n: about 200 steps) and only a lag that outlasts the
         budget counts. Other causes: BatchNorm momentum 0 or layers frozen in eval mode,
         fused or half-precision paths that differ from training. For a family that fuses
-        Conv and BatchNorm before its final validation (Ultralytics), also: the fused model
-        reaches less than half the unfused eval-mode mAP@0.5 (a user's Conv subclass whose
-        forward does more than conv, norm, activation loses the rest when fused).
+        convolution and BatchNorm before its final validation (Ultralytics), also: the fused
+        model reaches less than half the unfused eval-mode mAP@0.5 (a user's subclass of the
+        family's convolution layer whose forward does more than convolution, norm and
+        activation loses the rest when fused).
     Why it zeroes P and R:
         val.py and detect.py run eval mode. A model whose eval mode predicts garbage shows
         zero precision and recall in every validation, however well its loss falls.
@@ -298,11 +304,12 @@ def train_eval_mismatch(facts: Facts) -> Iterator[Problem]:
     fused, unfused = fit.evaluated("fused"), fit.evaluated("eval")
     if fused and unfused and fused[-1].map50 < EVAL_BEHIND * unfused[-1].map50:
         yield Problem(
-            f"at step {fused[-1].step} the fused model (Conv and BatchNorm folded, as the final "
-            f"validation runs it) reaches mAP@0.5 {fused[-1].map50:.3f} where the unfused one "
+            f"at step {fused[-1].step} the fused model (BatchNorm folded into the convolutions, "
+            f"as the final validation runs it) reaches mAP@0.5 {fused[-1].map50:.3f} where the "
+            f"unfused one "
             f"reaches {unfused[-1].map50:.3f}: fusing replaces a forward the model needs",
-            "a block that subclasses Conv but does more in its forward loses it when fused: "
-            "give it its own class", facts.where(),
+            "a block that subclasses the family's convolution layer but does more in its "
+            "forward loses that when fused: give it its own class", facts.where(),
             {"fused_map50": fused[-1].map50, "eval_map50": unfused[-1].map50})
     if not _ended_without_passing(facts):
         return
@@ -381,6 +388,6 @@ def init_loss_off(facts: Facts) -> Iterator[Problem]:
     if ratio > INIT_LOSS_FACTOR or ratio < 1 / INIT_LOSS_FACTOR:
         yield Problem(
             f"step-0 loss {start:.3g} is {ratio:.2g}x the {fit.prior_loss:.3g} that "
-            f"{facts.title}'s bias priors imply for this batch",
+            f"{facts.possessive} bias priors imply for this batch",
             f"check that the {facts.head_module} biases were initialised (initialize_biases) and "
             "not overwritten", facts.where(), {"loss": start, "prior_loss": fit.prior_loss})

@@ -69,7 +69,7 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
         return
     default = all(designs[level][1] for level in wrong)
     expected = [d for d, _ in designs]
-    whose = f"{facts.title}'s default rows" if default else f"sized like {facts.title}'s rows"
+    whose = f"{facts.possessive} default rows" if default else f"sized like {facts.possessive} rows"
     culprits, hint = missing_downsampling(facts, strides, expected)
     objectness_prior = facts.dialect.model.objectness_prior
 

@@ -73,7 +73,7 @@ def no_gradient(facts: Facts) -> Iterator[Problem]:
         yield Problem(
             f"layers {', '.join(map(str, frozen))} have frozen parameters (requires_grad "
             "False); they were measured as if trainable, but will not train",
-            f"unfreeze them unless freezing is intended ({facts.title}'s --freeze)",
+            f"unfreeze them unless freezing is intended ({facts.possessive} --freeze)",
             facts.where(frozen[0]), {"layers": frozen}, Severity.WARNING)
 
 

@@ -104,7 +104,7 @@ def build_failed(facts: Facts) -> Iterator[Problem]:
             continue
         row = facts.spec.layers[crash.layer]
         h, w = crash.sizes[0]
-        during = (f"{facts.title}'s stride probe (its build) at {h}x{w}" if crash.in_probe
+        during = (f"{facts.possessive} stride probe (its build) at {h}x{w}" if crash.in_probe
                   else f"the forward at {format_sizes(crash.sizes)}")
         yield Problem(
             f"{during} fails in layer {crash.layer} {row.module}: {crash.error}",

@@ -115,7 +115,7 @@ def check(
 def gradflow(
     *,
     model: ModelArgument = None,
-    img: SizeOption = "256",
+    img: SizeOption = None,  # None: the family's size (256; Ultralytics 640)
     batch: Annotated[int, typer.Option("--batch", min=1,
                                        help="Images in the synthetic batch.")] = 2,
     device: DeviceOption = "cpu",

@@ -169,8 +169,10 @@ def user_modules(files: list[Path], rules: list[str], model: Path | None = None,
     return load_modules(files, rules, choose_file(model, dialect).dialect)
 
 
-def _one_run_inputs(img: str, device: str, select: list[str], ignore: list[str]):
+def _one_run_inputs(img: str | None, device: str, select: list[str], ignore: list[str]):
     """gradflow's and overfit's shared options, checked: (one size, Selection)."""
+    if img is None:  # the command's default for the model's family
+        return None, parse_selection(select, ignore)
     sizes = parse_sizes([img])
     if len(sizes) != 1:
         raise typer.BadParameter("give one size", param_hint="--img")

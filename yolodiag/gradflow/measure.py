@@ -47,10 +47,15 @@ def measure(built: BuiltModel, images: Tensor, targets: Tensor,
                          f"{type(net.model[-1]).__name__})")
     batch, img = images.shape[0], tuple(images.shape[-2:])
     hyp = hyp or objective.train_hyp(objective.HYP, net.head.nc, max(img), net.head.nl)
-    layer_params = [list(layer.named_parameters()) for layer in net.model]
+    # Parameters the family's trainer always keeps frozen (Ultralytics' DFL bins) are no
+    # layer's to learn: neither measured nor reported as frozen.
+    fixed = getattr(built.dialect.model, "ALWAYS_FROZEN", ())
+    layer_params = [[(name, p) for name, p in layer.named_parameters()
+                     if not any(part in f".{name}" for part in fixed)] for layer in net.model]
     with preserved(net):
-        frozen = {p for p in net.parameters() if not p.requires_grad}
-        for p in net.parameters():
+        measured = [p for group in layer_params for _, p in group]
+        frozen = {p for p in measured if not p.requires_grad}
+        for p in measured:
             p.requires_grad_(True)
             p.grad = None
         net.train()

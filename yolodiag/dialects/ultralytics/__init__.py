@@ -7,8 +7,10 @@ channel rules (`rules`); its layers and blocks (`conv`, `block`, `attention`, `a
 `elan`); the stock models' cost and strides (`stock`); the anchor-free heads Detect and
 v10Detect (`heads`, `decode`); what `DetectionModel.__init__` does after the layers are built
 (`model`); a user's Ultralytics for --repo and --modules (`repo`, `registration`,
-`stockmatch`). Its loss, validation, checkpoints and run folders are not here yet: `check` works on
-every model, the commands that train say they cannot.
+`stockmatch`); its loss and task-aligned assigner (`loss`, `tal`, `boxes`), what its trainer
+does around them (`trainer`: optimizer=auto, the EMA, the bias priors; `fuse`) and its
+validation (`evaluation`), for gradflow and overfit. Its checkpoints and run folders are not
+here yet.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ ULTRALYTICS = register(Dialect(
     head_outputs=head_outputs,
     sniff=_sniff,
     model=Lazy("yolodiag.dialects.ultralytics.model"),
+    loss=Lazy("yolodiag.dialects.ultralytics.loss"),
+    evaluation=Lazy("yolodiag.dialects.ultralytics.evaluation"),
     repo=Lazy("yolodiag.dialects.ultralytics.repo"),
     checkout=Lazy("yolodiag.dialects.ultralytics.registration"),
     stockmatch=Lazy("yolodiag.dialects.ultralytics.stockmatch"),
@@ -78,7 +82,7 @@ ULTRALYTICS = register(Dialect(
             "pooling": "SPPF",
             "blocks_file": "ultralytics/nn/modules/block.py", "parser_file": "tasks.py"},
     capabilities=frozenset({"anchor-free", "dfl", "class-prior", "stock-cost", "scales",
-                            "stock-strides"}),
+                            "stock-strides", "loss"}),
     stock_cost=stock_cost,
     stock_strides=STOCK_STRIDES,
     profiler="ultralytics-thop 2.2",

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 PROBE_SIZE = 256
 DESIGN_SIZE = 640  # the image size bias_init assumes
+# gradflow's default image: at init the assigner takes objects at the level whose fresh boxes
+# (reg_max - 1 = 15 strides a side, 480 px at stride 32) fit them, so every level gets positives,
+# and its box branch a gradient, only in an image that holds a 480 px object.
+GRADFLOW_SIZE = (640, 640)
+ALWAYS_FROZEN = (".dfl",)  # the trainer's always_freeze_names: the DFL's fixed 0..15 bins
 VALIDATION_CONF = 0.001  # the validator's conf (engine/validator.py, when args.conf is None)
 
 
@@ -62,6 +67,16 @@ def priors(head: Detect) -> tuple[tuple[float, None, float], ...]:
     with torch.no_grad():
         return tuple((float(stride), None, float(branch[-1].bias.float().sigmoid().mean()))
                      for branch, stride in zip(head.cv3, head.stride.tolist()))
+
+
+def level_object_sizes(built: BuiltModel) -> list[list[tuple[float, float]]]:
+    """Per level, the box a fresh head predicts around each cell: equal logits over the DFL
+    bins put each side's distance at (reg_max - 1) / 2 strides, so a square of reg_max - 1
+    strides. The task-aligned assigner takes an object first at the level whose fresh boxes
+    overlap it most: synthetic objects of these sizes give every level positives."""
+    reg_max = built.model.head.reg_max if built.model is not None else DEFAULT_REG_MAX
+    side = max(reg_max - 1, 1)
+    return [[(side * float(s), side * float(s))] for s in built.stride]
 
 
 def largest_box_side(stride: float, reg_max: int) -> float | None:
@@ -112,8 +127,9 @@ def initialize_weights(net: nn.Module) -> None:
 
 
 def untrainable(built: BuiltModel) -> str | None:
-    """Why gradflow and overfit cannot train this model yet: the Ultralytics loss is not
-    implemented (its own issue)."""
-    return ("a loss yolodiag knows (Ultralytics' v8DetectionLoss is not implemented yet: "
-            "check works, gradflow and overfit do not)")
+    """Why gradflow and overfit cannot train this model: a head other than our Detect (or
+    v10Detect), whose train output the loss does not know; None when they can."""
+    if built.model is not None and isinstance(built.model.head, Detect):
+        return None
+    return "an Ultralytics Detect or v10Detect head (the loss reads its train output)"
 
