@@ -171,13 +171,12 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] | None = None
              fail_on: Severity = Severity.ERROR, modules: dict | None = None,
              data: str | Path | None = None, dialect: str = AUTO) -> Report:
     """Build the model with real weights (seeded) on `device`, run one forward and backward of
-    YOLOv5's loss on the synthetic batch and run the gradient checks (YD601-YD607).
+    the family's loss on the synthetic batch and run the gradient checks (YD601-YD607).
 
-    `img` is rounded up to the largest stride, as YOLOv5 does; None: the family's size
-    (`model.GRADFLOW_SIZE`, else 256x256). `modules`: extra module-table
-    entries (name -> ModuleEntry), e.g. the tests' mutant blocks. `data`: the batch is the
-    train split's first images (and the model has the data's classes). Raises Unsupported for
-    a model whose head is not Detect.
+    `img` (None: the family's `model.GRADFLOW_SIZE`, else 256x256) is rounded up to the largest
+    stride, as YOLOv5 does. `modules`: extra module-table entries (name -> ModuleEntry), e.g.
+    the tests' mutant blocks. `data`: the batch is the train split's first images (and the
+    model has the data's classes). Raises Unsupported for a model the family cannot train.
     """
     from yolodiag.build.builder import LayerFailed, forward_failure
     from yolodiag.checks import Facts, Selection, run_checks
@@ -198,8 +197,7 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] | None = None
     img = img or getattr(built.dialect.model, "GRADFLOW_SIZE", GRADFLOW_SIZE)
     size = traced_sizes([img], built.stride)[0]
     facts.built = built
-    # YOLOv5's matcher gives every level positives from ordinary sizes; an assigner that reads
-    # the fresh predictions (anchor-free heads) takes objects sized for each level's boxes.
+    # Anchor matchers take ordinary sizes; an anchor-free assigner, sizes per level's boxes.
     images, targets = _batch(facts.data, built.nc, size, batch, seed, device,
                              built.object_sizes if built.anchors is None else None)
     try:
@@ -322,9 +320,8 @@ def _data_section(facts) -> dict:
 
 def _batch(dataset, nc: int, size: tuple[int, int], batch: int, seed: int, device: str,
            anchors: list | None = None):
-    """The one batch gradflow and overfit run: the train split's first images with --data,
-    else the synthetic batch of this seed; with `anchors` (pixels, per level: overfit's) its
-    objects are sized so that every level gets positives."""
+    """The batch gradflow and overfit run: --data's first train images, else this seed's
+    synthetic batch, its objects sized after `anchors` (pixels per level) where given."""
     train = _train_split(dataset)
     if train is not None:
         from yolodiag.data import data_batch
@@ -336,8 +333,7 @@ def _batch(dataset, nc: int, size: tuple[int, int], batch: int, seed: int, devic
 
 
 def _windows(dataset, size: tuple[int, int], batch: int):
-    """Where each image of `_batch`'s batch lies (None: the whole image, as for synthetic
-    batches)."""
+    """Where each image of `_batch`'s batch lies; None: the whole image (synthetic batches)."""
     train = _train_split(dataset)
     if train is None:
         return None
