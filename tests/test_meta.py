@@ -14,13 +14,16 @@ from yolodiag.build.builder import build
 from yolodiag.spec import parse_spec
 from yolodiag.trace import trace
 
-AFTER_A_META_TRACE = """
+# A fresh interpreter's first meta trace, then what a test asserts about the modules it left.
+A_META_TRACE = """
 import sys, torch
 from yolodiag.build.builder import build
 from yolodiag.spec import parse_spec
 from yolodiag.trace import trace
 import conftest
 trace(build(parse_spec(conftest.TINY), device="meta"), [(64, 64)])
+"""
+AFTER_A_META_TRACE = A_META_TRACE + """
 assert "torch._dynamo" not in sys.modules, "the trace imported torch._dynamo"
 assert "_dynamo" not in torch.__dict__
 y = torch.zeros(2, 3, device="meta") + 1  # a Python meta kernel outside the trace
@@ -30,11 +33,16 @@ print(torch.compile(lambda x: x * 2, backend="eager")(torch.ones(2)).tolist())
 """
 
 
-def test_meta_trace_skips_the_dynamo_import_and_restores_torch():
-    out = subprocess.run([sys.executable, "-c", AFTER_A_META_TRACE], capture_output=True,
-                         text=True, cwd=__file__.rsplit("/", 1)[0])
+def _fresh_python(script: str) -> str:
+    """What `script` prints in a new interpreter run from the tests folder (it must succeed)."""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=__file__.rsplit("/", 1)[0])
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[2.0, 2.0]"
+    return out.stdout.strip()
+
+
+def test_meta_trace_skips_the_dynamo_import_and_restores_torch():
+    assert _fresh_python(AFTER_A_META_TRACE) == "[2.0, 2.0]"
 
 
 HANDS_OVER = """
@@ -50,9 +58,7 @@ print("ok")
 
 
 def test_dynamo_stand_in_hands_over_anything_but_disable():
-    out = subprocess.run([sys.executable, "-c", HANDS_OVER], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    assert _fresh_python(HANDS_OVER) == "ok"
 
 
 def test_meta_and_real_forwards_give_the_same_shapes():
@@ -88,13 +94,7 @@ def test_shape_only_batchnorm_still_refuses_the_wrong_channel_count():
             raise AssertionError("a BatchNorm2d(8) accepted 6 channels on meta")
 
 
-AFTER_A_META_TRACE_SYMBOLIC = """
-import sys, torch
-from yolodiag.build.builder import build
-from yolodiag.spec import parse_spec
-from yolodiag.trace import trace
-import conftest
-trace(build(parse_spec(conftest.TINY), device="meta"), [(64, 64)])
+AFTER_A_META_TRACE_SYMBOLIC = A_META_TRACE + """
 for name in ("sympy", "torch.fx.experimental.symbolic_shapes"):
     assert name not in sys.modules, f"the trace imported {name}"
 from torch.fx.experimental.symbolic_shapes import ShapeEnv  # the real module, not a stand-in
@@ -104,10 +104,7 @@ print(type(sympy.Symbol("x")).__name__, isinstance(sympy.Symbol("x"), sympy.Basi
 
 
 def test_meta_trace_answers_symbolic_shapes_without_importing_sympy():
-    out = subprocess.run([sys.executable, "-c", AFTER_A_META_TRACE_SYMBOLIC], capture_output=True,
-                         text=True, cwd=__file__.rsplit("/", 1)[0])
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "Symbol True"
+    assert _fresh_python(AFTER_A_META_TRACE_SYMBOLIC) == "Symbol True"
 
 
 SYMPY_DURING_A_TRACE = """
@@ -124,10 +121,7 @@ print(sys.modules["sympy"] is not None, isinstance(x, sys.modules["sympy"].Basic
 
 
 def test_symbolic_stand_ins_hand_over_to_the_real_modules():
-    out = subprocess.run([sys.executable, "-c", SYMPY_DURING_A_TRACE], capture_output=True,
-                         text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True True"
+    assert _fresh_python(SYMPY_DURING_A_TRACE) == "True True"
 
 
 def _conv_cases():
