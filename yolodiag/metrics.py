@@ -281,16 +281,25 @@ def ap_per_class(tp, conf, pred_cls, target_cls, eps: float = 1e-16) -> dict[str
             "classes": classes.astype(int)}
 
 
-def _class_curves(tp: np.ndarray, conf: np.ndarray, n_labels: int, px: np.ndarray,
-                  eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One class's predictions (sorted by conf, descending) -> AP per threshold, P(px), R(px)."""
+def precision_recall(tp: np.ndarray, conf: np.ndarray, n_labels: int, grid: np.ndarray,
+                     eps: float = 1e-16) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One class's predictions (tp (n, thresholds), sorted by conf, descending) -> recall and
+    precision after each prediction per IoU threshold, and P and R over the confidence `grid` at
+    the first threshold: what every family's ap_per_class builds its AP and curves from."""
     tpc = tp.cumsum(0)
     fpc = (1 - tp).cumsum(0)
     recall = tpc / (n_labels + eps)
     precision = tpc / (tpc + fpc)
-    # conf falls along the list, so interpolate on -conf; the first IoU threshold gives P and R
-    r = np.interp(-px, -conf, recall[:, 0], left=0)
-    p = np.interp(-px, -conf, precision[:, 0], left=1)
+    # conf falls along the list, so interpolate on -conf
+    r = np.interp(-grid, -conf, recall[:, 0], left=0)
+    p = np.interp(-grid, -conf, precision[:, 0], left=1)
+    return recall, precision, p, r
+
+
+def _class_curves(tp: np.ndarray, conf: np.ndarray, n_labels: int, px: np.ndarray,
+                  eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class's predictions (sorted by conf, descending) -> AP per threshold, P(px), R(px)."""
+    recall, precision, p, r = precision_recall(tp, conf, n_labels, px, eps)
     ap = np.array([compute_ap(recall[:, j], precision[:, j]) for j in range(tp.shape[1])])
     return ap, p, r
 

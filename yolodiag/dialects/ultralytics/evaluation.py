@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from yolodiag.metrics import box_iou, nms, smooth, xywh2xyxy
+from yolodiag.metrics import box_iou, nms, precision_recall, smooth, xywh2xyxy
 
 # The validator's call: conf is None in cfg/default.yaml and the validator then takes 0.001 for
 # detection; iou and max_det are cfg/default.yaml's; multi_label is fixed True by postprocess.
@@ -209,13 +209,7 @@ def _class_curves(tp: np.ndarray, conf: np.ndarray, n_labels: int, eps: float
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One class's detections (by descending conf) -> AP per threshold, P and R over the
     confidence grid, the IoU-0.5 precision envelope over the recall grid."""
-    true_positives = tp.cumsum(0)
-    false_positives = (1 - tp).cumsum(0)
-    recall = true_positives / (n_labels + eps)
-    precision = true_positives / (true_positives + false_positives)
-    # conf falls along the list, so interpolate on -conf; IoU 0.5 gives the P and R curves
-    r_curve = np.interp(-_CURVE_GRID, -conf, recall[:, 0], left=0)
-    p_curve = np.interp(-_CURVE_GRID, -conf, precision[:, 0], left=1)
+    recall, precision, p_curve, r_curve = precision_recall(tp, conf, n_labels, _CURVE_GRID, eps)
     areas = [compute_ap(recall[:, j], precision[:, j]) for j in range(tp.shape[1])]
     _, envelope, points = areas[0]
     return (np.array([area for area, _, _ in areas]), p_curve, r_curve,

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from yolodiag.dialects.common.training import objectness_candidates as candidates
-from yolodiag.metrics import box_iou, clip_boxes, nms, xywh2xyxy
+from yolodiag.metrics import box_iou, clip_boxes, nms, precision_recall, xywh2xyxy
 
 # train.py calls test.test() without thresholds, so the per-epoch figures use the function's
 # defaults (the test.py command line defaults to IoU 0.65; README evaluates with that too).
@@ -155,13 +155,7 @@ def ap_per_class(tp, conf, pred_cls, target_cls, v5_metric: bool = False) -> dic
         n_labels = (target_cls == c).sum()
         if not mine.any() or not n_labels:
             continue
-        tpc = tp[mine].cumsum(0)
-        fpc = (1 - tp[mine]).cumsum(0)
-        recall = tpc / (n_labels + 1e-16)
-        precision = tpc / (tpc + fpc)
-        # conf falls along the list, so interpolate on -conf; IoU 0.5 gives the P and R curves
-        r[ci] = np.interp(-px, -conf[mine], recall[:, 0], left=0)
-        p[ci] = np.interp(-px, -conf[mine], precision[:, 0], left=1)
+        recall, precision, p[ci], r[ci] = precision_recall(tp[mine], conf[mine], n_labels, px)
         ap[ci] = [compute_ap(recall[:, j], precision[:, j], v5_metric) for j in range(tp.shape[1])]
     f1 = 2 * p * r / (p + r + 1e-16)
     best = f1.mean(0).argmax()  # one confidence for all classes
