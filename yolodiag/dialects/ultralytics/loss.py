@@ -38,8 +38,8 @@ from yolodiag.dialects.ultralytics.trainer import (  # noqa: F401  (what the eng
 )
 from yolodiag.metrics import xywh2xyxy
 
-__all__ = ["HYP", "MUST_FALL", "TERMS", "assign", "batch_positives", "batch_targets",
-           "compute_loss", "ema_decay", "loss_terms", "optimizer", "prior_loss", "train_hyp"]
+__all__ = ["HYP", "MUST_FALL", "TERMS", "assign", "batch_positives", "compute_loss",
+           "ema_decay", "loss_terms", "optimizer", "prior_loss", "train_hyp"]
 
 HYP: dict[str, float] = {"box": 7.5, "cls": 0.5, "dfl": 1.5}  # cfg/default.yaml
 TERMS = ("box", "cls", "dfl")  # as the trainer logs them: box_loss, cls_loss, dfl_loss
@@ -52,11 +52,6 @@ ALPHA, BETA = 0.5, 6.0
 def train_hyp(hyp: Mapping[str, float], nc: int, img: int, nl: int) -> dict[str, float]:
     """The gains the trainer uses: the hyp as given (Ultralytics scales none of them)."""
     return dict(hyp)
-
-
-def batch_targets(targets: Tensor, batch: int) -> dict[str, Tensor]:
-    """Our targets (n, 6: image, class, x, y, w, h normalised) as the trainer's batch dict."""
-    return {"batch_idx": targets[:, 0], "cls": targets[:, 1:2], "bboxes": targets[:, 2:6]}
 
 
 def compute_loss(source: BuiltModel | Detect, train_output: Any, targets: Tensor,
@@ -194,12 +189,10 @@ def batch_positives(built: BuiltModel, train_output: Any, targets: Tensor,
         assigned, _ = assigned_targets(head, branch, targets.to(branch["boxes"].device))
     cells = [f.shape[2] * f.shape[3] for f in branch["feats"]]
     per_level = assigned.foreground.sum(0).split(cells)
-    taken = {(int(i), int(k)) for i, k in zip(*assigned.foreground.nonzero(as_tuple=True))}
-    boxes_with_points = {(i, int(assigned.box_index[i, k])) for i, k in taken}
-    images = targets[:, 0].long().tolist()
-    order = [sum(1 for j in images[:n] if j == image) for n, image in enumerate(images)]
-    unmatched = sum(1 for image, k in zip(images, order) if (image, k) not in boxes_with_points)
-    return tuple(int(level.sum()) for level in per_level), unmatched
+    # Foreground points only ever point at an image's real boxes: count the distinct ones.
+    matched = sum(len(boxes[points].unique())
+                  for boxes, points in zip(assigned.box_index, assigned.foreground))
+    return tuple(int(level.sum()) for level in per_level), len(targets) - matched
 
 
 def prior_loss(built: BuiltModel, grid_shapes, targets: Tensor, batch: int,
