@@ -128,3 +128,37 @@ def yolov7_tiny_per_epoch(path: Path) -> Path:
     model = build(load_spec(cfg), nc=3, device="cpu").model
     return yolov7_per_epoch(model, yaml.safe_load(cfg.read_text()), path,
                             (other, weights, biases))
+
+
+def ultralytics_crafted(path: Path, marker: Path) -> Path:
+    """An Ultralytics-format checkpoint (its model an `ultralytics.nn.tasks.DetectionModel`
+    holding `ultralytics.nn.modules` layers, `train_args` beside it) whose pickle also calls
+    os.system to create `marker`: what a poisoned yolo11n.pt looks like. The stand-in
+    classes live only while it is saved."""
+    names = ("ultralytics", "ultralytics.nn", "ultralytics.nn.tasks", "ultralytics.nn.modules",
+             "ultralytics.nn.modules.conv")
+    saved = {name: sys.modules.get(name) for name in names}
+    try:
+        for name in names:
+            sys.modules[name] = types.ModuleType(name)
+        classes = {}
+        for where, name in (("ultralytics.nn.tasks", "DetectionModel"),
+                            ("ultralytics.nn.modules.conv", "Conv")):
+            classes[name] = type(name, (), {"__module__": where, "__qualname__": name})
+            setattr(sys.modules[where], name, classes[name])
+        conv = classes["Conv"].__new__(classes["Conv"])
+        conv.__dict__.update(_parameters=OrderedDict(), _buffers=OrderedDict(),
+                             _modules=OrderedDict(), training=False)
+        model = classes["DetectionModel"].__new__(classes["DetectionModel"])
+        model.__dict__.update(_parameters=OrderedDict(), _buffers=OrderedDict(),
+                              _modules=OrderedDict(conv=conv), yaml={"nc": 80},
+                              names={0: "person"}, hook=_Calls(os.system, f"touch {marker}"))
+        torch.save({"model": model, "ema": None, "epoch": -1, "train_args": {"epochs": 3}},
+                   path)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return path

@@ -25,9 +25,10 @@ def render_transfer(report: Report, console: Console) -> None:
             f"{checkpoint['epoch']}{', with ' + extras if extras else ''}; read without running "
             "anything in it", highlight=False)
     if transfer:
-        built = ("the YAML given with --cfg" if transfer["cfg_given"]
-                 else "the checkpoint's embedded YAML")
-        console.print(f"train.py builds {built} with nc={transfer['nc']} and logs: "
+        built = (f"the YAML given {transfer.get('with_cfg', 'with --cfg')}"
+                 if transfer["cfg_given"] else "the checkpoint's embedded YAML")
+        console.print(f"{transfer.get('trainer', 'train.py')} builds {built} with "
+                      f"nc={transfer['nc']} and logs: "
                       f"[bold]{transfer['log']}[/]", highlight=False)
         console.print(transfer_table(transfer["layers"]))
 
@@ -49,7 +50,8 @@ def _skipped(skipped: list[dict[str, Any]]) -> str:
              f"{'x'.join(map(str, s['checkpoint_shape']))}" for s in shapes[:3]]
     if len(shapes) > 3:
         parts.append(f"{len(shapes) - 3} more of another shape")
-    for why, words in (("missing", "not in the checkpoint"), ("excluded", "excluded")):
+    for why, words in (("missing", "not in the checkpoint"), ("excluded", "excluded"),
+                       ("copied", "copied with the checkpoint's class branch (not counted)")):
         count = sum(s["why"] == why for s in skipped)
         if count:
             parts.append(f"{count} {words}")

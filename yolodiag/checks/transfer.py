@@ -12,6 +12,7 @@ from pathlib import Path
 
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.width import width_mismatch
+from yolodiag.dialects.common.transfer import row_shift
 from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
 from yolodiag.shapes import format_runs
 
@@ -23,7 +24,10 @@ describe("YD504", "unsafe-checkpoint", Severity.ERROR, Stage.CKPT, refuses=True,
         YOLOv5's model modules (models.yolo, models.common and the pip package's yolov5.models;
         read as inert records, never imported), for a YOLOv7 checkpoint only the classes of
         YOLOv7's own table and blocks in its models.yolo, models.common and
-        models.experimental, torch.nn module classes (inert records too),
+        models.experimental, for an Ultralytics checkpoint the classes of
+        ultralytics.nn.tasks and ultralytics.nn.modules.* (a user's block registered there
+        included) and ultralytics.utils.IterableSimpleNamespace (Ultralytics itself loads
+        them with weights_only=False), torch.nn module classes (inert records too),
         tensors through torch's weights-only loader, and numpy's array, scalar and dtype
         reconstructors. The globals are listed before anything is built; the file is refused
         with their names and nothing in it runs.
@@ -85,6 +89,8 @@ describe("YD509", "foreign-checkpoint", Severity.ERROR, Stage.CKPT, refuses=True
         yolo11n one fails without the ultralytics package and, with it installed, transfers
         71/349 items into yolov5n.yaml (27 BatchNorm counters, 44 tensors of layers 0-5, 7,
         9 and 13 whose key names and shapes happen to agree), 59/349 into yolov5s.yaml.
+        Read for an Ultralytics YAML, a YOLOv5 or YOLOv7 checkpoint is foreign likewise:
+        Ultralytics' loader stops on their `models.*` classes.
     Why it is an error:
         The file cannot give what `--weights` is for: train.py either stops on it or loads
         another architecture's tensors wherever names coincide, and yolodiag's reader and
@@ -123,10 +129,10 @@ def cfg_ignored(facts: Facts) -> Iterator[Problem]:
     rows = "; ".join(f"layer {i}: yours {a}, built {b}" for i, a, b in diff[:6])
     more = f" and {len(diff) - 6} more rows" if len(diff) > 6 else ""
     yield Problem(
-        f"without --cfg{' (or with --resume)' if transfer.resume else ''} train.py builds the "
-        f"checkpoint's embedded YAML, not {facts.path}: "
+        f"{transfer.without_cfg}{' (or with --resume)' if transfer.resume else ''} "
+        f"{transfer.trainer} builds the checkpoint's embedded YAML, not {facts.path}: "
         + (f"{len(diff)} rows differ ({rows}{more})" if diff else "the two agree row by row"),
-        "pass your YAML with --cfg next to --weights", facts.where(),
+        transfer.cfg_hint.format(yaml=facts.path), facts.where(),
         {"differing_layers": [i for i, _, _ in diff]},
         None if diff else Severity.INFO)
 
@@ -168,7 +174,7 @@ def partial_transfer(facts: Facts) -> Iterator[Problem]:
         return
     shape = sum(k.status == "shape" for k in transfer.keys)
     yield Problem(
-        f"Transferred {transfer.transferred}/{transfer.total} items: layers "
+        f"{transfer.log_format.format(x=transfer.transferred, y=transfer.total)}: layers "
         f"{format_runs(random)} keep their "
         f"random initialisation ({shape} tensors skipped for a different shape, "
         f"{sum(k.status == 'missing' for k in transfer.keys)} missing from the checkpoint)",
@@ -184,7 +190,10 @@ def misplaced_transfer(facts: Facts) -> Iterator[Problem]:
         Tensors that transfer into a layer only in part (e.g. the BatchNorm statistics of the
         checkpoint's 6x6 stride-2 stem land on a random 1x1 convolution, because the BatchNorm
         shapes happen to match), or into a layer whose checkpoint counterpart is a different
-        module (indices shifted after inserting rows). BatchNorm's num_batches_tracked (a 0-d
+        module (indices shifted after inserting rows), and a stretch of layers that would
+        match the checkpoint's at another index (rows inserted or removed before them: the
+        seed-like YOLO11 recipe against yolo11n.pt lines up one row later from layer 10 on,
+        280 tensors at nc=80, while 11/403 transfer). BatchNorm's num_batches_tracked (a 0-d
         counter that matches any BatchNorm) is not a transferred tensor here, and the Detect
         output convolutions, which change with the class count, are not counted. A width
         mismatch (YD510) is reported once instead.
@@ -235,6 +244,18 @@ def misplaced_transfer(facts: Facts) -> Iterator[Problem]:
                 f"layer {index}, which is a {other}: the indices shifted",
                 "keep pretrained rows at their checkpoint index",
                 facts.where(index), {"layer": index, "checkpoint_module": other})
+    shift = row_shift(transfer, {k: tuple(v.shape) for k, v in facts.checkpoint.state.items()})
+    if shift is not None:
+        moved = "inserted" if shift.offset > 0 else "removed"
+        yield Problem(
+            f"layers {format_runs(shift.layers)} line up with the checkpoint's layers "
+            f"{format_runs([i - shift.offset for i in shift.layers])} ({abs(shift.offset)} "
+            f"row{'s' if abs(shift.offset) > 1 else ''} {moved} before them): {shift.tensors} "
+            "tensors of the same shape there load nothing, because every state key carries its "
+            "row index (model.<i>.)",
+            "add new rows after the pretrained ones, or keep each pretrained row at its index",
+            facts.where(shift.layers[0]),
+            {"offset": shift.offset, "layers": shift.layers, "tensors": shift.tensors})
 
 
 def _leaf(key: str) -> str:

@@ -1,5 +1,5 @@
 """Reading a YOLO `.pt` without running it, for any dialect whose training code pickles whole
-modules (YOLOv5, YOLOv7): the machinery, parameterised by the dialect's `Family`.
+modules (YOLOv5, YOLOv7, Ultralytics): the machinery, parameterised by the dialect's `Family`.
 
 `torch.load(weights_only=False)` would import and run whatever the pickle names. Here the
 pickle's globals are listed first (without executing anything) and checked against an explicit
@@ -49,6 +49,9 @@ class Family:
     pass_hint: str  # the hint of YD509 for a torch file that is no checkpoint of ours
     # A narrower rule for the model classes than "any class of model_modules" (None: that one).
     allowed: Callable[[str], bool] | None = None
+    # The checkpoint dict -> the pickled model its training code loads (train.py: 'model').
+    model_of: Callable[[dict], Any] = lambda content: content.get("model")
+    options_key: str = "opt"  # where the checkpoint keeps the training run's options
 
 
 class Record:
@@ -187,8 +190,8 @@ def _stand_ins(names: list[str]) -> list[tuple[Any, str]]:
 def _info(path: Path, content: Any, names: tuple[str, ...], family: Family) -> CheckpointInfo:
     import torch
 
-    if isinstance(content, dict) and isinstance(content.get("model"), Record):
-        model = content["model"]
+    model = family.model_of(content) if isinstance(content, dict) else None
+    if isinstance(model, Record):
         attributes = model.attributes
         raw = state_dict(model)
         half = any(v.dtype == torch.float16 for v in raw.values())
@@ -201,7 +204,8 @@ def _info(path: Path, content: Any, names: tuple[str, ...], family: Family) -> C
             [float(s) for s in stride.tolist()] if isinstance(stride, torch.Tensor) else [],
             attributes.get("names"), attributes.get("nc"), _int(content.get("epoch")),
             str(content["date"]) if content.get("date") else None,
-            content.get("opt") if isinstance(content.get("opt"), dict) else None,
+            (content.get(family.options_key)
+             if isinstance(content.get(family.options_key), dict) else None),
             content.get("optimizer") is not None, ema is not None, half, names,
             family.dialect, _optimizer_groups(content.get("optimizer")),
             ({k: tuple(v.shape) for k, v in state_dict(ema).items()}

@@ -16,13 +16,30 @@ from yolodiag.dialects.common.checkpoint import CheckpointInfo
 from yolodiag.dialects.common.checkpoint_format import refusal
 
 
+COUNTED = frozenset({"transferred", "remapped", "filled"})
+
+
 @dataclass(frozen=True)
 class KeyTransfer:
     key: str
     layer: int | None
-    status: str  # "transferred", "shape" (differs), "missing" (not in the checkpoint), "excluded"
+    # "transferred", "shape" (differs), "missing" (not in the checkpoint), "excluded"; a
+    # family's own rule may add "remapped" (rows copied by class name), "filled" (a first conv
+    # filled across channel counts), both counted, and "copied" (a branch replaced by the
+    # checkpoint's, its values learnt but not counted in the log)
+    status: str
     model_shape: tuple[int, ...]
     checkpoint_shape: tuple[int, ...] | None = None
+
+    @property
+    def counted(self) -> bool:
+        """Counted in the training code's `Transferred X/Y` line."""
+        return self.status in COUNTED
+
+    @property
+    def learnt(self) -> bool:
+        """Holds the checkpoint's values after the load, counted or not."""
+        return self.status in COUNTED or self.status == "copied"
 
     @property
     def counter(self) -> bool:
@@ -59,10 +76,15 @@ class Transfer:
     # The training state loaded after the weights, in train.py's order (None: not modelled,
     # as YOLOv5 v7.0 loads none when it fine-tunes).
     state_loads: list[StateLoad] | None = None
+    log_format: str = "Transferred {x}/{y} items"  # the training code's log line
+    trainer: str = "train.py"  # who builds the model and loads the weights, in words
+    with_cfg: str = "with --cfg"  # how the user has it build the YAML they edited
+    without_cfg: str = "without --cfg"  # how the user makes it build the checkpoint's YAML
+    cfg_hint: str = "pass your YAML with --cfg next to --weights"  # ... and how not to
 
     @property
     def transferred(self) -> int:
-        return sum(k.status == "transferred" for k in self.keys)
+        return sum(k.counted for k in self.keys)
 
     @property
     def total(self) -> int:
@@ -78,7 +100,7 @@ class Transfer:
         out (its output convolutions change with the class count in any fine-tuning)."""
         head = len(self.spec.layers) - 1
         return [i for i, keys in sorted(self.layers().items())
-                if i != head and not any(k.status == "transferred" and not k.counter
+                if i != head and not any(k.learnt and not k.counter
                                          for k in keys)]
 
     def layers(self) -> dict[int, list[KeyTransfer]]:
@@ -91,16 +113,17 @@ class Transfer:
     def as_dict(self) -> dict[str, Any]:
         layers = []
         for index, keys in sorted(self.layers().items()):
-            done = sum(k.status == "transferred" for k in keys)
+            done = sum(k.counted for k in keys)
             layers.append({"layer": index, "transferred": done, "total": len(keys),
                            "skipped": [{"key": k.key, "why": k.status,
                                         "model_shape": list(k.model_shape),
                                         "checkpoint_shape": (list(k.checkpoint_shape)
                                                              if k.checkpoint_shape else None)}
-                                       for k in keys if k.status != "transferred"]})
+                                       for k in keys if not k.counted]})
         out = {"cfg_given": self.cfg_given, "resume": self.resume, "nc": self.nc,
                "transferred": self.transferred, "total": self.total,
-               "log": f"Transferred {self.transferred}/{self.total} items",
+               "log": self.log_format.format(x=self.transferred, y=self.total),
+               "trainer": self.trainer, "with_cfg": self.with_cfg,
                "layers": layers, "unused": self.unused}
         if self.state_loads is not None:
             out["state_loads"] = [s.as_dict() for s in self.state_loads]
@@ -155,3 +178,49 @@ def embedded_spec(checkpoint: CheckpointInfo, title: str, modules: dict | None =
 def _layer_of(key: str) -> int | None:
     match = re.match(r"model\.(\d+)\.", key)
     return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class RowShift:
+    """The model's layers that line up with the checkpoint's at another index."""
+
+    offset: int  # the model's layer i matches the checkpoint's layer i - offset
+    layers: list[int]  # the model's layers that match better shifted than in place
+    tensors: int  # learnt tensors of the same name and shape there, shifted
+
+
+def row_shift(transfer: Transfer, checkpoint_shapes: dict[str, tuple[int, ...]],
+              max_offset: int = 4, min_tensors: int = 20) -> RowShift | None:
+    """Rows inserted or removed before a stretch of layers: state keys carry the row index
+    (`model.<i>.`), so every later layer's tensors miss their counterparts by the shift. The
+    offset whose layers match the checkpoint's best (tensors of the same sub-key and shape,
+    BatchNorm counters aside; a layer counts where most of it matches shifted and less in
+    place), where the head is among them and the shift beats the in-place match at least
+    twice over."""
+    ours = _by_layer({k.key: k.model_shape for k in transfer.keys})
+    theirs = _by_layer(checkpoint_shapes)
+
+    def matched(layer: int, offset: int) -> int:
+        other = theirs.get(layer - offset, {})
+        return sum(other.get(rest) == shape for rest, shape in ours[layer].items())
+
+    best = None
+    for offset in (d for d in range(-max_offset, max_offset + 1) if d):
+        better = [i for i in sorted(ours) if matched(i, offset) > matched(i, 0)
+                  and 2 * matched(i, offset) >= len(ours[i])]  # most of the layer, shifted
+        shifted = sum(matched(i, offset) for i in better)
+        in_place = sum(matched(i, 0) for i in better)
+        # a row inserted or removed shifts every later key: the head's included
+        if max(ours) in better and shifted >= min_tensors and shifted >= 2 * in_place and (
+                best is None or shifted > best.tensors):
+            best = RowShift(offset, better, shifted)
+    return best
+
+
+def _by_layer(shapes: dict[str, tuple[int, ...]]) -> dict[int, dict[str, tuple[int, ...]]]:
+    layers: dict[int, dict[str, tuple[int, ...]]] = {}
+    for key, shape in shapes.items():
+        match = re.match(r"model\.(\d+)\.(.+)", key)
+        if match and not key.endswith(".num_batches_tracked"):
+            layers.setdefault(int(match[1]), {})[match[2]] = tuple(shape)
+    return layers

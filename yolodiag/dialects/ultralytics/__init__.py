@@ -9,8 +9,8 @@ v10Detect (`heads`, `decode`); what `DetectionModel.__init__` does after the lay
 (`model`); a user's Ultralytics for --repo and --modules (`repo`, `registration`,
 `stockmatch`); its loss and task-aligned assigner (`loss`, `tal`, `boxes`), what its trainer
 does around them (`trainer`: optimizer=auto, the EMA, the bias priors; `fuse`) and its
-validation (`evaluation`), for gradflow and overfit. Its checkpoints and run folders are not
-here yet.
+validation (`evaluation`), for gradflow and overfit; its checkpoints and what
+`BaseModel.load` transfers from one (`checkpoint`, `transfer_rule`).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ ULTRALYTICS = register(Dialect(
     model=Lazy("yolodiag.dialects.ultralytics.model"),
     loss=Lazy("yolodiag.dialects.ultralytics.loss"),
     evaluation=Lazy("yolodiag.dialects.ultralytics.evaluation"),
+    checkpoint=Lazy("yolodiag.dialects.ultralytics.checkpoint"),
     repo=Lazy("yolodiag.dialects.ultralytics.repo"),
     checkout=Lazy("yolodiag.dialects.ultralytics.registration"),
     stockmatch=Lazy("yolodiag.dialects.ultralytics.stockmatch"),
