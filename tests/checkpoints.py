@@ -63,18 +63,48 @@ def yolov7_per_epoch(model: nn.Module, yaml: dict, path: Path,
                      "optimizer": optimizer, "wandb_id": None}, ema=True)
 
 
-def _pickled(model: nn.Module, yaml: dict, path: Path, top_class: str,
-             head_classes: tuple[str, ...], entries: dict, *, ema: bool = False) -> Path:
+def _yolov5_place(top_class: str, head_classes: tuple[str, ...]):
+    """Where YOLOv5 and YOLOv7 pickle a class from: (module, class name)."""
+    def place(name: str, top: bool) -> tuple[str, str]:
+        return (("models.yolo", top_class) if top else
+                ("models.yolo" if name in head_classes else "models.common", name))
+    return place
+
+
+def _ultralytics_place(name: str, top: bool) -> tuple[str, str]:
+    """Where Ultralytics pickles a class from: its tasks, head, conv and block modules."""
+    if top:
+        return "ultralytics.nn.tasks", "DetectionModel"
+    if name in ("Detect", "v10Detect"):
+        return "ultralytics.nn.modules.head", name
+    conv = {"Conv", "DWConv", "Concat", "Conv2", "RepConv", "ConvTranspose", "Focus"}
+    return f"ultralytics.nn.modules.{'conv' if name in conv else 'block'}", name
+
+
+def ultralytics_midtrain(model: nn.Module, yaml: dict, path: Path) -> Path:
+    """Save `model` as Ultralytics' trainer saves last.pt during training: `model` None, the
+    EMA in half, `updates`, `optimizer`, `train_args` (shared/golden/ultralytics/transfers.json
+    `midtrain_checkpoint_structure`)."""
+    half = copy.deepcopy(model).half()
+    return _pickled(half, yaml, path, None, (), {
+        "epoch": 1, "best_fitness": 0.0, "updates": 1, "optimizer": {"state": {},
+                                                                     "param_groups": []},
+        "train_args": {"epochs": 3, "batch": 16}, "version": "8.4.190"},
+        place=_ultralytics_place, ema_only=True)
+
+
+def _pickled(model: nn.Module, yaml: dict, path: Path, top_class: str | None,
+             head_classes: tuple[str, ...], entries: dict, *, ema: bool = False,
+             place=None, ema_only: bool = False) -> Path:
     fakes: dict[str, type] = {}
+    place = place or _yolov5_place(top_class, head_classes)
 
     def stand_in(module: nn.Module, top: bool) -> object:
         cls = type(module)
         if cls.__module__.startswith("torch.nn") and not top:
             record = cls.__new__(cls)  # torch's own class, its children replaced below
         else:
-            where, name = (("models.yolo", top_class) if top else
-                           ("models.yolo" if cls.__name__ in head_classes
-                            else "models.common", cls.__name__))
+            where, name = place(cls.__name__, top)
             key = f"{where}.{name}"
             if key not in fakes:
                 fakes[key] = type(name, (), {"__module__": where, "__qualname__": name})
@@ -90,17 +120,18 @@ def _pickled(model: nn.Module, yaml: dict, path: Path, top_class: str,
         record.__dict__.update(state)
         return record
 
-    saved = {name: sys.modules.get(name) for name in ("models", "models.yolo", "models.common")}
+    tree = stand_in(model, True)
+    if ema or ema_only:
+        entries = {**entries, "ema": stand_in(model, True)}
+    names = {prefix for key in fakes for prefix in _prefixes(key.rpartition(".")[0])}
+    saved = {name: sys.modules.get(name) for name in names}
     try:
-        tree = stand_in(model, True)
-        if ema:
-            entries = {**entries, "ema": stand_in(model, True)}
-        for name in ("models", "models.yolo", "models.common"):
+        for name in names:
             sys.modules[name] = types.ModuleType(name)
         for key, cls in fakes.items():
             module, _, name = key.rpartition(".")
             setattr(sys.modules[module], name, cls)
-        torch.save({"model": tree, **entries}, path)
+        torch.save({"model": None if ema_only else tree, **entries}, path)
     finally:
         for name, module in saved.items():
             if module is None:
@@ -108,6 +139,11 @@ def _pickled(model: nn.Module, yaml: dict, path: Path, top_class: str,
             else:
                 sys.modules[name] = module
     return path
+
+
+def _prefixes(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def yolov7_tiny_per_epoch(path: Path) -> Path:

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
-from checkpoints import ultralytics_crafted
-from conftest import shared
+from checkpoints import ultralytics_crafted, ultralytics_midtrain
+from conftest import PROJECT_SHARED, shared
 from yolodiag import commands
 from yolodiag.build.builder import build
 from yolodiag.cli import app
@@ -33,7 +38,8 @@ RECIPE = shared("yamls", "ultralytics", "resnet18") / "yolo11n-resnet18.yaml"
 def _cfg(name: str):
     """A scaled name (yolo11n.yaml) read from its family's file, as Ultralytics finds it."""
     folder = "resnet18" if "resnet18" in name else "stock"
-    family = name.replace("n-", "-").replace("n.yaml", ".yaml").replace("s.yaml", ".yaml")
+    own = PROJECT_SHARED / "yamls" / "ultralytics" / folder / name  # yolov10n.yaml is a file
+    family = name if own.is_file() else re.sub(r"(\d)[nsmlx]u?(-|\.yaml)", r"\1\2", name)
     return load_spec(shared("yamls", "ultralytics", folder, family).parent / name)
 
 
@@ -66,6 +72,20 @@ def test_recorded_checkpoints_are_read_as_ultralytics_without_running_them():
     assert release.names[0] == "person" and len(release.names) == 80
     assert best.names == {0: "red", 1: "green", 2: "blue"} and best.opt["epochs"] == 3
     assert choose_checkpoint(RELEASE).dialect.name == "ultralytics"
+
+
+def test_a_midtraining_last_pt_is_read_through_its_ema(tmp_path):
+    spec = _cfg("yolo11n.yaml")
+    model = build(spec, nc=3, device="cpu").model
+    embedded = {**yaml.safe_load(Path(spec.path).read_text()), "nc": 3, "scale": "n"}
+    path = ultralytics_midtrain(model, embedded, tmp_path / "last.pt")
+    info = read_checkpoint(path)  # `model` is None there: Ultralytics loads the EMA
+    assert info.has_ema and info.half and info.epoch == 1 and info.opt == {"epochs": 3,
+                                                                         "batch": 16}
+    assert list(info.state) == list(model.state_dict())
+    assert transfer(info, spec, 3).as_dict()["log"] == \
+        "Transferred 499/499 items from pretrained weights"
+    assert choose_checkpoint(path).dialect.name == "ultralytics"
 
 
 def test_class_branch_replaced_by_the_checkpoints_copy_when_nc_changes():
@@ -118,3 +138,32 @@ def test_a_yolov5_checkpoint_for_an_ultralytics_yaml_is_named_foreign():
     assert refused.value.finding.code == "YD509"
     assert refused.value.finding.data == {"framework": "YOLOv5",
                                           "model_class": "models.yolo.DetectionModel"}
+
+
+ORACLE_SCRIPT = Path(__file__).parent / "oracle" / "ultralytics_transfers.py"
+# Stock names whose heads differ in what BaseModel.load replaces: Detect (YOLOv8's legacy and
+# YOLO11's class branch), v10Detect and YOLO26's end-to-end one2one_cv3, other widths.
+ORACLE_CFGS = ("yolo11n.yaml", "yolo11s.yaml", "yolov8n.yaml", "yolo12n.yaml", "yolov10n.yaml",
+               "yolo26n.yaml", "yolov8s.yaml", "yolov5nu.yaml", "yolov6n.yaml")
+SHARED_NAMES = {"0": "person", "1": "car", "2": "dog"}  # COCO's names: rows remapped by name
+
+
+@pytest.mark.ultralytics
+def test_transfers_equal_the_real_load_across_heads_and_class_counts(tmp_path):
+    python = os.environ.get("ULTRALYTICS_PYTHON")
+    if not python:
+        pytest.skip("needs $ULTRALYTICS_PYTHON (an interpreter with ultralytics==8.4.190)")
+    cases = [{"checkpoint": str(path), "cfg": cfg, "nc": nc, "names": names}
+             for path in (RELEASE, BEST) for cfg in ORACLE_CFGS
+             for nc, names in ((3, None), (80, None), (3, SHARED_NAMES))]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    done = subprocess.run([python, str(ORACLE_SCRIPT), str(tmp_path / "cases.json"),
+                           str(tmp_path / "logs.json")], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = json.loads((tmp_path / "logs.json").read_text())
+    infos = {path: read_checkpoint(path) for path in (RELEASE, BEST)}
+    ours = [transfer(infos[Path(c["checkpoint"])], _cfg(c["cfg"]), c["nc"],
+                     names={int(k): v for k, v in c["names"].items()} if c["names"] else None
+                     ).as_dict()["log"] for c in cases]
+    assert ours == theirs

@@ -40,7 +40,7 @@ def check(model: str | Path | None = None, sizes: tuple[tuple[int, int], ...] = 
     """
     from yolodiag.checks import Selection, run_checks
 
-    dataset = _read_data(data, nc, repo)
+    dataset = _read_data(data, model, dialect, nc, repo)
     nc = nc or (dataset.classes if dataset else None)
     if repo is not None:
         family = choose_file(_model_path(model), dialect).dialect
@@ -75,10 +75,10 @@ def weights(model: str | Path | None, weights: str | Path, *, cfg_given: bool = 
             resume: bool = False, nc: int | None = None, selection=None,
             fail_on: Severity = Severity.ERROR, modules: dict | None = None,
             dialect: str = AUTO, scale: str | None = None) -> Report:
-    """What train.py v7.0 does with `--weights`: the checkpoint read safely, the model it
-    builds (the YAML with --cfg, the checkpoint's own without or with --resume), and the
-    tensors it transfers, per layer (YD501-YD505, YD510, YD511). Without --cfg (or with
-    --resume) the checkpoint's own family reads it (`choose_checkpoint`), else the YAML's."""
+    """What the training code does with `--weights`: the checkpoint read safely, the model
+    it builds (the YAML, or the checkpoint's own: --no-cfg, --resume) and the tensors it
+    transfers, per layer (YD501-YD505, YD510, YD511); without a cfg the checkpoint's family
+    reads it (`choose_checkpoint`), else the YAML's."""
     from yolodiag.checks import Facts, Selection, run_checks
     from yolodiag.spec import load_spec
 
@@ -103,10 +103,10 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
         weights: str | Path | None = None, nc: int | None = None, selection=None,
         fail_on: Severity = Severity.ERROR, modules: dict | None = None,
         dialect: str = AUTO) -> Report:
-    """A finished run folder, read in the dialect whose train.py wrote it: its options and
-    results; the cfg, weights and data YAML it names (found in the checkout train.py ran in, or
-    given); the cfg checked as `check` checks it at the run's image size and class count (its
-    findings located in the cfg), what train.py transferred, why the metrics stayed at zero."""
+    """A finished run folder, read in the dialect whose trainer wrote it: its options and
+    results; the cfg, weights and data YAML it names (found where it ran, or given); the cfg
+    checked at the run's image size and class count, the transfer, why the metrics stayed at
+    zero."""
     from yolodiag.checks import Facts, Selection, run_checks
 
     selection, modules = selection or Selection(), modules or {}
@@ -118,14 +118,15 @@ def run(folder: str | Path, *, cfg: str | Path | None = None,
     runs.locate_inputs(info, cfg, weights, nc)
     facts, stopped = Facts(info.path, modules=modules, requested_dialect=family.name), None
     if info.cfg_path is not None:
-        size = (info.imgsz, info.imgsz)
         # The cfg in the run's dialect: by its own sniff where that agrees (the clearer reason)
         read_as = dialect if dialect != AUTO or choose_file(info.cfg_path).dialect is family \
             else family.name
-        facts, stopped = _traced(info.cfg_path, (size,), modules, info.nc, read_as)
+        facts, stopped = _traced(info.cfg_path, ((info.imgsz,) * 2,), modules, info.nc, read_as)
         if facts.spec is not None and read_as != dialect:  # by the run's name, not --dialect
             reason = f"the run folder is {family.possessive}: {chosen.reason}"
             facts.spec = dataclasses.replace(facts.spec, dialect_reason=reason)
+            if facts.built is not None:  # the report reads the built model's spec
+                facts.built.spec = facts.spec
         facts.data = info.data if runs.pillow_available() else None
         info.cfg_findings = run_checks(facts, selection, COMMAND_STAGES["check"])
         facts.stopped = None  # a refused cfg's finding is among cfg_findings already
@@ -148,22 +149,22 @@ def _transfer_facts(facts, weights: str | Path, nc: int | None, *, cfg_given: bo
                     resume: bool, family=None) -> Refused | None:
     """Facts.checkpoint and Facts.transfer; the refusal (YD504/YD508/YD509, a build) if any.
     `family`: the dialect that reads the checkpoint (None: the YAML's)."""
-    family = family or facts.dialect
-    checkpoints = family.checkpoint
+    checkpoints = (family := family or facts.dialect).checkpoint
     if checkpoints is None:
         raise Unsupported(f"--weights: yolodiag reads no {family.title} checkpoints yet")
     try:
         facts.checkpoint = checkpoints.read_checkpoint(weights)
+        names = dict(enumerate(facts.data.names)) if facts.data and facts.data.names else None
         facts.transfer = checkpoints.transfer(
             facts.checkpoint, facts.spec if cfg_given and not resume else None, nc,
-            resume=resume, modules=facts.modules)
+            resume=resume, modules=facts.modules, names=names)
     except Refused as e:
         facts.stopped = e.finding
         return e
     return None
 
 
-GRADFLOW_SIZE = (256, 256)
+GRADFLOW_SIZE = OVERFIT_SIZE = (256, 256)
 
 
 def gradflow(model: str | Path | None = None, img: tuple[int, int] | None = None, *,
@@ -186,10 +187,11 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] | None = None
 
     modules = modules or {}
     path = _model_path(model)
-    facts = Facts(str(path), modules=modules, data=_read_data(data), requested_dialect=dialect)
+    facts = Facts(str(path), modules=modules, data=_read_data(data, model, dialect),
+                  requested_dialect=dialect)
     try:
         facts.spec = load_spec(path, extra_modules=frozenset(modules), dialect=dialect)
-        built = _seeded_build(facts.spec, seed, device, modules, _data_nc(facts.data))
+        built = _seeded_build(facts.spec, seed, device, modules, facts.data and facts.data.classes)
     except Refused as e:
         facts.stopped = e.finding
         return _report("gradflow", facts, run_checks(facts, stages=COMMAND_STAGES["gradflow"]),
@@ -212,9 +214,6 @@ def gradflow(model: str | Path | None = None, img: tuple[int, int] | None = None
                    bundled=model is None)
 
 
-OVERFIT_SIZE = (256, 256)
-
-
 def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE, *,
             batch: int = 2, steps: int | None = None, device: str = "cpu", amp: bool = False,
             seed: int = 0, selection=None, fail_on: Severity = Severity.ERROR,
@@ -232,8 +231,8 @@ def overfit(model: str | Path | None = None, img: tuple[int, int] = OVERFIT_SIZE
     from yolodiag.overfit import overfit as train_on_one_batch
 
     modules = modules or {}
-    dataset = _read_data(data)
-    facts, stopped_by = _traced(model, (img,), modules, _data_nc(dataset), dialect)
+    dataset = _read_data(data, model, dialect)
+    facts, stopped_by = _traced(model, (img,), modules, dataset and dataset.classes, dialect)
     facts.data = dataset
     selection = selection or Selection()
     if stopped_by is not None or not facts.trace.ok_sizes or facts.built.probe_failure:
@@ -293,17 +292,16 @@ def _traced(model: str | Path | None, sizes, modules: dict | None = None,
     return facts, None
 
 
-def _read_data(data: str | Path | None, nc: int | None = None, repo: str | None = None):
-    """--data read as train.py reads it (None without it), `path:` relative to --repo's root."""
+def _read_data(data: str | Path | None, model, dialect: str, nc: int | None = None,
+               repo: str | None = None):
+    """--data read as the model's family reads it (None without it): `path:` by its rule,
+    YOLOv5's relative to --repo's root."""
     if data is None:
         return None
     from yolodiag.data import read_data, yolov5_root
 
-    return read_data(data, nc, root=yolov5_root(repo))
-
-
-def _data_nc(dataset) -> int | None:
-    return dataset.classes if dataset is not None else None
+    rule = choose_file(_model_path(model), dialect).dialect.data_path_rule
+    return read_data(data, nc, root=yolov5_root(repo), resolve_path=rule)
 
 
 def _data_section(facts) -> dict:

@@ -98,12 +98,14 @@ class DataInfo:
 
 
 def read_data(path: str | Path, nc: int | None = None, *,
-              root: str | Path | None = None, honour_path: bool = True) -> DataInfo:
+              root: str | Path | None = None, honour_path: bool = True,
+              resolve_path=None) -> DataInfo:
     """Read data.yaml and every split's labels. `nc`: the class count to judge class ids by
     (default: the data's). `root`: the YOLOv5 checkout a relative `path:` is resolved against,
     as v7.0 resolves it (default: the working directory, where train.py is normally run).
     `honour_path` False: the splits are relative to `root` whatever `path:` says (a train.py
-    that reads no `path:`). Raises Unsupported for a file that is not a YOLOv5 data YAML."""
+    that reads no `path:`). `resolve_path`: a family's own reading of `path:` (the dialect's
+    `data_path_rule`). Raises Unsupported for a file that is not a YOLOv5 data YAML."""
     import yaml
 
     path = Path(path)
@@ -123,7 +125,8 @@ def read_data(path: str | Path, nc: int | None = None, *,
         tuple(str(v) for v in names)
     written_nc = data.get("nc") if isinstance(data.get("nc"), int) else None
     located = locate(path, data if honour_path else
-                     {key: value for key, value in data.items() if key != "path"}, root)
+                     {key: value for key, value in data.items() if key != "path"}, root,
+                     resolve_path)
     info = DataInfo(path, located.base, written_nc, names, {}, lines, located)
     classes = nc or info.classes
     for name in SPLITS:

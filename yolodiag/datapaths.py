@@ -52,6 +52,9 @@ class Located:
     base: Path  # what the checks resolved against
     entries: dict[str, tuple[Entry, ...]]  # what the checks read
     windows: tuple[str, ...]  # written values that are Windows paths (on a POSIX system)
+    # How the family resolved `path:`, in words, where it is not YOLOv5's root (Ultralytics':
+    # the working directory, then its datasets_dir); "" for the root's reading.
+    rule: str = ""
 
     @property
     def as_meant(self) -> bool:
@@ -68,7 +71,7 @@ class Located:
                 "read_as": "data-yaml-folder" if self.as_meant else "yolov5",
                 "not_found": {name: [str(e.target) for e in self.not_found(name)]
                               for name in self.yolov5_entries if self.not_found(name)},
-                "windows": list(self.windows)}
+                "windows": list(self.windows), "rule": self.rule}
 
 
 def split_entries(data: dict, name: str) -> tuple[str, ...]:
@@ -79,13 +82,17 @@ def split_entries(data: dict, name: str) -> tuple[str, ...]:
     return (str(value),) if isinstance(value, str) else tuple(map(str, value))
 
 
-def locate(data_yaml: Path, data: dict, root: str | Path | None = None) -> Located:
+def locate(data_yaml: Path, data: dict, root: str | Path | None = None,
+           resolve_path=None) -> Located:
     """Resolve `path` and the splits as v7.0 does against `root` (default: the working
-    directory); where v7.0 would not find train or val but the data YAML's own folder (with
-    backslashes read as separators) holds them all, the checks read that instead."""
+    directory), or as `resolve_path(data_yaml, written)` -> (base, the rule in words) says
+    (another family's reading of `path:`); where that would not find train or val but the data
+    YAML's own folder (with backslashes read as separators) holds them all, the checks read
+    that instead."""
     yolov5_root = Path.cwd() if root is None else Path(root).expanduser().resolve()
     written = str(data.get("path") or "")
-    yolov5_base = _base(written, yolov5_root)
+    yolov5_base, rule = (_base(written, yolov5_root), "") if resolve_path is None else \
+        resolve_path(data_yaml, written)
     yolov5 = _resolve(data, yolov5_base, lambda text: text)
     windows = () if os.sep == "\\" else tuple(
         text for text in (written, *(e for name in SPLITS for e in split_entries(data, name)))
@@ -98,7 +105,7 @@ def locate(data_yaml: Path, data: dict, root: str | Path | None = None) -> Locat
         if found and meant != yolov5:
             base, entries = meant_base, meant
     return Located(yolov5_root, root is not None, written, yolov5_base, yolov5, base, entries,
-                   windows)
+                   windows, rule)
 
 
 def _base(written: str, root: Path) -> Path:

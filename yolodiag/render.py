@@ -87,9 +87,9 @@ def _data_resolution(data: dict, dialect: Dialect) -> str:
     root = where["yolov5_root"] + ("" if where["root_given"] else ", the working directory")
     written = f"`path: {where['path']}`" if where["path"] else "no `path:`"
     line = (f"data: splits under {where['yolov5_path']}" if Path(where["path"]).is_absolute()
-            else f"data: {written} resolved as {dialect.full_title} resolves it, against the "
-                 f"{dialect.title} root "
-                 f"({root}): {where['yolov5_path']}")
+            else f"data: {written} resolved as {dialect.full_title} resolves it, "
+                 f"{where.get('rule') or f'against the {dialect.title} root ({root})'}: "
+                 f"{where['yolov5_path']}")
     if where["read_as"] == "data-yaml-folder":
         line += (f"; not found there, so read relative to the data YAML's folder instead: "
                  f"{data['root']} (YD804)")

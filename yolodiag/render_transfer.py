@@ -64,8 +64,9 @@ def render_run(report: Report, console: Console) -> None:
                   f"--cfg {run['cfg'] or '(none)'}", highlight=False)
     found = ", ".join(f"{what} {run[key]}" for what, key in (
         ("cfg", "cfg_path"), ("weights", "weights_path"), ("data", "data_path")) if run.get(key))
-    console.print(f"checkout train.py ran in: {run.get('root') or 'unknown'}; found "
-                  f"{found or 'none of the files opt.yaml names'}", highlight=False)
+    trainer = run.get("trainer", "train.py")
+    console.print(f"folder {trainer} ran in: {run.get('root') or 'unknown'}; found "
+                  f"{found or 'none of the files its options name'}", highlight=False)
     nc = run.get("nc")
     console.print("classes: " + (f"nc={nc} from {run.get('nc_source')}" if nc is not None
                                  else "unknown (no --nc, no data YAML read, no cfg built)")
@@ -78,14 +79,17 @@ def render_run(report: Report, console: Console) -> None:
             f"iterations: {plan['train_images']} train images in batches of "
             f"{plan['batch_size']} = {plan['batches_per_epoch']} per epoch; "
             f"{plan['epochs_done']} epochs = {plan['iterations']} iterations "
-            f"({plan['optimizer_steps']} optimiser steps); train.py's warm-up lasts "
+            f"({plan['optimizer_steps']} optimiser steps); {trainer}'s warm-up lasts "
             f"{plan['warmup_iterations']} iterations: the run {inside}", highlight=False)
     if run.get("results_state", "ok") != "ok":
         console.print(f"{run.get('results_file', 'results.csv')}: {run['results_state']}",
                       highlight=False)
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = ("epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
-               "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95")
+    logged = set().union(*run["results"]) if run["results"] else {"train/obj_loss"}
+    columns = [name for name in ("epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
+                                 "train/dfl_loss", "metrics/precision", "metrics/recall",
+                                 "metrics/mAP_0.5", "metrics/mAP_0.5:0.95")
+               if name in logged or name not in ("train/obj_loss", "train/dfl_loss")]
     for name in columns:
         table.add_column(name.split("/")[-1], justify="right")
     for row in run["results"]:

@@ -37,6 +37,9 @@ class Schedule:
     epochs_done: int
     min_warmup: int = MIN_WARMUP_ITERATIONS
     steps_on_multiples: bool = False  # step when ni % accumulate == 0, not ni - last >= it
+    # The accumulation the warm-up ramps to, where the family rounds and caps it first
+    # (Ultralytics: max(round(64 / batch), 1), at most the run's iterations); None: 64 / batch.
+    accumulate_to: int | None = None
 
     @property
     def batch_size(self) -> int:
@@ -65,7 +68,7 @@ class Schedule:
     def optimizer_steps(self) -> int:
         """Optimiser steps taken in `iterations` batches, with the warm-up's rising
         accumulation (after it the accumulation stays at its final value)."""
-        warmup, full = self.warmup_iterations, NOMINAL_BATCH / self.batch_size
+        warmup, full = self.warmup_iterations, self.nominal_accumulation
         if self.steps_on_multiples:
             return self._steps_on_multiples(warmup, full)
         accumulate, last, steps = max(round(full), 1), -1, 0
@@ -76,6 +79,23 @@ class Schedule:
         first = max(warmup + 1, last + accumulate)  # the next step after the warm-up
         if self.iterations > first:
             steps += (self.iterations - 1 - first) // accumulate + 1
+        return steps
+
+    @property
+    def nominal_accumulation(self) -> float:
+        return self.accumulate_to or NOMINAL_BATCH / self.batch_size
+
+    def step_iterations(self) -> list[int]:
+        """The iterations (train.py's `ni`) an optimiser step falls on, one by one (the
+        default step rule: at least `accumulate` batches since the last step)."""
+        warmup, full = self.warmup_iterations, self.nominal_accumulation
+        accumulate, last, steps = max(round(full), 1), -1, []
+        for ni in range(self.iterations):
+            if ni <= warmup:
+                accumulate = max(1, round(float(np.interp(ni, [0, warmup], [1, full]))))
+            if ni - last >= accumulate:
+                steps.append(ni)
+                last = ni
         return steps
 
     def _steps_on_multiples(self, warmup: int, full: float) -> int:
@@ -100,11 +120,12 @@ class Schedule:
 
 def schedule(train_images: int | None, batch_size: Any, warmup_epochs: Any,
              epochs_done: int, *, min_warmup: int = MIN_WARMUP_ITERATIONS,
-             steps_on_multiples: bool = False) -> Schedule | None:
+             steps_on_multiples: bool = False,
+             accumulate_to: int | None = None) -> Schedule | None:
     """The schedule, or None where a number it needs is unknown (no train images counted,
     --batch-size -1 for AutoBatch). `min_warmup`, `steps_on_multiples`: the family's loop."""
     if not train_images or not isinstance(batch_size, int) or batch_size < 1:
         return None
     warmup = warmup_epochs if isinstance(warmup_epochs, (int, float)) else 3.0
     return Schedule(train_images, batch_size, float(warmup), epochs_done, min_warmup,
-                    steps_on_multiples)
+                    steps_on_multiples, accumulate_to)

@@ -207,6 +207,9 @@ def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
         the splits v7.0 misses (yolodiag then reads them there, says so in the report, and
         the other data checks go on with that reading), and for Windows paths (`C:\data`,
         `images\train`): on Linux a backslash is part of a name and `C:` a relative folder.
+        An Ultralytics YAML is read by Ultralytics' own rule (check_det_dataset, 8.4.190): a
+        relative `path:` as it stands where it exists from the working directory, else under
+        its `datasets_dir` setting (settings.json); no `path:` is the YAML's own folder.
     Why it zeroes P and R:
         Nothing trains: train.py stops before the first epoch.
     Why it is an error:
@@ -235,8 +238,9 @@ def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
             f"the {facts.title} root (taken to be the working directory, {located.yolov5_root})")
     written = (f"`path: {located.written}`" if located.written else
                "the split entries (no `path:`)")
-    message = (f"{facts.dialect.full_title} resolves {written} against {root}, so it looks for "
-               f"{looked}, and finds nothing: {stop}")
+    message = (f"{facts.dialect.full_title} resolves {written} "
+               f"{located.rule or 'against ' + root}, so it looks for {looked}, and finds "
+               f"nothing: {stop}")
     if located.windows:
         message += (f"; {', '.join(f'`{w}`' for w in located.windows)} "
                     f"{'is a Windows path' if len(located.windows) == 1 else 'are Windows paths'}"
@@ -245,7 +249,8 @@ def data_path_unresolved(facts: Facts) -> Iterator[Problem]:
         message += (f"; the splits are relative to the data YAML's folder ({located.base}): "
                     "the data checks read them there")
         hint = (f"write `path: {located.base}` (absolute), or a path relative to the "
-                f"{facts.title} root: `path: {os.path.relpath(located.base, located.yolov5_root)}`")
+                f"{facts.title} root: `path: {os.path.relpath(located.base, located.yolov5_root)}`"
+                if not located.rule else f"write `path: {located.base}` (absolute)")
     else:
         hint = (f"write an absolute `path:` with forward slashes, or one relative to the "
                 f"{facts.title} root")

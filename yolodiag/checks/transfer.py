@@ -12,7 +12,6 @@ from pathlib import Path
 
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.width import width_mismatch
-from yolodiag.dialects.common.transfer import row_shift
 from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
 from yolodiag.shapes import format_runs
 
@@ -110,7 +109,10 @@ def cfg_ignored(facts: Facts) -> Iterator[Problem]:
     What it detects:
         `--weights X.pt` without `--cfg` (or with `--resume`): train.py v7.0 then builds the
         checkpoint's own embedded YAML, `Model(cfg or ckpt['model'].yaml)`, and the YAML you
-        edited is never trained. The finding lists the rows where the two YAMLs differ.
+        edited is never trained. The finding lists the rows where the two YAMLs differ. In
+        Ultralytics the same happens with `yolo train model=w.pt` (`--no-cfg` here): its
+        trainer rebuilds `w.pt`'s embedded YAML; the edited one is trained only as
+        `model=x.yaml pretrained=w.pt`.
     Why it zeroes P and R:
         It does not zero them by itself: it trains a different model. Every conclusion drawn
         from the run about the edited architecture is wrong, and the edit's own bugs go unseen.
@@ -161,7 +163,8 @@ def partial_transfer(facts: Facts) -> Iterator[Problem]:
     Why it zeroes P and R:
         A random backbone under a pretrained head: the head's weights expect COCO features and
         get noise, so early epochs predict nothing useful; with few epochs, P and R stay at
-        zero (the seed recipe: 149/241, backbone layers 1-9 random).
+        zero (the seed recipe: 149/241, backbone layers 1-9 random; its YOLO11 form from
+        yolo11n.pt, as Ultralytics 8.4.190 logged it: 11/403).
     Example:
         yolodiag weights yolov5s-resnet18.yaml --weights yolov5s.pt --nc 3
     Fix:
@@ -244,7 +247,7 @@ def misplaced_transfer(facts: Facts) -> Iterator[Problem]:
                 f"layer {index}, which is a {other}: the indices shifted",
                 "keep pretrained rows at their checkpoint index",
                 facts.where(index), {"layer": index, "checkpoint_module": other})
-    shift = row_shift(transfer, {k: tuple(v.shape) for k, v in facts.checkpoint.state.items()})
+    shift = transfer.row_shift({k: tuple(v.shape) for k, v in facts.checkpoint.state.items()})
     if shift is not None:
         moved = "inserted" if shift.offset > 0 else "removed"
         yield Problem(
@@ -301,7 +304,11 @@ def run_zero_metrics(facts: Facts) -> Iterator[Problem]:
         then the cfg's own check findings (at the run's --imgsz, with the run's class count:
         --nc, else its data YAML's names), the transfer from its --weights (YD501-YD503,
         --freeze), the data; last the experiment that settles the model, `yolodiag overfit`.
-        The files opt.yaml names are looked for in the YOLOv5 checkout train.py ran in.
+        The files opt.yaml names are looked for in the YOLOv5 checkout train.py ran in. An
+        Ultralytics run (args.yaml) is read with its trainer's loop: the optimiser steps it
+        took and the learning rate of each (warm-up from 0, optimizer=auto's AdamW lr), the
+        EMA's updates, whether the validation losses ever changed, `pretrained=True` loading
+        nothing into a YAML model, close_mosaic, AMP, the data YAML's `path:` reading.
     Why it zeroes P and R:
         It is the symptom itself: the run learnt nothing validation can see.
     Why it is an error:

@@ -288,12 +288,12 @@ def weights_command(
     dialect: DialectOption = "auto",
     scale: ScaleOption = None,
 ) -> None:
-    """What train.py v7.0 does with --weights: which model it builds, which tensors it
-    transfers into which layers, and which stay random (YD501-YD505, YD510, YD511).
+    """What the training code does with --weights (train.py, Ultralytics' BaseModel.load):
+    which model it builds, which tensors go into which layers, which stay random.
 
     The checkpoint is read without running anything in it: globals outside an allow-list are
     refused (YD504), a corrupt or truncated file (YD508) and another framework's checkpoint
-    (YD509) are named for what they are. YOLOv5 need not be installed.
+    (YD509) are named for what they are. No YOLO code need be installed.
     """
     from yolodiag.findings import Severity
 
@@ -339,14 +339,13 @@ def run_command(
     rule: RuleOption,
     dialect: DialectOption = "auto",
 ) -> None:
-    """Post-mortem of a finished training run: zero metrics (YD506) and their causes ranked
-    by evidence (the iterations against train.py's warm-up first), a run that stopped before
-    its first epoch (YD507); the cfg checked at the run's size and class count.
+    """Post-mortem of a finished training run: zero metrics (YD506), their causes ranked by
+    evidence, a run that stopped in its first epoch (YD507); the cfg checked at its size.
 
-    The folder is read in the dialect whose train.py wrote it (--dialect, else the one its
-    files show: YOLOv5's results.csv, YOLOv7's results.txt). The cfg, weights and data YAML
-    opt.yaml names are looked for in the checkout train.py ran in (the run folder less its
-    save_dir, runs/train/<name>), as given, and beside the run.
+    The folder is read in the dialect whose trainer wrote it (--dialect, else the one its
+    files show: YOLOv5's results.csv, YOLOv7's results.txt, Ultralytics' args.yaml). The cfg,
+    weights and data YAML its options name are looked for where it ran (the run folder less
+    its save_dir), as given, and beside the run.
     """
     from yolodiag.findings import Severity
 

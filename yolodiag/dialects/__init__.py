@@ -100,6 +100,9 @@ class Dialect:
     # ... or, for a family with several stock models per width: spec -> (GFLOPs, the stock
     # model's name) or None, which YD307 prefers when given.
     stock_cost: Callable[[Any], tuple[float, str] | None] | None = None
+    # How its trainer resolves a data YAML's `path:`: (data YAML, path as written) -> (the
+    # base, the rule in words); None: YOLOv5 v7.0's (the root train.py runs from).
+    data_path_rule: Callable[[Path, str], tuple[Path, str]] | None = None
     # The profiler whose counting rules the family's GFLOPs follow (trace.py): "thop 0.1"
     # (YOLOv5 v7.0, YOLOv7), or "ultralytics-thop 2.2", which also counts matrix products run
     # outside layers (attention's q @ k) and counts a transposed conv over its input.

@@ -1,8 +1,8 @@
 """A finished training run (runs/train/exp) of a YOLOv5-lineage train.py, read as plain data,
 whatever the family: its options, hyperparameters and per-epoch results under the column names
-the checks read (`train/box_loss`, `metrics/precision`, `metrics/mAP_0.5`...); the files
-opt.yaml names, found where train.py read them (the checkout it ran in); and the causes the
-evidence gives when its metrics stayed at zero, ranked. What differs between families (the
+the checks read (`train/box_loss`, `metrics/precision`, `metrics/mAP_0.5`...), with the files
+its options name (found by `run_files`); and the causes the evidence gives when its metrics
+stayed at zero, ranked. What differs between families (the
 results file, the warm-up's floor, the step rule, the recipe a scratch run is measured against,
 extra causes) is one `RunLayout` value each dialect's `runs` module supplies, with its results
 file's parser. Reads files; never loads weights (the command does, safely).
@@ -10,14 +10,13 @@ file's parser. Reads files; never loads weights (the command does, safely).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolodiag.findings import REGISTRY, Finding, Severity, Stage, Unsupported
+from yolodiag.findings import REGISTRY, Finding, Severity, Stage
 from yolodiag.schedule import Schedule, schedule
 from yolodiag.shapes import format_runs
 
@@ -41,6 +40,17 @@ class RunLayout:
     honours_data_path: bool = True  # whether train.py resolves the data YAML's `path:`
     # The family's own causes (kind, text), ranked after the cfg's findings.
     family_causes: Callable[[RunInfo], list[tuple[str, str]]] = lambda run: []
+    # The family's own reading of the iterations against its warm-up, ranked first (None:
+    # the YOLOv5-lineage one below); its accumulation target (see Schedule.accumulate_to).
+    warmup_cause: Callable[[RunInfo], tuple[str, str] | None] | None = None
+    accumulate_to: Callable[[RunInfo], int | None] = lambda run: None
+    no_weights: Callable[[RunInfo], str] = lambda run: "--weights ''"  # ... in its options
+    data_path_rule: Callable | None = None  # its reading of `path:` (Dialect.data_path_rule)
+    # Who trained, and how its options name the weights and the cfg, in words.
+    trainer: str = "train.py"
+    weights_flag: str = "--weights "
+    cfg_flag: str = "--cfg "
+    without_cfg: str = "without --cfg"
 
 
 @dataclass
@@ -81,26 +91,16 @@ class RunInfo:
     def best_map50(self) -> float | None:
         return self._best("metrics/mAP_0.5")
 
-    @property
-    def best_precision(self) -> float:
-        return self._best("metrics/precision") or 0.0
-
-    @property
-    def best_recall(self) -> float:
-        return self._best("metrics/recall") or 0.0
+    best_precision = property(lambda self: self._best("metrics/precision") or 0.0)
+    best_recall = property(lambda self: self._best("metrics/recall") or 0.0)
 
     @property
     def losses_finite(self) -> bool:
         losses = [k for k in (self.rows[0] if self.rows else {}) if k.endswith("_loss")]
         return all(math.isfinite(row[k]) for row in self.rows for k in losses)
 
-    @property
-    def weights(self) -> str:
-        return str(self.opt.get("weights") or "")
-
-    @property
-    def cfg(self) -> str:
-        return str(self.opt.get("cfg") or "")
+    weights = property(lambda self: str(self.opt.get("weights") or ""))
+    cfg = property(lambda self: str(self.opt.get("cfg") or ""))
 
     @property
     def imgsz(self) -> int:
@@ -138,7 +138,8 @@ class RunInfo:
         return schedule(self.train_images, self.opt.get("batch_size"),
                         self.hyp.get("warmup_epochs"), self.epochs,
                         min_warmup=self.layout.min_warmup,
-                        steps_on_multiples=self.layout.steps_on_multiples)
+                        steps_on_multiples=self.layout.steps_on_multiples,
+                        accumulate_to=self.layout.accumulate_to(self))
 
     def findings_by_code(self, data: bool) -> str:
         """The cfg's check errors and warnings (data=True: those on the data), by code."""
@@ -159,8 +160,8 @@ class RunInfo:
         own findings, the family's own causes, the transfer, the data; last, the experiment
         that settles the model. `width`: the checkpoint's width against the cfg's
         (checks.width), when they differ."""
-        causes = [cause for cause in (self._warmup_cause(), self._scratch_cause(transfer))
-                  if cause]
+        warmup = (self.layout.warmup_cause or RunInfo._warmup_cause)(self)
+        causes = [cause for cause in (warmup, self._scratch_cause(transfer)) if cause]
         own = self.findings_by_code(data=False)
         if own:
             causes.append(("cfg", f"the cfg's own findings (`yolodiag check` at {self.imgsz} "
@@ -213,7 +214,7 @@ class RunInfo:
         if self.epochs >= self.layout.scratch_epochs:
             return None
         if not self.weights:
-            random = "every layer starts random (--weights '')"
+            random = f"every layer starts random ({self.layout.no_weights(self)})"
         elif transfer is not None and transfer.random_layers():
             random = f"layers {format_runs(transfer.random_layers())} start random"
         else:
@@ -222,32 +223,33 @@ class RunInfo:
                            f"{self.layout.scratch_recipe}")
 
     def _transfer_causes(self, transfer, width=None) -> list[tuple[str, str]]:
-        causes = []
+        causes, by = [], self.layout.trainer
+        weights, cfg = (f"{self.layout.weights_flag}{self.weights}",
+                        f"{self.layout.cfg_flag}{self.cfg}")
         if self.weights and self.cfg:
             if transfer is not None and width is not None:
-                causes.append(("transfer", f"--weights {self.weights} was trained at "
-                               f"width_multiple {width.checkpoint_width:g}, the --cfg builds "
-                               f"{width.cfg_width:g}: train.py transferred {transfer.transferred}/"
-                               f"{transfer.total} items, {width.counters} of them BatchNorm "
-                               "counters, so nothing useful transferred (YD510)"))
+                causes.append(("transfer", f"{weights} was trained at width_multiple "
+                               f"{width.checkpoint_width:g}, {cfg} builds {width.cfg_width:g}: "
+                               f"{by} transferred {transfer.transferred}/{transfer.total} "
+                               f"items, {width.counters} of them BatchNorm counters, so "
+                               "nothing useful transferred (YD510)"))
             elif transfer is not None:
                 listed = format_runs(transfer.random_layers()) or "none"
                 shape = sum(k.status == "shape" for k in transfer.keys)
-                causes.append(("transfer", f"--weights {self.weights} with an edited --cfg "
-                               f"{self.cfg}: train.py transferred {transfer.transferred}/"
-                               f"{transfer.total} items by name and shape, layers {listed} "
-                               f"stayed random, {shape} tensors skipped for another shape"))
+                causes.append(("transfer", f"{weights} with an edited {cfg}: {by} transferred "
+                               f"{transfer.transferred}/{transfer.total} items by name and "
+                               f"shape, layers {listed} stayed random, {shape} tensors skipped "
+                               "for another shape"))
             else:
                 unread = self.transfer_note or (
                     f"{'the cfg' if self.cfg_path is None else 'the weights'} not found; "
                     "pass --cfg and --weights")
-                causes.append(("transfer", f"--weights {self.weights} with --cfg {self.cfg}: "
-                               "train.py transfers by name and shape, so an edited backbone "
-                               f"stays random under a pretrained head (not simulated: {unread})"))
+                causes.append(("transfer", f"{weights} with {cfg}: {by} transfers by name and "
+                               "shape, so an edited backbone stays random under a pretrained "
+                               f"head (not simulated: {unread})"))
         elif self.weights:
-            causes.append(("transfer", f"--weights {self.weights} without --cfg: train.py "
-                                       "built the checkpoint's own YAML, not the edited one "
-                                       "(YD501)"))
+            causes.append(("transfer", f"{weights} {self.layout.without_cfg}: {by} built the "
+                                       "checkpoint's own YAML, not the edited one (YD501)"))
         if self.frozen_layers:
             causes.append(("transfer", f"--freeze keeps layers {self.frozen_layers[0]}-"
                                        f"{self.frozen_layers[-1]} fixed"
@@ -274,120 +276,12 @@ class RunInfo:
                 "best_precision": self.best_precision, "best_recall": self.best_recall,
                 "losses_finite": self.losses_finite, "results": self.rows,
                 "results_file": self.layout.results_file, "results_state": self.results,
+                "trainer": self.layout.trainer,
                 "root": _text(self.root), "cfg_path": _text(self.cfg_path),
                 "weights_path": _text(self.weights_path), "data_path": _text(self.data_path),
                 "data_note": self.data_note, "nc": self.nc, "nc_source": self.nc_source,
                 "imgsz": self.imgsz, "schedule": plan.as_dict() if plan else None,
                 "cfg_findings": self.findings_by_code(data=False)}
-
-
-def open_run(folder: str | Path, layout: RunLayout) -> RunInfo:
-    """A run folder's opt.yaml and hyp.yaml, its results not read yet. Unsupported when the
-    folder does not exist or holds no opt.yaml (train.py writes it before training starts)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise Unsupported(f"{folder}: no such folder (pass a {layout.title} run folder, "
-                          "runs/train/<name>)")
-    if not (folder / "opt.yaml").is_file():
-        raise Unsupported(f"{folder}: no opt.yaml, so not a folder train.py wrote (it writes "
-                          "opt.yaml before the first epoch; pass runs/train/<name>)")
-    opt = read_yaml(folder / "opt.yaml")
-    hyp = read_yaml(folder / "hyp.yaml") or (opt.get("hyp") if isinstance(opt.get("hyp"),
-                                                                           dict) else {})
-    return RunInfo(str(folder), opt, hyp, layout)
-
-
-def locate_inputs(run: RunInfo, cfg: str | Path | None = None,
-                  weights: str | Path | None = None, nc: int | None = None) -> None:
-    """Fill in the checkout root, the cfg, weights and data YAML (given ones as given: a
-    missing --weights or --cfg is Unsupported), and the class count: --nc, else
-    --single-cls's 1, else the data's (names win over nc), else the cfg's (stated)."""
-    folder = Path(run.path)
-    run.root = checkout_root(folder, run.opt)
-    for option, given in (("--cfg", cfg), ("--weights", weights)):
-        if given is not None and not Path(given).is_file():
-            raise Unsupported(f"{option} {given}: no such file")
-    run.cfg_path = Path(cfg) if cfg is not None else locate(run.cfg, run.root, folder)
-    run.weights_path = (Path(weights) if weights is not None
-                        else locate(run.weights, run.root, folder))
-    written = str(run.opt.get("data") or "")
-    run.data_path = locate(written, run.root, folder)
-    if run.data_path is None:
-        run.data_note = f"not found {run.looked_in}" if written else "opt.yaml names none"
-    else:
-        run.data, run.data_note = read_run_data(run.data_path, checkout_root=run.root, nc=nc,
-                                                honour_path=run.layout.honours_data_path)
-    if nc is not None:
-        run.nc, run.nc_source = nc, "--nc"
-    elif run.opt.get("single_cls"):
-        run.nc, run.nc_source = 1, "--single-cls"
-    elif run.data is not None and run.data.classes:
-        key = "names" if run.data.names else "nc"
-        run.nc, run.nc_source = run.data.classes, f"the {key} of {run.data_path}"
-    else:
-        run.nc_source = "the cfg's nc (the data's class count is unknown)"
-
-
-def read_run_data(data_yaml: Path, checkout_root: Path | None, nc: int | None,
-                  honour_path: bool = True) -> tuple[DataInfo | None, str]:
-    """The run's data YAML read as train.py read it, or None and why not. The one place `run`
-    reads data: `checkout_root` is where train.py ran, which YOLOv5 v7.0 resolves a relative
-    `path:` against and YOLOv7 the splits themselves (`honour_path` False: it reads no
-    `path:`)."""
-    from yolodiag.data import read_data
-
-    try:
-        return read_data(data_yaml, nc, root=checkout_root, honour_path=honour_path), ""
-    except Unsupported as e:
-        return None, str(e)
-
-
-def checkout_root(folder: Path, opt: dict[str, Any]) -> Path | None:
-    """The folder train.py ran in: the run folder less opt.yaml's relative `save_dir`
-    (runs/train/<name>), else the parent of a `runs/<task>/<name>` folder; None when neither
-    fits."""
-    resolved = folder.resolve()
-    save_dir = Path(str(opt.get("save_dir") or ""))
-    depth = len(save_dir.parts)
-    if (save_dir.parts and not save_dir.is_absolute() and len(resolved.parts) > depth
-            and resolved.parts[-depth:] == save_dir.parts):
-        return resolved.parents[depth - 1]
-    if len(resolved.parents) > 2 and resolved.parents[1].name == "runs":
-        return resolved.parents[2]
-    return None
-
-
-def locate(name: str, root: Path | None, folder: Path) -> Path | None:
-    """A file opt.yaml names: relative to the checkout train.py ran in, as given (or relative
-    to the working directory), or beside the run folder."""
-    if not name:
-        return None
-    path = Path(name)
-    candidates = [path] if path.is_absolute() else [
-        *([root / path] if root else []), path, folder / path, folder / path.name]
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def pillow_available() -> bool:
-    """The data's label checks read image sizes with Pillow (the `data` extra)."""
-    return importlib.util.find_spec("PIL") is not None
-
-
-def read_yaml(path: Path) -> dict:
-    """A YAML mapping ({} for a missing file or another type); Unsupported, naming the line,
-    for one that cannot be read."""
-    import yaml
-
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise Unsupported(f"{path}{where}: cannot read it: {problem}") from e
-    return data if isinstance(data, dict) else {}
 
 
 def _stage(code: str) -> Stage | None:

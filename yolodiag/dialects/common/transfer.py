@@ -15,7 +15,6 @@ from typing import Any
 from yolodiag.dialects.common.checkpoint import CheckpointInfo
 from yolodiag.dialects.common.checkpoint_format import refusal
 
-
 COUNTED = frozenset({"transferred", "remapped", "filled"})
 
 
@@ -102,6 +101,10 @@ class Transfer:
         return [i for i, keys in sorted(self.layers().items())
                 if i != head and not any(k.learnt and not k.counter
                                          for k in keys)]
+
+    def row_shift(self, checkpoint_shapes: dict[str, tuple[int, ...]]) -> RowShift | None:
+        """Layers that line up with the checkpoint's at another index (see `row_shift`)."""
+        return row_shift(self, checkpoint_shapes)
 
     def layers(self) -> dict[int, list[KeyTransfer]]:
         by_layer: dict[int, list[KeyTransfer]] = {}

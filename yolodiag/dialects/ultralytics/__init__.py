@@ -10,7 +10,8 @@ v10Detect (`heads`, `decode`); what `DetectionModel.__init__` does after the lay
 `stockmatch`); its loss and task-aligned assigner (`loss`, `tal`, `boxes`), what its trainer
 does around them (`trainer`: optimizer=auto, the EMA, the bias priors; `fuse`) and its
 validation (`evaluation`), for gradflow and overfit; its checkpoints and what
-`BaseModel.load` transfers from one (`checkpoint`, `transfer_rule`).
+`BaseModel.load` transfers from one (`checkpoint`, `transfer_rule`); its run folders
+(`runs`) and its reading of a data YAML's `path:` (`datapaths`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def _namespace() -> dict[str, Any]:
     return public_definitions(common_conv, conv, block, attention, area_attention, elan, heads)
 
 
+def _data_path_rule(data_yaml, written):
+    from yolodiag.dialects.ultralytics.datapaths import resolve
+
+    return resolve(data_yaml, written)
+
+
 ULTRALYTICS = register(Dialect(
     name="ultralytics",
     title="Ultralytics",
@@ -75,6 +82,7 @@ ULTRALYTICS = register(Dialect(
     loss=Lazy("yolodiag.dialects.ultralytics.loss"),
     evaluation=Lazy("yolodiag.dialects.ultralytics.evaluation"),
     checkpoint=Lazy("yolodiag.dialects.ultralytics.checkpoint"),
+    runs=Lazy("yolodiag.dialects.ultralytics.runs"),
     repo=Lazy("yolodiag.dialects.ultralytics.repo"),
     checkout=Lazy("yolodiag.dialects.ultralytics.registration"),
     stockmatch=Lazy("yolodiag.dialects.ultralytics.stockmatch"),
@@ -90,4 +98,5 @@ ULTRALYTICS = register(Dialect(
     read_scaling=read_scaling,
     locate=locate,
     symbols=frozenset({"nc"}),
+    data_path_rule=_data_path_rule,
 ))

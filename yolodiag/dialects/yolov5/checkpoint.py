@@ -59,11 +59,13 @@ def claims(path: str | Path) -> str | None:
 
 
 def transfer(checkpoint: CheckpointInfo, cfg_spec, nc: int | None = None, *,
-             resume: bool = False, modules: dict | None = None) -> Transfer:
+             resume: bool = False, modules: dict | None = None,
+             names: dict[int, str] | None = None) -> Transfer:
     """train.py v7.0: `Model(cfg or ckpt['model'].yaml, nc=nc)`, then the checkpoint's float
     state intersected with the model's by key and shape, without anchor keys when a cfg is
     given and it does not resume. `cfg_spec` None: no --cfg (the embedded YAML is built).
-    `modules`: the user's blocks (--modules), for either YAML."""
+    `modules`: the user's blocks (--modules), for either YAML. `names`: the data's class
+    names, which this train.py does not match by."""
     spec = cfg_spec if cfg_spec is not None else embedded_spec(checkpoint, modules)
     exclude = ("anchor",) if cfg_spec is not None and not resume else ()
     moved, _ = transfers.intersect(checkpoint, spec, nc, cfg_given=cfg_spec is not None,

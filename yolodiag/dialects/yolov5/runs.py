@@ -1,6 +1,6 @@
 """A finished YOLOv5 training run (runs/train/exp): opt.yaml, hyp.yaml and results.csv (its
 headers are space-padded), read into the shared `RunInfo` (`dialects/common/runs.py`, which
-finds the files opt.yaml names and ranks the causes of zero metrics) with the facts of v7.0's
+ranks the causes of zero metrics; `run_files` finds the files opt.yaml names) with v7.0's
 train.py loop. Reads files; never loads weights itself (the command does, safely).
 """
 
@@ -10,14 +10,13 @@ import csv
 import math
 from pathlib import Path
 
-from yolodiag.dialects.common.runs import (
-    RunInfo,
-    RunLayout,
+from yolodiag.dialects.common.run_files import (
     locate_inputs,
     open_run,
     pillow_available,
     read_yaml,
 )
+from yolodiag.dialects.common.runs import RunInfo, RunLayout
 from yolodiag.schedule import MIN_WARMUP_ITERATIONS
 
 __all__ = ["LAYOUT", "RunInfo", "claims", "locate_inputs", "pillow_available", "read_run"]

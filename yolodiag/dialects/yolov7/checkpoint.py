@@ -119,11 +119,13 @@ def claims(path: str | Path) -> str | None:
 
 
 def transfer(checkpoint: CheckpointInfo, cfg_spec, nc: int | None = None, *,
-             resume: bool = False, modules: dict | None = None) -> Transfer:
+             resume: bool = False, modules: dict | None = None,
+             names: dict[int, str] | None = None) -> Transfer:
     """train.py: `Model(opt.cfg or ckpt['model'].yaml, nc=nc)`, the checkpoint's float state
     intersected by key and shape without `anchor` keys when a cfg is given and it does not
     resume, then the optimizer state and the EMA loaded (`state_loads`). `cfg_spec` None: no
-    --cfg. `modules`: the user's blocks (--modules), for either YAML."""
+    --cfg. `modules`: the user's blocks (--modules), for either YAML. `names`: the data's
+    class names, which this train.py does not match by."""
     spec = cfg_spec if cfg_spec is not None else embedded_spec(checkpoint, modules)
     exclude = ("anchor",) if cfg_spec is not None and not resume else ()
     moved, built = transfers.intersect(checkpoint, spec, nc, cfg_given=cfg_spec is not None,

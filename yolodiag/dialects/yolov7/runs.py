@@ -1,6 +1,6 @@
 """A finished YOLOv7 training run (runs/train/exp): opt.yaml, hyp.yaml and results.txt, read
-into the shared `RunInfo` (`dialects/common/runs.py`: locating the cfg, weights and data,
-ranking the causes of zero metrics) with the facts of YOLOv7's train.py (a207844).
+into the shared `RunInfo` (`dialects/common/runs.py`, ranking the causes of zero metrics;
+`run_files`, locating the cfg, weights and data) with the facts of YOLOv7's train.py (a207844).
 
 results.txt has no header: one line per finished epoch of 15 whitespace-separated fields,
 `epoch/epochs-1`, the GPU memory ("1.23G"), the mean train losses box, obj, cls and their
@@ -18,14 +18,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from yolodiag.dialects.common.runs import (
-    RunInfo,
-    RunLayout,
+from yolodiag.dialects.common.run_files import (
     locate_inputs,
     open_run,
     pillow_available,
     read_yaml,
 )
+from yolodiag.dialects.common.runs import RunInfo, RunLayout
 from yolodiag.findings import Unsupported
 
 __all__ = ["LAYOUT", "RunInfo", "claims", "locate_inputs", "pillow_available", "read_run"]
