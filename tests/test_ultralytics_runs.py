@@ -105,3 +105,31 @@ def test_a_run_with_pretrained_weights_has_its_transfer_simulated(tmp_path):
         "Transferred 493/499 items from pretrained weights"
     (zero,) = [f for f in report.findings if f.code == "YD506"]
     assert "transfer" in zero.data["cause_kinds"] and "scratch" not in zero.data["cause_kinds"]
+
+
+def test_check_data_reads_an_ultralytics_yaml_by_its_rule(tmp_path, monkeypatch, settings):
+    shutil.copytree(shared("golden", "data", "shapes"), settings / "shapes")
+    data = tmp_path / "project" / "shapes.yaml"
+    data.parent.mkdir()
+    data.write_text("path: shapes\ntrain: images/train\nval: images/val\n"
+                    "names:\n  0: red\n  1: green\n  2: blue\n")
+    monkeypatch.chdir(tmp_path)  # no shapes/ here: Ultralytics takes datasets_dir/shapes
+    report = commands.check(YOLO11N, data=data)
+    assert report.sections["data"]["resolution"]["rule"].endswith(
+        f"then under datasets_dir {settings} (from {settings.parent}/config/Ultralytics/"
+        "settings.json)")
+    assert "YD804" not in {f.code for f in report.findings}
+    assert report.sections["data"]["splits"]["train"]["images"] == 16
+    (settings / "shapes").rename(settings / "elsewhere")  # now it is found nowhere
+    report = commands.check(YOLO11N, data=data)
+    missing = [f for f in report.findings if f.code == "YD801"]  # found nowhere: no YD804
+    assert len(missing) == 2 and all(f"under {settings / 'shapes'}" in f.message
+                                     for f in missing)
+    data.write_text(data.read_text().replace("path: shapes", "path: ."))  # beside the YAML
+    shutil.copytree(settings / "elsewhere" / "images", data.parent / "images")
+    shutil.copytree(settings / "elsewhere" / "labels", data.parent / "labels")
+    report = commands.check(YOLO11N, data=data)
+    # `.` exists from the working directory (tmp_path), which holds no images/: the YAML's
+    # folder does, so the checks read it there and say what Ultralytics would do
+    (misread,) = [f for f in report.findings if f.code == "YD804"]
+    assert "resolves `path: .` from the working directory" in misread.message

@@ -205,14 +205,17 @@ def choose_run(folder: str | Path, requested: str = AUTO) -> Chosen:
 
 
 def choose_file(path: str | Path | None, requested: str = AUTO) -> Chosen:
-    """`choose` for a YAML file before it is read in full (for --modules and --repo, which
-    need the dialect first); a file that cannot be read gets the default, and the spec reader
-    says why it cannot."""
+    """`choose` for a YAML file before it is read in full (for --modules, --repo and --data,
+    which need the dialect first; a name that is no file, as a family's code resolves it); a
+    file that cannot be read gets the default, and the spec reader says why it cannot."""
     import yaml
 
     from yolodiag.yaml_text import ascii_text
 
     data = None
+    if path is not None and not Path(path).is_file():  # a name a family's code resolves
+        path = next((found[0] for d in DIALECTS.values() if d.locate
+                     and (found := d.locate(Path(path)))), path)
     if path is not None:
         try:
             data = yaml.safe_load(ascii_text(Path(path).read_bytes())[0])
