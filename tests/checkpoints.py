@@ -6,6 +6,7 @@ pickled, never imported by the reader."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -123,6 +124,15 @@ def _pickled(model: nn.Module, yaml: dict, path: Path, top_class: str | None,
     tree = stand_in(model, True)
     if ema or ema_only:
         entries = {**entries, "ema": stand_in(model, True)}
+    with _importable(fakes):
+        torch.save({"model": None if ema_only else tree, **entries}, path)
+    return path
+
+
+@contextlib.contextmanager
+def _importable(fakes: dict[str, type]):
+    """The stand-in classes (pickled name -> class) importable where their names say, while
+    they are pickled; the modules of those names as they were afterwards."""
     names = {prefix for key in fakes for prefix in _prefixes(key.rpartition(".")[0])}
     saved = {name: sys.modules.get(name) for name in names}
     try:
@@ -131,14 +141,13 @@ def _pickled(model: nn.Module, yaml: dict, path: Path, top_class: str | None,
         for key, cls in fakes.items():
             module, _, name = key.rpartition(".")
             setattr(sys.modules[module], name, cls)
-        torch.save({"model": None if ema_only else tree, **entries}, path)
+        yield
     finally:
         for name, module in saved.items():
             if module is None:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
-    return path
 
 
 def _prefixes(module: str) -> list[str]:
@@ -170,31 +179,20 @@ def ultralytics_crafted(path: Path, marker: Path) -> Path:
     """An Ultralytics-format checkpoint (its model an `ultralytics.nn.tasks.DetectionModel`
     holding `ultralytics.nn.modules` layers, `train_args` beside it) whose pickle also calls
     os.system to create `marker`: what a poisoned yolo11n.pt looks like. The stand-in
-    classes live only while it is saved."""
-    names = ("ultralytics", "ultralytics.nn", "ultralytics.nn.tasks", "ultralytics.nn.modules",
-             "ultralytics.nn.modules.conv")
-    saved = {name: sys.modules.get(name) for name in names}
-    try:
-        for name in names:
-            sys.modules[name] = types.ModuleType(name)
-        classes = {}
-        for where, name in (("ultralytics.nn.tasks", "DetectionModel"),
-                            ("ultralytics.nn.modules.conv", "Conv")):
-            classes[name] = type(name, (), {"__module__": where, "__qualname__": name})
-            setattr(sys.modules[where], name, classes[name])
-        conv = classes["Conv"].__new__(classes["Conv"])
-        conv.__dict__.update(_parameters=OrderedDict(), _buffers=OrderedDict(),
-                             _modules=OrderedDict(), training=False)
-        model = classes["DetectionModel"].__new__(classes["DetectionModel"])
-        model.__dict__.update(_parameters=OrderedDict(), _buffers=OrderedDict(),
-                              _modules=OrderedDict(conv=conv), yaml={"nc": 80},
-                              names={0: "person"}, hook=_Calls(os.system, f"touch {marker}"))
+    classes are importable only while it is saved."""
+    fakes = {f"{where}.{name}": type(name, (), {"__module__": where, "__qualname__": name})
+             for where, name in (("ultralytics.nn.tasks", "DetectionModel"),
+                                 ("ultralytics.nn.modules.conv", "Conv"))}
+    conv_class = fakes["ultralytics.nn.modules.conv.Conv"]
+    model_class = fakes["ultralytics.nn.tasks.DetectionModel"]
+    conv = conv_class.__new__(conv_class)
+    conv.__dict__.update(_parameters=OrderedDict(), _buffers=OrderedDict(),
+                         _modules=OrderedDict(), training=False)
+    model = model_class.__new__(model_class)
+    model.__dict__.update(_parameters=OrderedDict(), _buffers=OrderedDict(),
+                          _modules=OrderedDict(conv=conv), yaml={"nc": 80},
+                          names={0: "person"}, hook=_Calls(os.system, f"touch {marker}"))
+    with _importable(fakes):
         torch.save({"model": model, "ema": None, "epoch": -1, "train_args": {"epochs": 3}},
                    path)
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
     return path

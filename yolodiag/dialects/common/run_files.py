@@ -7,7 +7,9 @@ for `path:`, and the class count the model was built with. Fills a `RunInfo`
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,3 +127,28 @@ def read_yaml(path: Path) -> dict:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise Unsupported(f"{path}{where}: cannot read it: {problem}") from e
     return data if isinstance(data, dict) else {}
+
+
+def read_results_csv(run: RunInfo, names: dict[str, str] | None = None) -> RunInfo:
+    """The run's results.csv (headers space-padded or not; `names`: header -> the name the
+    checks read), its rows as numbers (a cell that is none: NaN) and its state: a missing,
+    empty or header-only file is the run's state, not an error."""
+    results = run.results_path
+    if not results.is_file():
+        run.results = "missing"
+        return run
+    names = names or {}
+    with results.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = [names.get(h.strip(), h.strip()) for h in next(reader, [])]
+        run.rows = [{name: _float(value) for name, value in zip(header, row)}
+                    for row in reader if row]
+    run.results = "ok" if run.rows else ("header-only" if header else "empty")
+    return run
+
+
+def _float(value: str) -> float:
+    try:
+        return float(value.strip())
+    except ValueError:
+        return math.nan

@@ -19,13 +19,12 @@ moves at iteration 0; the EMA is updated once per optimiser step, its decay
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from pathlib import Path
 
 from yolodiag.dialects.common import run_files
-from yolodiag.dialects.common.run_files import pillow_available, read_yaml
+from yolodiag.dialects.common.run_files import pillow_available, read_results_csv, read_yaml
 from yolodiag.dialects.common.runs import RunInfo, RunLayout
 from yolodiag.dialects.ultralytics.datapaths import resolve
 from yolodiag.dialects.ultralytics.scaling import locate
@@ -74,18 +73,8 @@ def read_run(folder: str | Path) -> RunInfo:
         raise Unsupported(f"{folder}: no {ARGS_FILE}, so not a folder Ultralytics' trainer "
                           "wrote (it writes args.yaml before the first epoch)")
     args = read_yaml(folder / ARGS_FILE)
-    run = RunInfo(str(folder), _options(args), _hyperparameters(args), LAYOUT)
-    results = run.results_path
-    if not results.is_file():
-        run.results = "missing"
-        return run
-    with results.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = [COLUMNS.get(h.strip(), h.strip()) for h in next(reader, [])]
-        run.rows = [{name: _float(value) for name, value in zip(header, row)}
-                    for row in reader if row]
-    run.results = "ok" if run.rows else ("header-only" if header else "empty")
-    return run
+    return read_results_csv(RunInfo(str(folder), _options(args), _hyperparameters(args), LAYOUT),
+                            COLUMNS)
 
 
 def _options(args: dict) -> dict:
@@ -218,13 +207,6 @@ def _family_causes(run: RunInfo) -> list[tuple[str, str]]:
 def _no_weights(run: RunInfo) -> str:
     return (f"`model={run.cfg}` with `pretrained={run.opt.get('pretrained')}`: a YAML model "
             "loads weights only when pretrained is a .pt path")
-
-
-def _float(value: str) -> float:
-    try:
-        return float(value.strip())
-    except ValueError:
-        return math.nan
 
 
 LAYOUT = RunLayout(

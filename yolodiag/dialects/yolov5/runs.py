@@ -6,14 +6,13 @@ train.py loop. Reads files; never loads weights itself (the command does, safely
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 
 from yolodiag.dialects.common.run_files import (
     locate_inputs,
     open_run,
     pillow_available,
+    read_results_csv,
     read_yaml,
 )
 from yolodiag.dialects.common.runs import RunInfo, RunLayout
@@ -50,22 +49,4 @@ def read_run(folder: str | Path) -> RunInfo:
     """opt.yaml, hyp.yaml and results.csv of a run folder. Unsupported when the folder does
     not exist or holds no opt.yaml (train.py writes it before training starts); a missing,
     empty or header-only results.csv is the run's state, not an error."""
-    run = open_run(folder, LAYOUT)
-    results = run.results_path
-    if not results.is_file():
-        run.results = "missing"
-        return run
-    with results.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        run.rows = [{name: _float(value) for name, value in zip(header, row)}
-                    for row in reader if row]
-    run.results = "ok" if run.rows else ("header-only" if header else "empty")
-    return run
-
-
-def _float(value: str) -> float:
-    try:
-        return float(value.strip())
-    except ValueError:
-        return math.nan
+    return read_results_csv(open_run(folder, LAYOUT))
