@@ -118,7 +118,7 @@ def test_weights_from_the_trained_best_into_yolo11n_at_its_class_count_moves_eve
 def test_model_pt_rebuilds_the_embedded_yaml_not_the_edited_one():
     result = runner.invoke(app, ["weights", str(RECIPE), "--weights", str(BEST), "--no-cfg"])
     assert result.exit_code == 1 and "YD501" in result.output
-    assert "with `model=` the .pt Ultralytics' trainer builds" in result.output
+    assert "with `model=` the .pt, Ultralytics' trainer builds" in result.output
 
 
 def test_poisoned_ultralytics_checkpoint_is_refused_and_nothing_runs(tmp_path):

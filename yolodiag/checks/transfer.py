@@ -131,7 +131,7 @@ def cfg_ignored(facts: Facts) -> Iterator[Problem]:
     rows = "; ".join(f"layer {i}: yours {a}, built {b}" for i, a, b in diff[:6])
     more = f" and {len(diff) - 6} more rows" if len(diff) > 6 else ""
     yield Problem(
-        f"{transfer.without_cfg}{' (or with --resume)' if transfer.resume else ''} "
+        f"{transfer.without_cfg}{' (or with --resume)' if transfer.resume else ''}, "
         f"{transfer.trainer} builds the checkpoint's embedded YAML, not {facts.path}: "
         + (f"{len(diff)} rows differ ({rows}{more})" if diff else "the two agree row by row"),
         transfer.cfg_hint.format(yaml=facts.path), facts.where(),

@@ -3,7 +3,9 @@
 the checkpoint's float tensors whose key and shape the model has, except keys containing an
 excluded word, and log `Transferred X/Y items` with Y the model's state-dict size. Which model,
 which words are excluded and what else the training code loads from the checkpoint (its
-optimizer, its EMA) are each dialect's rule (`<dialect>/checkpoint.py`).
+optimizer, its EMA) are each dialect's rule (`<dialect>/checkpoint.py`); a family whose load
+does more (Ultralytics' `BaseModel.load`) gives its own per-key `KeyTransfer`s and log line.
+`Transfer.row_shift` finds the rows an edit shifted against the checkpoint's.
 """
 
 from __future__ import annotations
@@ -102,9 +104,34 @@ class Transfer:
                 if i != head and not any(k.learnt and not k.counter
                                          for k in keys)]
 
-    def row_shift(self, checkpoint_shapes: dict[str, tuple[int, ...]]) -> RowShift | None:
-        """Layers that line up with the checkpoint's at another index (see `row_shift`)."""
-        return row_shift(self, checkpoint_shapes)
+    def row_shift(self, checkpoint_shapes: dict[str, tuple[int, ...]], max_offset: int = 4,
+                  min_tensors: int = 20) -> RowShift | None:
+        """Rows inserted or removed before a stretch of layers: state keys carry the row
+        index (`model.<i>.`), so every later layer's tensors miss their counterparts by the
+        shift. The offset whose layers match the checkpoint's best (tensors of the same
+        sub-key and shape, BatchNorm counters aside; a layer counts where most of it matches
+        shifted and less in place), where the head is among them and the shift beats the
+        in-place match at least twice over."""
+        ours = _by_layer({k.key: k.model_shape for k in self.keys})
+        theirs = _by_layer(checkpoint_shapes)
+        if not ours:
+            return None
+
+        def matched(layer: int, offset: int) -> int:
+            other = theirs.get(layer - offset, {})
+            return sum(other.get(rest) == shape for rest, shape in ours[layer].items())
+
+        best = None
+        for offset in (d for d in range(-max_offset, max_offset + 1) if d):
+            better = [i for i in sorted(ours) if matched(i, offset) > matched(i, 0)
+                      and 2 * matched(i, offset) >= len(ours[i])]  # most of it, shifted
+            shifted = sum(matched(i, offset) for i in better)
+            in_place = sum(matched(i, 0) for i in better)
+            # a row inserted or removed shifts every later key: the head's included
+            if max(ours) in better and shifted >= min_tensors and shifted >= 2 * in_place \
+                    and (best is None or shifted > best.tensors):
+                best = RowShift(offset, better, shifted)
+        return best
 
     def layers(self) -> dict[int, list[KeyTransfer]]:
         by_layer: dict[int, list[KeyTransfer]] = {}
@@ -155,7 +182,7 @@ def intersect(checkpoint: CheckpointInfo, spec, nc: int | None, *, cfg_given: bo
             status = "shape"
         else:
             status = "transferred"
-        keys.append(KeyTransfer(key, _layer_of(key), status, shape,
+        keys.append(KeyTransfer(key, layer_of(key), status, shape,
                                 tuple(theirs.shape) if theirs is not None else None))
     unused = [k for k in checkpoint.state if k not in model_state]
     return Transfer(cfg_given, resume, nc, spec, keys, unused), built
@@ -178,7 +205,8 @@ def embedded_spec(checkpoint: CheckpointInfo, title: str, modules: dict | None =
                       dialect=dialect)
 
 
-def _layer_of(key: str) -> int | None:
+def layer_of(key: str) -> int | None:
+    """The layer index of a state-dict key (`model.<i>.`...), None for another key."""
     match = re.match(r"model\.(\d+)\.", key)
     return int(match.group(1)) if match else None
 
@@ -190,34 +218,6 @@ class RowShift:
     offset: int  # the model's layer i matches the checkpoint's layer i - offset
     layers: list[int]  # the model's layers that match better shifted than in place
     tensors: int  # learnt tensors of the same name and shape there, shifted
-
-
-def row_shift(transfer: Transfer, checkpoint_shapes: dict[str, tuple[int, ...]],
-              max_offset: int = 4, min_tensors: int = 20) -> RowShift | None:
-    """Rows inserted or removed before a stretch of layers: state keys carry the row index
-    (`model.<i>.`), so every later layer's tensors miss their counterparts by the shift. The
-    offset whose layers match the checkpoint's best (tensors of the same sub-key and shape,
-    BatchNorm counters aside; a layer counts where most of it matches shifted and less in
-    place), where the head is among them and the shift beats the in-place match at least
-    twice over."""
-    ours = _by_layer({k.key: k.model_shape for k in transfer.keys})
-    theirs = _by_layer(checkpoint_shapes)
-
-    def matched(layer: int, offset: int) -> int:
-        other = theirs.get(layer - offset, {})
-        return sum(other.get(rest) == shape for rest, shape in ours[layer].items())
-
-    best = None
-    for offset in (d for d in range(-max_offset, max_offset + 1) if d):
-        better = [i for i in sorted(ours) if matched(i, offset) > matched(i, 0)
-                  and 2 * matched(i, offset) >= len(ours[i])]  # most of the layer, shifted
-        shifted = sum(matched(i, offset) for i in better)
-        in_place = sum(matched(i, 0) for i in better)
-        # a row inserted or removed shifts every later key: the head's included
-        if max(ours) in better and shifted >= min_tensors and shifted >= 2 * in_place and (
-                best is None or shifted > best.tensors):
-            best = RowShift(offset, better, shifted)
-    return best
 
 
 def _by_layer(shapes: dict[str, tuple[int, ...]]) -> dict[int, dict[str, tuple[int, ...]]]:

@@ -38,6 +38,8 @@ LOG = "Transferred {x}/{y} items from pretrained weights"
 
 
 def _allowed_name(name: str) -> bool:
+    """A class of ultralytics.nn.tasks or of one file of ultralytics.nn.modules (block, conv,
+    head ...), or the options namespace: nothing from deeper or other modules."""
     module, _, attribute = name.rpartition(".")
     if name in VALUE_CLASSES:
         return True

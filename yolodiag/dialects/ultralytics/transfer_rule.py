@@ -23,13 +23,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from yolodiag.dialects.common.transfer import KeyTransfer
+from yolodiag.dialects.common.transfer import KeyTransfer, layer_of
 
 # The Detect classes of Ultralytics' table (Segment, Pose, OBB ... are its subclasses too).
 DETECT_HEADS = frozenset({"Detect", "v10Detect"})
 CLASS_BRANCHES = ("cv3", "one2one_cv3")
 FIRST_CONV = "model.0.conv.weight"
-_LAYER = re.compile(r"model\.(\d+)\.")
 
 
 def load(checkpoint, spec, target: dict[str, tuple[int, ...]],
@@ -57,7 +56,7 @@ def load(checkpoint, spec, target: dict[str, tuple[int, ...]],
     if (statuses.get(FIRST_CONV) not in (None, "transferred") and None not in first
             and first[0][2:] == first[1][2:]):
         statuses[FIRST_CONV] = "filled"
-    keys = [KeyTransfer(key, _layer(key), statuses[key], shape, source.get(key))
+    keys = [KeyTransfer(key, layer_of(key), statuses[key], shape, source.get(key))
             for key, shape in target.items()]
     return keys, [k for k in source if k not in target]
 
@@ -166,6 +165,3 @@ def _splice(shapes: dict, prefix: str, replaced: dict) -> dict[str, Any]:
     return out
 
 
-def _layer(key: str) -> int | None:
-    match = _LAYER.match(key)
-    return int(match.group(1)) if match else None
