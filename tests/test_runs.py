@@ -253,6 +253,23 @@ def test_optimizer_steps_follow_train_py_accumulation(images, batch, epochs):
     assert plan.optimizer_steps == direct_optimizer_steps(plan.iterations,
                                                           plan.warmup_iterations,
                                                           plan.batch_size)
+    assert len(plan.step_iterations()) == plan.optimizer_steps
+
+
+@pytest.mark.parametrize("images,batch,epochs,accumulate", [(16, 16, 3, 3), (16, 16, 100, 4),
+                                                            (1000, 16, 7, 4), (37, 3, 50, 21)])
+def test_a_rounded_capped_accumulation_counts_the_same_steps_both_ways(images, batch, epochs,
+                                                                       accumulate):
+    """Ultralytics ramps to max(round(nbs / batch), 1) capped at the run's iterations, with no
+    warm-up floor: the closed form and the step-by-step list agree there too."""
+    plan = Schedule(images, batch, min(3.0, epochs - 1), epochs, min_warmup=0,
+                    accumulate_to=accumulate)
+    assert len(plan.step_iterations()) == plan.optimizer_steps
+
+
+def test_ultralytics_recorded_run_steps_once_at_iteration_zero():
+    plan = Schedule(16, 16, 2.0, 3, min_warmup=0, accumulate_to=3)
+    assert (plan.warmup_iterations, plan.iterations, plan.step_iterations()) == (2, 3, [0])
 
 
 def test_schedule_batches_warmup_and_unknowns():

@@ -3,8 +3,10 @@ a relative `path:` is taken as it stands when that exists from the working direc
 joined to the `datasets_dir` setting; an absolute one as written; without `path:` the YAML's
 own folder. The splits are then `path / entry`, an entry starting with `../` retried without
 it (as YOLOv5 does). `datasets_dir` comes from Ultralytics' settings.json ($YOLO_CONFIG_DIR,
-else $XDG_CONFIG_HOME or ~/.config, then Ultralytics/), else its default: `datasets` beside
-the git checkout the command runs in, or in the working directory. Reads files; torch-free.
+else $XDG_CONFIG_HOME or ~/.config, then Ultralytics/), written when Ultralytics first runs;
+without one, the default a pip-installed Ultralytics writes there: `datasets` in the working
+directory (a git checkout of Ultralytics puts it beside the checkout instead). Reads files;
+torch-free.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ def datasets_dir() -> tuple[Path, str]:
         value = None
     if isinstance(value, str) and value:
         return Path(value).expanduser(), f"datasets_dir {value} (from {file})"
-    root = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / ".git").exists()), None)
-    default = ((root.parent if root is not None else Path.cwd()) / "datasets").resolve()
-    return default, f"datasets_dir {default} (its default: no {file} here)"
+    default = (Path.cwd() / "datasets").resolve()
+    return default, (f"datasets_dir {default} (the default of a pip-installed Ultralytics, "
+                     f"`datasets` in the working directory: no {file} here)")
 
 
 def resolve(data_yaml: Path, written: str) -> tuple[Path, str]:

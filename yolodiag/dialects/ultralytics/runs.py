@@ -99,10 +99,13 @@ def _accumulate_to(run: RunInfo) -> int | None:
     batch = run.opt.get("batch_size")
     if not isinstance(batch, int) or batch < 1 or not run.train_images:
         return None
-    batch = min(batch, run.train_images)
+    return _accumulation(run, min(batch, run.train_images), run.hyp["epochs"])
+
+
+def _accumulation(run: RunInfo, batch: int, epochs: int) -> int:
+    """max(round(nbs / batch), 1) batches per step, at most the iterations of `epochs`."""
     nominal = run.hyp.get("nbs") if isinstance(run.hyp.get("nbs"), int) else NOMINAL_BATCH
-    return min(max(round(nominal / batch), 1),
-               math.ceil(run.train_images / batch) * run.hyp["epochs"])
+    return min(max(round(nominal / batch), 1), math.ceil(run.train_images / batch) * epochs)
 
 
 def _lr0(run: RunInfo) -> tuple[float, str]:
@@ -134,39 +137,44 @@ def _lr_at(run: RunInfo, ni: int, lr0: float) -> float:
 
 def _warmup_cause(run: RunInfo) -> tuple[str, str] | None:
     """The optimiser steps the run took and the learning rate of each: a run whose steps all
-    came at learning rate 0 changed no weight, whatever it printed."""
+    came at learning rate 0 changed no weight, whatever it printed. None for a run that took
+    ten or more steps at a learning rate above 0 and passed its warm-up."""
     plan = run.schedule
     if plan is None:
         return None
     steps = plan.step_iterations()
     lr0, origin = _lr0(run)
     rates = [_lr_at(run, ni, lr0) for ni in steps]
-    decay = EMA_DECAY * (1 - math.exp(-len(steps) / EMA_TAU))
-    done = (f"{plan.epochs_done} epochs x {plan.batches_per_epoch} batches ({plan.train_images} "
-            f"train images, batch {plan.batch_size}) = {plan.iterations} iterations, a step every "
-            f"{plan.nominal_accumulation:g} batches after the warm-up of "
-            f"{plan.warmup_iterations} iterations: {_count(len(steps), 'optimiser step')}")
-    shown = ", ".join(f"iteration {ni} at lr {rate:.3g}" for ni, rate in
-                      list(zip(steps, rates))[:4]) + (" ..." if len(steps) > 4 else "")
-    ema = (f"the EMA that validation scores was updated {_count(len(steps), 'time')} (decay "
-           f"{decay:.2g} at its last update: it is mostly the weights of step "
-           f"{len(steps)})" if len(steps) < EMA_TAU else "")
-    unchanged = _unchanged_validation(run)
     if steps and max(rates) > 0 and not (plan.ended_in_warmup or len(steps) < 10):
         return None
-    still = (f"; the validation losses are the same in every epoch ({unchanged}): the model "
-             "validated never changed" if unchanged else "")
-    moved = ("no weight moved: every step came at learning rate 0 (the warm-up starts the "
-             "weights at 0" + (", and optimizer=auto the biases" if
-                                str(run.opt.get("optimizer", "auto")) == "auto" else "") + ")"
-             if steps and max(rates) == 0 else f"the weights moved {len(steps)} times")
-    default = dataclasses.replace(plan, epochs_done=100, warmup_epochs=min(
-        float(run.opt.get("warmup_epochs", 3.0)), 99), accumulate_to=min(
-        max(round(NOMINAL_BATCH / plan.batch_size), 1), 100 * plan.batches_per_epoch))
-    instead = (f"train longer (epochs=100 would take {_count(default.optimizer_steps, 'step')}), "
-               f"or pass nbs={plan.batch_size} to step after every batch")
-    return ("warmup", f"{done} ({shown}, from {origin}); {moved}{still}; {ema}; to learn, "
-                      f"{instead}".replace("; ;", ";"))
+    shown = ", ".join(f"iteration {ni} at lr {rate:.3g}" for ni, rate in
+                      list(zip(steps, rates))[:4]) + (" ..." if len(steps) > 4 else "")
+    parts = [f"{plan.epochs_done} epochs x {plan.batches_per_epoch} batches "
+             f"({plan.train_images} train images, batch {plan.batch_size}) = {plan.iterations} "
+             f"iterations, a step every {plan.nominal_accumulation:g} batches after the warm-up "
+             f"of {plan.warmup_iterations} iterations: {_count(len(steps), 'optimiser step')} "
+             f"({shown}, from {origin})"]
+    if steps and max(rates) == 0:
+        auto = ", and optimizer=auto the biases" if str(run.opt.get("optimizer", "auto")) == \
+            "auto" else ""
+        parts.append(f"no weight moved: every step came at learning rate 0 (the warm-up starts "
+                     f"the weights at 0{auto})")
+    unchanged = _unchanged_validation(run)
+    if unchanged:
+        parts.append(f"the validation losses are the same in every epoch ({unchanged}): the "
+                     "model validated never changed")
+    if len(steps) < EMA_TAU:
+        decay = EMA_DECAY * (1 - math.exp(-len(steps) / EMA_TAU))
+        parts.append(f"the EMA that validation scores was updated {_count(len(steps), 'time')} "
+                     f"(decay {decay:.2g} at its last update: it is mostly the weights of step "
+                     f"{len(steps)})")
+    longer = dataclasses.replace(plan, epochs_done=100, warmup_epochs=min(
+        float(run.opt.get("warmup_epochs", 3.0)), 99),
+        accumulate_to=_accumulation(run, plan.batch_size, 100))
+    parts.append(f"to learn, train longer (epochs=100 would take "
+                 f"{_count(longer.optimizer_steps, 'step')}), or pass nbs={plan.batch_size} to "
+                 "step after every batch")
+    return "warmup", "; ".join(parts)
 
 
 def _count(n: int, word: str) -> str:
