@@ -2,9 +2,9 @@
 whatever the family: its options, hyperparameters and per-epoch results under the column names
 the checks read (`train/box_loss`, `metrics/precision`, `metrics/mAP_0.5`...), with the files
 its options name (found by `run_files`); and the causes the evidence gives when its metrics
-stayed at zero, ranked. What differs between families (the
-results file, the warm-up's floor, the step rule, the recipe a scratch run is measured against,
-extra causes) is one `RunLayout` value each dialect's `runs` module supplies, with its results
+stayed at zero, ranked. What differs between families (the results file, the warm-up's floor,
+the step rule, the recipe a scratch run is measured against, extra causes, the words for its
+options) is one `RunLayout` value each dialect's `runs` module supplies, with its results
 file's parser. Reads files; never loads weights (the command does, safely).
 """
 
