@@ -54,6 +54,44 @@ class Location:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """One change to a model YAML, by what it means (the text editor, `yolodiag.fix`, finds
+    the characters): `kind` "from" (row `target`'s `from` entry pointing at absolute layer
+    value[0] made to point at value[1], in the entry's own style), "field" (row `target`'s field
+    value[0], one of from/number/module/args, set to value[1]), "split" (row `target` replaced
+    by the rows in `value`; references to it go to the last), "key" (top-level key `target`
+    set to `value`)."""
+
+    kind: str
+    target: int | str
+    value: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, "value": _plain(self.value)}
+
+
+@dataclass(frozen=True)
+class Fix:
+    """The edits that resolve one finding, and what they do in words; `applicability` "safe"
+    (the design as meant) or "unsafe" (it changes the architecture's meaning: applied only
+    with `fix --unsafe`)."""
+
+    title: str
+    edits: tuple[Edit, ...]
+    applicability: str = "safe"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "applicability": self.applicability,
+                "edits": [e.as_dict() for e in self.edits]}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
+
+
+@dataclass(frozen=True)
 class Finding:
     code: str
     name: str
@@ -62,6 +100,7 @@ class Finding:
     hint: str = ""
     location: Location = field(default_factory=Location)
     data: dict[str, Any] = field(default_factory=dict)
+    fix: Fix | None = None
 
     def one_line(self) -> str:
         """The finding as one line for stderr: location, code, message, hint."""
@@ -81,6 +120,7 @@ class Finding:
             "hint": self.hint,
             "location": self.location.as_dict(),
             "data": self.data,
+            "fix": self.fix.as_dict() if self.fix else None,
         }
 
 
@@ -139,6 +179,7 @@ class Problem:
     location: Location = field(default_factory=Location)
     data: dict[str, Any] = field(default_factory=dict)
     severity: Severity | None = None
+    fix: Fix | None = None  # the edits that resolve it, where they are mechanical and certain
 
 
 DOC_SECTIONS = ("What it detects", "Why it zeroes P and R", "Why it is an error",
@@ -177,7 +218,7 @@ class CheckInfo:
 
     def finding(self, problem: Problem) -> Finding:
         return Finding(self.code, self.name, problem.severity or self.severity, problem.message,
-                       problem.hint, problem.location, problem.data)
+                       problem.hint, problem.location, problem.data, problem.fix)
 
     @property
     def summary(self) -> str:

@@ -126,6 +126,10 @@ def render_report(report: Report, console: Console, table: bool = True) -> None:
         from yolodiag.render_overfit import render_overfit
 
         render_overfit(report, console)
+    if report.sections.get("fix"):
+        from yolodiag.render_fix import render_fix
+
+        render_fix(report, console)
     if report.sections.get("run"):
         from yolodiag.render_transfer import render_run
 

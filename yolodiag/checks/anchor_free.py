@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator
 
 from yolodiag.checks.engine import Facts
-from yolodiag.checks.geometry import missing_downsampling, slashed
+from yolodiag.checks.geometry import missing_downsampling, slashed, stem_fix
 from yolodiag.findings import Problem, Severity, Stage, check
 from yolodiag.shapes import plain_number
 
@@ -61,7 +61,8 @@ def head_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
         f"{expected}{culprits}",
         hint if design else "read the stock strides off the family's YAMLs",
         facts.where(facts.built.head_index),
-        {"strides": [plain_number(s) for s in strides], "stock": list(design or ())})
+        {"strides": [plain_number(s) for s in strides], "stock": list(design or ())},
+        fix=stem_fix(facts) if design else None)
 
 
 def _head(facts: Facts) -> dict:

@@ -10,7 +10,7 @@ from yolodiag.analyses.crashes import feature_maps
 from yolodiag.checks.anchors import designed_stride, levels_in_use
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.wiring import ignored_strides
-from yolodiag.findings import Problem, Severity, Stage, check
+from yolodiag.findings import Edit, Fix, Problem, Severity, Stage, check
 from yolodiag.shapes import format_sizes, plain_number
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -90,7 +90,29 @@ def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
         "and the compute grows with the cells (YD307)",
         hint, facts.where(facts.built.head_index),
         {"strides": [plain_number(s) for s in strides], "designed_for": expected,
-         "default_anchors": default, "levels": wrong, "objectness_priors": priors})
+         "default_anchors": default, "levels": wrong, "objectness_priors": priors},
+        fix=stem_fix(facts))
+
+
+def stem_fix(facts: Facts) -> Fix | None:
+    """The family's stock stride-2 stem for a stride-1 layer 0 of the same module, when that
+    is the only downsampling missing before the head: unsafe (it changes the architecture's
+    strides, which is the point)."""
+    import yaml
+
+    size = facts.first_ok
+    stem = size.layer(0) if size is not None else None
+    row = facts.spec.layers[0]
+    if stem is None or stem.stride != 1 or list(ignored_strides(facts, size,
+                                                               last=min(head_inputs(facts)))):
+        return None
+    stock = yaml.safe_load(facts.dialect.example("stem").strip("`"))
+    if not (isinstance(stock, list) and len(stock) == 4 and stock[2] == row.module
+            and row.args and isinstance(row.args[0], int)):
+        return None
+    args = [row.args[0], *stock[3][1:]]
+    return Fix(f"layer 0 becomes a stride-2 stem, {row.module} {args}",
+               (Edit("field", 0, ("args", args)),), "unsafe")
 
 
 def missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:

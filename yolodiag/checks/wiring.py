@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from yolodiag.analyses.crashes import built_for, feature_maps
 from yolodiag.checks.engine import Facts
 from yolodiag.checks.schema import stride_argument
-from yolodiag.findings import Problem, Severity, Stage, check
+from yolodiag.findings import Edit, Fix, Problem, Severity, Stage, check
 from yolodiag.shapes import format_shape, format_sizes
 
 if TYPE_CHECKING:
@@ -178,7 +178,9 @@ def tap_skips_block(facts: Facts) -> Iterator[Problem]:
                 f"{refiner} {layers[refiner].module} refines it at the same resolution and "
                 f"width ({format_shape(after.out_shape)}); the head skips that block",
                 f"tap layer {refiner} instead of {i} (recount the backbone indices)",
-                facts.where(row.index), {"tapped": i, "refined_by": refiner})
+                facts.where(row.index), {"tapped": i, "refined_by": refiner},
+                fix=Fix(f"layer {row.index} taps layer {refiner} instead of {i}",
+                        (Edit("from", row.index, (i, refiner)),)))
 
 
 def _aggregates_chain(facts: Facts, size, row, tapped: int) -> bool:

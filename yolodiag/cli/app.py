@@ -49,7 +49,7 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Commands: check, gradflow, overfit, weights, run, explain, rules."""
+    """Commands: check, fix, gradflow, overfit, weights, run, explain, rules."""
 
 
 def _finish(run: Callable[[], Run], fmt: OutputFormat, output: Path | None,
