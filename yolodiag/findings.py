@@ -58,7 +58,8 @@ class Edit:
     """One change to a model YAML, by what it means (the text editor, `yolodiag.fix`, finds
     the characters): `kind` "from" (row `target`'s `from` entry pointing at absolute layer
     value[0] made to point at value[1], in the entry's own style), "field" (row `target`'s field
-    value[0], one of from/number/module/args, set to value[1]), "split" (row `target` replaced
+    value[0], one of from/number/module/args, set to value[1]), "arg" (row `target`'s argument
+    at position value[0] set to value[1]), "split" (row `target` replaced
     by the rows in `value`; references to it go to the last), "key" (top-level key `target`
     set to `value`)."""
 
@@ -215,6 +216,9 @@ class CheckInfo:
     on_request: bool = False
     needs: frozenset[str] = frozenset()
     refuses: bool = False  # a stage stops with it and the command exits 2 (bad input)
+    # What `yolodiag fix` can do about it: "safe", "unsafe" (with --unsafe: it changes the
+    # architecture's meaning) or "manual" (the findings carry no edits).
+    fixable: str = "manual"
 
     def finding(self, problem: Problem) -> Finding:
         return Finding(self.code, self.name, problem.severity or self.severity, problem.message,
@@ -249,12 +253,14 @@ def _register(info: CheckInfo) -> None:
 
 
 def check(code: str, name: str, severity: Severity, stage: Stage, *,
-          on_request: bool = False, needs: Iterable[str] = ()) -> Callable:
-    """Register a check: a generator of Problems whose docstring is its documentation."""
+          on_request: bool = False, needs: Iterable[str] = (), fixable: str = "manual"
+          ) -> Callable:
+    """Register a check: a generator of Problems whose docstring is its documentation.
+    `fixable`: whether its problems carry a Fix, and of which kind ("safe", "unsafe")."""
 
     def register(run: Callable[[Any], Iterable[Problem]]) -> Callable[[Any], Iterable[Problem]]:
         _register(CheckInfo(code, name, severity, stage, inspect.cleandoc(run.__doc__ or ""),
-                            run, on_request, frozenset(needs)))
+                            run, on_request, frozenset(needs), fixable=fixable))
         return run
 
     return register

@@ -28,7 +28,8 @@ def stock_design(facts: Facts, strides) -> tuple[int, ...] | None:
                                           if s > 0))
 
 
-@check("YD309", "head-stride-nonstandard", W, Stage.TRACE, needs={"stock-strides"})
+@check("YD309", "head-stride-nonstandard", W, Stage.TRACE, needs={"stock-strides"},
+       fixable="unsafe")
 def head_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:

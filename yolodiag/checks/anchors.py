@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator
 
 from yolodiag.checks.engine import Facts
-from yolodiag.findings import Problem, Severity, Stage, check
+from yolodiag.findings import Edit, Fix, Problem, Severity, Stage, check
 from yolodiag.shapes import plain_number
 
 E, W = Severity.ERROR, Severity.WARNING
@@ -105,7 +105,7 @@ def anchor_level_count(facts: Facts) -> Iterator[Problem]:
                 facts.where(row.index), {"inputs": len(row.from_), "rows": len(anchors)})
 
 
-@check("YD402", "anchor-order", W, Stage.BUILD, needs={"anchors"})
+@check("YD402", "anchor-order", W, Stage.BUILD, needs={"anchors"}, fixable="safe")
 def anchor_order(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -144,10 +144,14 @@ def anchor_order(facts: Facts) -> Iterator[Problem]:
         f"anchor row sizes {sizes} (pixels) are not ordered like the strides "
         f"{[plain_number(s) for s in strides]}: {what}",
         "order the anchor rows from the smallest anchors (finest stride) to the largest",
-        facts.key_location("anchors"), {"row_sizes": sizes, "flipped": flipped})
+        facts.key_location("anchors"), {"row_sizes": sizes, "flipped": flipped},
+        fix=Fix("anchor rows ordered from the smallest to the largest",
+                (Edit("key", "anchors", [list(r) for r in sorted(
+                    anchors, key=row_size, reverse=not increasing)]),)))
 
 
-@check("YD403", "anchor-stride-mismatch", W, Stage.BUILD, needs={"anchors"})
+@check("YD403", "anchor-stride-mismatch", W, Stage.BUILD, needs={"anchors"},
+       fixable="safe")
 def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -195,7 +199,22 @@ def anchor_stride_mismatch(facts: Facts) -> Iterator[Problem]:
             f"assignment (anchor_t {facts.anchor_t:g}) can match to this level's usual objects",
             "write anchors in pixels at the training size, or use `anchors: 3` (AutoAnchor)",
             facts.key_location("anchors"),
-            {"level": level, "stride": stride, "grid_cells": round(cells, 3)})
+            {"level": level, "stride": stride, "grid_cells": round(cells, 3)},
+            fix=_in_pixels(facts, rows, low, high))
+
+
+def _in_pixels(facts: Facts, rows, low: float, high: float) -> Fix | None:
+    """Every row times its level's stride, where the rows were written in grid cells: each
+    then lands inside the matchable range and none did before."""
+    strides = facts.built.stride
+    if facts.spec.anchors != tuple(map(tuple, rows)) or any(
+            row_size(row) / s >= low for row, s in zip(rows, strides)):
+        return None
+    pixels = [[plain_number(v * s) for v in row] for row, s in zip(rows, strides)]
+    if not all(low <= row_size(row) / s <= high for row, s in zip(pixels, strides)):
+        return None
+    return Fix("anchors written in pixels (each row times its level's stride)",
+               (Edit("key", "anchors", pixels),))
 
 
 @check("YD404", "no-target-matched", E, Stage.TRACE, needs={"anchors", "loss"})

@@ -25,7 +25,7 @@ def head_inputs(facts: Facts) -> list[int]:
 
 
 @check("YD301", "detect-stride-nonstandard", W, Stage.TRACE,
-       needs={"anchors", "objectness"})
+       needs={"anchors", "objectness"}, fixable="unsafe")
 def detect_stride_nonstandard(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -138,7 +138,7 @@ def missing_downsampling(facts: Facts, strides, expected) -> tuple[str, str]:
     return "; downsampling went missing: " + "; ".join(found), "; ".join(hints)
 
 
-@check("YD302", "detect-stride-order", E, Stage.BUILD)
+@check("YD302", "detect-stride-order", E, Stage.BUILD, fixable="safe")
 def detect_stride_order(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -173,7 +173,19 @@ def detect_stride_order(facts: Facts) -> Iterator[Problem]:
             f"{facts.head_module} strides {slashed(strides)} are {' and '.join(problems)}",
             f"list the {facts.head_module} inputs from the finest map to the coarsest, each half "
             "the size",
-            facts.where(facts.built.head_index), {"strides": [plain_number(s) for s in strides]})
+            facts.where(facts.built.head_index), {"strides": [plain_number(s) for s in strides]},
+            fix=_reordered_inputs(facts, strides) if problems == ["not increasing"] else None)
+
+
+def _reordered_inputs(facts: Facts, strides) -> Fix | None:
+    """The head's inputs ordered by their stride, where each is one distinct level."""
+    row = facts.spec.layers[facts.built.head_index]
+    inputs = list(row.from_) if isinstance(row.from_, tuple) else [row.from_]
+    if len(inputs) != len(strides):
+        return None  # several inputs per level (YOLOv7's IAuxDetect): not certain
+    ordered = [e for _, e in sorted(zip(strides, inputs))]
+    return Fix(f"layer {row.index} {row.module} reads {ordered}, finest first",
+               (Edit("field", row.index, ("from", ordered)),))
 
 
 @check("YD303", "concat-spatial-mismatch", E, Stage.TRACE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from yolodiag.checks.engine import Facts
-from yolodiag.findings import Location, Problem, Severity, Stage, check, describe
+from yolodiag.findings import Edit, Fix, Location, Problem, Severity, Stage, check, describe
 from yolodiag.spec import Symbol
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -123,7 +123,7 @@ def stride_argument(cls: type, args: tuple) -> int | None:
     return None
 
 
-@check("YD107", "repeat-on-non-repeating-module", W, Stage.SPEC)
+@check("YD107", "repeat-on-non-repeating-module", W, Stage.SPEC, fixable="unsafe")
 def repeat_on_non_repeating_module(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -146,6 +146,8 @@ def repeat_on_non_repeating_module(facts: Facts) -> Iterator[Problem]:
         if done is None or done.copies < 2:
             continue
         index, module = planned.row.index, planned.row.module
+        stride = stride_argument(planned.entry.load(), done.args)
+        split = _split_fix(facts, planned, stride)
         if planned.entry.rule == "channels" and done.args[0] != done.args[1]:
             yield Problem(
                 f"{done.copies} copies of {module}{list(done.args)} are stacked: the first "
@@ -153,15 +155,42 @@ def repeat_on_non_repeating_module(facts: Facts) -> Iterator[Problem]:
                 f"{done.args[1]} channels but was built for {done.args[0]}",
                 f"split the row: one {module} that changes the width, then the repeats",
                 facts.where(index), {"copies": done.copies, "c1": done.args[0],
-                                     "c2": done.args[1]}, severity=E)
+                                     "c2": done.args[1]}, severity=E, fix=split)
             continue
-        stride = stride_argument(planned.entry.load(), done.args)
         if stride and stride > 1:
             yield Problem(
                 f"{done.copies} copies of {module} with stride {stride} are stacked: together "
                 f"they downsample by {stride ** done.copies}, not {stride}",
                 f"split the row: one strided {module}, then {done.copies - 1} with stride 1",
-                facts.where(index), {"copies": done.copies, "stride": stride})
+                facts.where(index), {"copies": done.copies, "stride": stride}, fix=split)
+
+
+def _split_fix(facts: Facts, planned, stride: int | None) -> Fix | None:
+    """One row that changes width and stride, then the copies, which keep both (their
+    stride argument made 1): unsafe where that changes the downsampling as written."""
+    from yolodiag.usermodules import constructor_parameters
+
+    row, copies = planned.row, planned.done.copies
+    names = [p.name for p in constructor_parameters(planned.entry.load())]
+    inserted = len(planned.done.args) - len(row.args)  # c1, which the channel rule adds
+    position = next((names.index(n) - inserted for n in ("s", "stride") if n in names), None)
+    args = [_written(a) for a in row.args]
+    rest = list(args)
+    if stride and stride > 1:
+        if position is None or not 0 <= position < len(args):
+            return None
+        rest[position] = 1
+    first = [_written(row.from_), 1, row.module, args]
+    return Fix(f"layer {row.index} split: one {row.module} {args}, then {copies - 1} with "
+               f"{rest}", (Edit("split", row.index, (first, [-1, copies - 1, row.module, rest])),),
+               "unsafe" if stride and stride > 1 else "safe")
+
+
+def _written(value):
+    """A spec value as the YAML writes it (names for symbols, lists for tuples)."""
+    if isinstance(value, tuple):
+        return [_written(v) for v in value]
+    return value if value is None or isinstance(value, (int, float, bool, str)) else str(value)
 
 
 @check("YD108", "depth-multiple-drops-repeats", INFO, Stage.SPEC)
@@ -197,7 +226,7 @@ def depth_multiple_drops_repeats(facts: Facts) -> Iterator[Problem]:
          "built": [p.number for p in changed]})
 
 
-@check("YD109", "nc-mismatch", E, Stage.SPEC)
+@check("YD109", "nc-mismatch", E, Stage.SPEC, fixable="safe")
 def nc_mismatch(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:
@@ -242,7 +271,9 @@ def nc_mismatch(facts: Facts) -> Iterator[Problem]:
             "train.py overrides nc, not this number",
             f"write `nc` as the first {row.module} argument", facts.where(row.index),
             {"detect_nc": classes, "nc": trained},
-            None if not isinstance(classes, int) or classes < trained else W)
+            None if not isinstance(classes, int) or classes < trained else W,
+            fix=Fix(f"layer {row.index} {row.module} takes `nc` classes, not {classes!r}",
+                    (Edit("arg", row.index, (0, "nc")),)))
 
 
 @check("YD112", "non-ascii-dropped", INFO, Stage.SPEC)

@@ -138,7 +138,7 @@ def unused_output(facts: Facts) -> Iterator[Problem]:
                 f"point a `from` at layer {row.index}, or delete it", facts.where(row.index))
 
 
-@check("YD204", "tap-skips-block", W, Stage.TRACE)
+@check("YD204", "tap-skips-block", W, Stage.TRACE, fixable="safe")
 def tap_skips_block(facts: Facts) -> Iterator[Problem]:
     """
     What it detects:

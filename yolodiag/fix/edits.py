@@ -1,8 +1,9 @@
-"""Findings' edits applied to a model YAML's rows, by meaning: a `from` entry re-pointed in its
-own style (relative stays relative), a field set, a row split into several (references to it
-then reach its last part), a top-level key set. A split shifts every later row, so each row's
-`from` is renumbered: an absolute index to the row's new position, a relative one so that it
-still reaches the same row. The result goes to `text.edit`, which writes it into the YAML.
+"""Findings' edits applied to a model YAML's rows, by meaning: a `from` entry re-pointed in
+its own style (relative stays relative), a field or an argument set, a row split into several
+(references to it then reach its last part), a top-level key set. A split shifts every later
+row, so each row's `from` is renumbered: an absolute index to the row's new position, a
+relative one so that it still reaches the same row. The result goes to `text.edit`, which
+writes it into the YAML.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def apply(data: dict, edits: tuple[Edit, ...]) -> tuple[list[NewRow], dict[str, 
             values[e.target][0] = _repointed(values[e.target][0], e.target, *e.value)
         elif e.kind == "field":
             values[e.target][FIELDS.index(e.value[0])] = copy.deepcopy(e.value[1])
+        elif e.kind == "arg":
+            values[e.target][3][e.value[0]] = copy.deepcopy(e.value[1])
         elif e.kind == "split":
             splits[e.target] = copy.deepcopy(list(e.value))
         elif e.kind == "key":
