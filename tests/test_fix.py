@@ -106,3 +106,21 @@ def test_cli_never_writes_over_the_input_unless_asked(tmp_path):
     result = runner.invoke(app, ["fix", str(model), "--in-place", "--select", "YD204"])
     assert result.exit_code == 0 and "[[-1, 7], 1, Concat" in model.read_text()
     assert "[64, 1]" in model.read_text()  # the unsafe stem fix was not selected
+
+
+@pytest.mark.parametrize("parts", [("ultralytics", "resnet18", "yolo11n-resnet18.yaml"),
+                                   ("ultralytics", "resnet18", "yolov8n-resnet18.yaml"),
+                                   ("yolov7", "resnet18", "yolov7-tiny-resnet18.yaml")])
+def test_the_seed_recipe_of_each_dialect_is_fixed_in_its_own_style(parts):
+    """Ultralytics' block-style rows (`- [...]`, a scaled name read from its family's file)
+    and YOLOv7's flow rows: the same three fixes, each row rewritten where it stands."""
+    from conftest import shared
+
+    model = shared("yamls", *parts[:2]) / parts[2]
+    report, fixed = fix(model, unsafe=True)
+    assert sorted(o.code for o in fixed.outcomes if o.applied)[:2] == ["YD204", "YD204"]
+    assert report.model.as_dict()["detect"]["strides"] == [8, 16, 32]
+    assert {f.severity.value for f in report.findings} <= {"info"}
+    removed = [line for line in difflib.ndiff(fixed.original.splitlines(),
+                                              fixed.text.splitlines()) if line.startswith("- ")]
+    assert len(removed) == 3  # the stem and the two taps

@@ -81,8 +81,6 @@ def fix_command(
     def run() -> Run:
         from yolodiag.fix.command import fix
 
-        if not model.is_file():
-            raise Unsupported(f"{model}: no such file (fix needs the YAML itself)")
         report, fixed["result"] = fix(model, unsafe=unsafe, selection=selection,
                                       fail_on=Severity(fail_on.value), sizes=tuple(sizes), nc=nc,
                                       modules=user_modules(modules, rule, model, dialect),

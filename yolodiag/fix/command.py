@@ -28,7 +28,7 @@ def fix(model: str | Path, *, unsafe: bool = False, selection=None,
     def check(candidate: Path) -> Report:
         return commands.check(candidate, fail_on=fail_on, **check_options)
 
-    fixed = fix_text(path, check, unsafe=unsafe,
+    fixed = fix_text(path, check, unsafe=unsafe, source=source_file(path),
                      selected=lambda finding: selection.includes(REGISTRY[finding.code]))
     report = dataclasses.replace(fixed.report, command="fix", sections={
         **fixed.report.sections,
@@ -39,6 +39,21 @@ def fix(model: str | Path, *, unsafe: bool = False, selection=None,
                               for f in fixed.report.findings if f.fix is not None],
                 "diff": diff(fixed, str(path))}})
     return report, fixed
+
+
+def source_file(path: Path) -> Path:
+    """The file whose text is fixed: `path`, or the file a family's code reads for that name
+    (a scale letter in it: yolo11n.yaml is yolo11.yaml at scale n). Unsupported for neither."""
+    from yolodiag.dialects import DIALECTS
+    from yolodiag.findings import Unsupported
+
+    if path.is_file():
+        return path
+    found = next((hit[0] for d in DIALECTS.values() if d.locate and (hit := d.locate(path))),
+                 None)
+    if found is None:
+        raise Unsupported(f"{path}: no such file (fix needs the YAML itself)")
+    return found
 
 
 def diff(fixed: Fixed, name: str) -> str:

@@ -48,10 +48,12 @@ class Fixed:
         return self.text != self.original
 
 
-def fix_text(path: Path, check, *, unsafe: bool = False, selected=lambda f: True) -> Fixed:
+def fix_text(path: Path, check, *, unsafe: bool = False, selected=lambda f: True,
+             source: Path | None = None) -> Fixed:
     """Fix the YAML at `path`; `check(path) -> Report` checks a version of it (the command's
-    options bound). `selected(finding)`: the --select/--ignore filter."""
-    original = path.read_text(encoding="utf-8")
+    options bound). `selected(finding)`: the --select/--ignore filter. `source`: the file
+    holding its text where `path` is a name the family resolves (yolo11n.yaml: yolo11.yaml)."""
+    original = (source or path).read_text(encoding="utf-8")
     result = Fixed(original, original, report=check(path))
     tried: set[tuple[str, int | None, str]] = set()
     with tempfile.TemporaryDirectory(prefix="yolodiag-fix-") as folder:
