@@ -124,3 +124,49 @@ def test_the_seed_recipe_of_each_dialect_is_fixed_in_its_own_style(parts):
     removed = [line for line in difflib.ndiff(fixed.original.splitlines(),
                                               fixed.text.splitlines()) if line.startswith("- ")]
     assert len(removed) == 3  # the stem and the two taps
+
+
+def test_picture_of_the_seed_and_the_fixed_recipe(tmp_path):
+    """PNG and SVG by suffix; the SVG keeps its text: the codes and layer numbers it marks."""
+    from PIL import Image
+
+    from yolodiag.picture import model_picture
+
+    _, fixed = fix(SEED, unsafe=True)
+    (tmp_path / "fixed.yaml").write_text(fixed.text)
+    for name, model in (("seed", SEED), ("fixed", tmp_path / "fixed.yaml")):
+        result = runner.invoke(app, ["check", str(model), "--picture",
+                                     str(tmp_path / f"{name}.png")])
+        assert result.exit_code == 0, result.output
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.format == "PNG" and image.size[0] > 800 and image.size[1] > 400
+        model_picture(commands.check(model), tmp_path / f"{name}.svg")
+    seed_svg = (tmp_path / "seed.svg").read_text()
+    assert all(f">{code}<" in seed_svg for code in ("YD204", "YD301", "YD307"))
+    assert ">12<" in seed_svg and ">24<" in seed_svg and "strides 4/8/16" in seed_svg
+    fixed_svg = (tmp_path / "fixed.svg").read_text()
+    assert "strides 8/16/32" in fixed_svg and ">YD204<" not in fixed_svg
+
+
+def test_pre_commit_hook_fails_on_the_seed_and_passes_on_the_fixed_recipe(tmp_path):
+    """What `pre-commit run` does with the hook: its entry with the staged YAMLs appended,
+    run in the repository; the hook fails on a non-zero exit."""
+    import shlex
+    import subprocess
+    import sys
+
+    (hook,) = yaml.safe_load((Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "yolodiag-check" and hook["language"] == "python"
+    entry = shlex.split(hook["entry"])
+    assert entry[0] == "yolodiag"
+    command = [sys.executable, "-m", "yolodiag", *entry[1:]]
+    _, fixed = fix(SEED, unsafe=True)
+    (tmp_path / "seed.yaml").write_text(SEED.read_text())
+    (tmp_path / "fixed.yaml").write_text(fixed.text)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    seed = subprocess.run([*command, "seed.yaml"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert seed.returncode == 1 and "YD301" in seed.stdout
+    good = subprocess.run([*command, "fixed.yaml"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert good.returncode == 0, good.stdout[-2000:]

@@ -29,7 +29,7 @@ def gradflow_png(report: Report, path: str | Path) -> None:
     for finding in sorted(report.findings, key=lambda f: f.severity.value != "error"):
         if finding.severity.value not in _FLAGGED:
             continue
-        for index in _layers_named(finding):
+        for index in layers_named(finding):
             flagged.setdefault(index, []).append(finding.code)
             colour.setdefault(index, _FLAGGED[finding.severity.value])
     rows = range(len(layers))
@@ -70,7 +70,7 @@ def gradflow_png(report: Report, path: str | Path) -> None:
     figure.savefig(path, format="png")
 
 
-def _layers_named(finding) -> list[int]:
+def layers_named(finding) -> list[int]:
     layers = finding.data.get("layers") if isinstance(finding.data, dict) else None
     if isinstance(layers, list) and all(isinstance(i, int) for i in layers):
         return layers

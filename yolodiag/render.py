@@ -174,6 +174,9 @@ def explain_text(info: CheckInfo) -> str:
             f"{info.stage.value}{request})")
     if info.needs:
         head += f"\nSkipped for a dialect without {' and '.join(sorted(info.needs))}."
+    if info.fixable != "manual":
+        head += ("\n`yolodiag fix` applies its fix" + (" with --unsafe (it changes the "
+                 "architecture's meaning)." if info.fixable == "unsafe" else "."))
     return f"{head}\n\n{info.doc}\n"
 
 
@@ -186,6 +189,8 @@ def rules_table(infos: Iterable[CheckInfo]) -> Table:
         summary = info.summary
         if info.on_request:
             summary += " (on request)"
+        if info.fixable != "manual":
+            summary += f" (fix: {info.fixable})"
         table.add_row(info.code, info.name, Text(info.severity.value,
                                                  style=_STYLE[info.severity]),
                       info.stage.value, Text(summary))

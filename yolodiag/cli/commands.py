@@ -82,6 +82,9 @@ def check(
         help="The Python interpreter that runs --repo (one with its requirements; default: "
              "this one).")] = None,
     data: DataOption = None,
+    picture: Annotated[Path | None, typer.Option(
+        "--picture", help="Also draw the model by stride, its findings marked, to this .png "
+                          "or .svg (one model; needs matplotlib).")] = None,
 ) -> None:
     """Find what will keep an edited YOLOv5 model at zero precision and recall.
 
@@ -96,6 +99,16 @@ def check(
     selection = parse_selection(select, ignore)
     dialect = parse_dialect(dialect)
     _require("PIL", "--data", "data", data)
+    _require("matplotlib", "--picture", "plot", picture)
+    if picture is not None and len(models or [None]) > 1:
+        raise typer.BadParameter("--picture draws one model: give one YAML")
+
+    def draw(result: Run) -> None:
+        report = result.reports[0]
+        if picture is not None and report.model is not None:
+            from yolodiag.picture import model_picture
+
+            _write(picture, "picture", lambda: model_picture(report, picture))
 
     def run() -> Run:
         from yolodiag import commands
@@ -109,7 +122,7 @@ def check(
                                             dialect=dialect, scale=scale)
                              for model in (models or [None])])
 
-    _finish(run, fmt, output, debug)
+    _finish(run, fmt, output, debug, after=draw)
 
 
 @app.command()
