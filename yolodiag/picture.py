@@ -76,7 +76,8 @@ def model_picture(report: Report, path: str | Path) -> None:
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     strides = "/".join(str(_int(s)) for s in detect.get("strides") or []) or "none"
-    ax.set_title(f"yolodiag check: {Path(model['path'] or '').name}: Detect inputs "
+    module = layers[head]["module"] if head is not None else "head"
+    ax.set_title(f"yolodiag check: {Path(model['path'] or '').name}: {module} inputs "
                  f"{sorted(inputs)} at strides {strides} (shaded: the design's lanes)",
                  fontsize=10)
     suffix = Path(path).suffix.lower().lstrip(".")
