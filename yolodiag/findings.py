@@ -68,7 +68,7 @@ class Edit:
     value: Any
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target, "value": _plain(self.value)}
+        return {"kind": self.kind, "target": self.target, "value": written(self.value)}
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,11 @@ class Fix:
                 "edits": [e.as_dict() for e in self.edits]}
 
 
-def _plain(value: Any) -> Any:
+def written(value: Any) -> Any:
+    """A value as a YAML (or JSON) writes it: lists for tuples, words for symbols and
+    activations (their str), plain scalars as they are."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [written(v) for v in value]
     return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
 

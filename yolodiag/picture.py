@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from yolodiag.plot import layers_named
+from yolodiag.plot import flagged_layers
 from yolodiag.report import Report
 
 LANES = (1, 2, 4, 8, 16, 32, 64)
-_FLAGGED = {"error": "#c0392b", "warning": "#e08e0b"}
 _BOX, _INPUT, _STOCK = "#dde8f3", "#4a7ab5", "#e3f4e1"
 # Where a finding says which strides the design meant (YD301: the anchors'; YD309: stock).
 _DESIGN_KEYS = ("designed_for", "stock")
@@ -99,13 +98,7 @@ def _sources(layer: dict) -> list[int]:
 
 def _flagged(report: Report) -> dict[int, tuple[str, str]]:
     """Layer -> (the codes of the errors and warnings naming it, the worst one's colour)."""
-    codes: dict[int, list[str]] = {}
-    colour: dict[int, str] = {}
-    for finding in sorted(report.findings, key=lambda f: f.severity.value != "error"):
-        if finding.severity.value in _FLAGGED:
-            for index in layers_named(finding):
-                codes.setdefault(index, []).append(finding.code)
-                colour.setdefault(index, _FLAGGED[finding.severity.value])
+    codes, colour = flagged_layers(report)
     return {i: (" ".join(dict.fromkeys(c)), colour[i]) for i, c in codes.items()}
 
 

@@ -15,7 +15,7 @@ from yolodiag.report import Report
 
 _STAGE_COLOURS = ("#f2f2f2", "#dde8f3")
 _BAR = "#4a7ab5"
-_FLAGGED = {"error": "#c0392b", "warning": "#e08e0b"}  # info findings are not marked
+FLAGGED = {"error": "#c0392b", "warning": "#e08e0b"}  # info findings are not marked
 
 
 def gradflow_png(report: Report, path: str | Path) -> None:
@@ -24,14 +24,7 @@ def gradflow_png(report: Report, path: str | Path) -> None:
 
     section = report.sections["gradflow"]
     layers = section["layers"]
-    flagged: dict[int, list[str]] = {}
-    colour = {}
-    for finding in sorted(report.findings, key=lambda f: f.severity.value != "error"):
-        if finding.severity.value not in _FLAGGED:
-            continue
-        for index in layers_named(finding):
-            flagged.setdefault(index, []).append(finding.code)
-            colour.setdefault(index, _FLAGGED[finding.severity.value])
+    flagged, colour = flagged_layers(report)
     rows = range(len(layers))
     norms = [layer["grad_norm"] or 0.0 for layer in layers]
     positive = [n for n in norms if n > 0 and math.isfinite(n)]
@@ -68,6 +61,20 @@ def gradflow_png(report: Report, path: str | Path) -> None:
     ax.set_title(f"yolodiag gradflow: {Path(report.path or '').name}, {h}x{w}, batch "
                  f"{section['batch']}, loss {loss:.3g}", fontsize=10)
     figure.savefig(path, format="png")
+
+
+def flagged_layers(report: Report) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """Per layer an error or warning names: the codes naming it (errors first) and the colour
+    of the worst. Info findings are not marked."""
+    flagged: dict[int, list[str]] = {}
+    colour: dict[int, str] = {}
+    for finding in sorted(report.findings, key=lambda f: f.severity.value != "error"):
+        if finding.severity.value not in FLAGGED:
+            continue
+        for index in layers_named(finding):
+            flagged.setdefault(index, []).append(finding.code)
+            colour.setdefault(index, FLAGGED[finding.severity.value])
+    return flagged, colour
 
 
 def layers_named(finding) -> list[int]:

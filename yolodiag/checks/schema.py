@@ -7,7 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from yolodiag.checks.engine import Facts
-from yolodiag.findings import Edit, Fix, Location, Problem, Severity, Stage, check, describe
+from yolodiag.findings import (
+    Edit,
+    Fix,
+    Location,
+    Problem,
+    Severity,
+    Stage,
+    check,
+    describe,
+    written,
+)
 from yolodiag.spec import Symbol
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -174,23 +184,17 @@ def _split_fix(facts: Facts, planned, stride: int | None) -> Fix | None:
     names = [p.name for p in constructor_parameters(planned.entry.load())]
     inserted = len(planned.done.args) - len(row.args)  # c1, which the channel rule adds
     position = next((names.index(n) - inserted for n in ("s", "stride") if n in names), None)
-    args = [_written(a) for a in row.args]
+    args = [written(a) for a in row.args]
     rest = list(args)
     if stride and stride > 1:
         if position is None or not 0 <= position < len(args):
             return None
         rest[position] = 1
-    first = [_written(row.from_), 1, row.module, args]
+    first = [written(row.from_), 1, row.module, args]
     return Fix(f"layer {row.index} split: one {row.module} {args}, then {copies - 1} with "
                f"{rest}", (Edit("split", row.index, (first, [-1, copies - 1, row.module, rest])),),
                "unsafe" if stride and stride > 1 else "safe")
 
-
-def _written(value):
-    """A spec value as the YAML writes it (names for symbols, lists for tuples)."""
-    if isinstance(value, tuple):
-        return [_written(v) for v in value]
-    return value if value is None or isinstance(value, (int, float, bool, str)) else str(value)
 
 
 @check("YD108", "depth-multiple-drops-repeats", INFO, Stage.SPEC)

@@ -204,6 +204,13 @@ def choose_run(folder: str | Path, requested: str = AUTO) -> Chosen:
                          "the default")
 
 
+def located_file(path: str | Path) -> Path | None:
+    """The file a family's code reads for a name that is no file (yolo11n.yaml: yolo11.yaml
+    at scale n), the first registered family's that finds one; None where none does."""
+    return next((found[0] for d in DIALECTS.values() if d.locate
+                 and (found := d.locate(Path(path)))), None)
+
+
 def choose_file(path: str | Path | None, requested: str = AUTO) -> Chosen:
     """`choose` for a YAML file before it is read in full (for --modules, --repo and --data,
     which need the dialect first; a name that is no file, as a family's code resolves it); a
@@ -214,8 +221,7 @@ def choose_file(path: str | Path | None, requested: str = AUTO) -> Chosen:
 
     data = None
     if path is not None and not Path(path).is_file():  # a name a family's code resolves
-        path = next((found[0] for d in DIALECTS.values() if d.locate
-                     and (found := d.locate(Path(path)))), path)
+        path = located_file(path) or path
     if path is not None:
         try:
             data = yaml.safe_load(ascii_text(Path(path).read_bytes())[0])

@@ -44,13 +44,12 @@ def fix(model: str | Path, *, unsafe: bool = False, selection=None,
 def source_file(path: Path) -> Path:
     """The file whose text is fixed: `path`, or the file a family's code reads for that name
     (a scale letter in it: yolo11n.yaml is yolo11.yaml at scale n). Unsupported for neither."""
-    from yolodiag.dialects import DIALECTS
+    from yolodiag.dialects import located_file
     from yolodiag.findings import Unsupported
 
     if path.is_file():
         return path
-    found = next((hit[0] for d in DIALECTS.values() if d.locate and (hit := d.locate(path))),
-                 None)
+    found = located_file(path)
     if found is None:
         raise Unsupported(f"{path}: no such file (fix needs the YAML itself)")
     return found

@@ -88,13 +88,13 @@ def _applied(text: str, finding: Finding) -> tuple[str | None, str]:
     import yaml
 
     from yolodiag.fix.edits import apply
-    from yolodiag.fix.text import edit
+    from yolodiag.fix.text import SECTIONS, edit
 
     data = yaml.safe_load(text)
     rows, keys = apply(data, finding.fix.edits)
     candidate = edit(text, rows, keys)
     expected = {**data, **keys}
-    for section in ("backbone", "head"):
+    for section in SECTIONS:
         if section in data:
             expected[section] = [r.value for r in rows if r.section == section]
     if yaml.safe_load(candidate) != expected:
