@@ -106,6 +106,8 @@ def test_cli_never_writes_over_the_input_unless_asked(tmp_path):
     result = runner.invoke(app, ["fix", str(model), "--in-place", "--select", "YD204"])
     assert result.exit_code == 0 and "[[-1, 7], 1, Concat" in model.read_text()
     assert "[64, 1]" in model.read_text()  # the unsafe stem fix was not selected
+    result = runner.invoke(app, ["fix", str(SEED), "-o", str(tmp_path / "no" / "such.yaml")])
+    assert result.exit_code == 2 and "cannot write the fixed YAML" in result.stderr
 
 
 @pytest.mark.parametrize("parts", [("ultralytics", "resnet18", "yolo11n-resnet18.yaml"),

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from yolodiag.cli.app import _finish, app, stderr
+from yolodiag.cli.app import _finish, _write, app, stderr
 from yolodiag.cli.options import (
     DebugOption,
     DialectOption,
@@ -31,7 +31,6 @@ from yolodiag.cli.options import (
     parse_sizes,
     user_modules,
 )
-from yolodiag.findings import Unsupported
 from yolodiag.report import Run
 
 
@@ -92,11 +91,8 @@ def fix_command(
         if diff:
             typer.echo(report.sections["fix"]["diff"], nl=False)
         elif target is not None and fixed["result"].changed:
-            try:
-                target.write_text(fixed["result"].text, encoding="utf-8")
-            except OSError as e:
-                raise Unsupported(f"{target}: cannot write the fixed YAML: "
-                                  f"{e.strerror or e}") from None
+            _write(target, "fixed YAML",
+                   lambda: target.write_text(fixed["result"].text, encoding="utf-8"))
             stderr.print(f"wrote {target}", markup=False)
         elif fixed["result"].changed:
             stderr.print("not written: pass -o FILE, --in-place or --diff", markup=False)
